@@ -1,0 +1,212 @@
+"""The ``rag`` command: ingest, ask, delete, stats, serve.
+
+User errors (bad arguments, missing index, empty question, unreadable files) print one line
+to stderr and exit 2; an ingest where some files failed names each one and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from rag.loaders import LoadError, load_paths
+from rag.models import Answer
+from rag.settings import Settings
+from rag.store import StoreError
+
+EXIT_USAGE = 2
+EXIT_PARTIAL = 1
+
+
+class UserError(Exception):
+    """Reported as one line, exit 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rag", description="Extractive QA with exact citations.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_index(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--index", help="index name (default: RAG_INDEX_NAME or 'default')")
+        sp.add_argument("--index-root", type=Path, help="folder of indexes (default: index/)")
+        return sp
+
+    ing = with_index(sub.add_parser("ingest", help="add or update documents from files"))
+    ing.add_argument("paths", nargs="+", type=Path, help="files or folders to ingest")
+    ing.add_argument("--rebuild", action="store_true", help="build the index anew, then swap")
+    ing.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ask = with_index(sub.add_parser("ask", help="answer a question from the index"))
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    ask.add_argument("--top-k", type=int, help="passages to retrieve and read")
+    ask.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only documents whose doc_id or metadata KEY equals VALUE (repeatable)",
+    )
+
+    dele = with_index(sub.add_parser("delete", help="remove a document and its vectors"))
+    dele.add_argument("doc_id")
+
+    st = with_index(sub.add_parser("stats", help="what the index holds"))
+    st.add_argument("--json", action="store_true")
+
+    srv = with_index(sub.add_parser("serve", help="run the HTTP service"))
+    srv.add_argument("--host")
+    srv.add_argument("--port", type=int)
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "index", None):
+        overrides["index_name"] = args.index
+    if getattr(args, "index_root", None):
+        overrides["index_root"] = args.index_root
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    if getattr(args, "top_k", None) is not None:
+        overrides["top_k"] = args.top_k
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise UserError(f"invalid setting {where}: {err['msg']}") from None
+
+
+def _highlight(answer: Answer, tty: bool) -> str:
+    c = answer.citations[0]
+    assert answer.start is not None and answer.end is not None
+    a, b = answer.start - c.start, answer.end - c.start
+    on, off = ("\033[1;4m", "\033[0m") if tty else ("**", "**")
+    return c.quote[:a] + on + c.quote[a:b] + off + c.quote[b:]
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rag.pipeline import Pipeline
+
+    loaded = load_paths(args.paths)
+    pipe = Pipeline(_settings(args))
+    bar = None if args.quiet else tqdm(desc="embedding", unit="chunk", total=None)
+    progress = bar.update if bar is not None else None
+    try:
+        report = pipe.ingest(loaded.documents, progress=progress, rebuild=args.rebuild)
+    finally:
+        if bar is not None:
+            bar.close()
+    rate = report.chunks_embedded / report.seconds if report.seconds else 0.0
+    print(
+        f"{len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged, {len(loaded.failures)} failed; "
+        f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f}s ({rate:.1f} chunks/s)"
+    )
+    for name, reason in loaded.failures.items():
+        print(f"rag: failed: {name}: {reason}", file=sys.stderr)
+    return EXIT_PARTIAL if loaded.failures else 0
+
+
+def _parse_filters(items: Sequence[str]) -> dict[str, Any]:
+    filters: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--filter wants KEY=VALUE, got {item!r}")
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.pipeline import Pipeline
+
+    pipe = Pipeline(_settings(args))
+    if not pipe.store.exists():
+        raise UserError(f"no index at {pipe.store.path}; run `rag ingest PATH` first")
+    answer = pipe.ask(args.question, filters=_parse_filters(args.filter) or None)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(answer), ensure_ascii=False, indent=2))
+        return 0
+    if not answer.answered:
+        print(f"No answer: {answer.no_answer_reason}")
+        return 0
+    c = answer.citations[0]
+    print(answer.text)
+    print(f"\n[{c.doc_id} {c.start}:{c.end}] {c.title}")
+    print("  " + _highlight(answer, sys.stdout.isatty()))
+    print(f"\nconfidence {answer.confidence:.2f}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from rag.pipeline import Pipeline
+
+    pipe = Pipeline(_settings(args))
+    if not pipe.delete(args.doc_id):
+        raise UserError(f"no document {args.doc_id!r} in {pipe.store.path}")
+    print(f"deleted {args.doc_id}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from rag.pipeline import Pipeline
+
+    stats = Pipeline(_settings(args)).stats()
+    if args.json:
+        print(json.dumps(dataclasses.asdict(stats), indent=2))
+    else:
+        print(f"{stats.path}: {stats.documents} documents, {stats.chunks} chunks")
+        for key, value in sorted(stats.manifest.items()):
+            print(f"  {key}: {value}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = _settings(args)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+COMMANDS = {
+    "ingest": cmd_ingest,
+    "ask": cmd_ask,
+    "delete": cmd_delete,
+    "stats": cmd_stats,
+    "serve": cmd_serve,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rag`` console script."""
+    args = _parser().parse_args(argv)
+    from rag.pipeline import QuestionError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (UserError, StoreError, LoadError, QuestionError) as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""The whole flow behind one object: ingest, delete, ask, stats.
+
+The CLI and the HTTP service both drive this class, so they answer the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.chunking import Chunker
+from rag.embedding import Embedder
+from rag.models import Answer, Chunk, Document, IngestReport
+from rag.reader import Reader, SentenceReader, compose_answer, no_answer
+from rag.retrieval import Mode, Retriever
+from rag.settings import Settings
+from rag.store import Store, StoreError, Upsert
+
+ProgressFn = Callable[[int], None]
+# Chunks embedded per atomic commit: an interrupted long ingest keeps what it committed.
+COMMIT_EVERY_CHUNKS = 2048
+
+
+class QuestionError(ValueError):
+    """A question the service will not process (empty, blank, too long)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStats:
+    """What an index holds and how it was built."""
+
+    path: str
+    documents: int
+    chunks: int
+    manifest: dict[str, str]
+
+
+class Pipeline:
+    """Documents in, cited extractive answers out."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        embedder: Embedder | None = None,
+        reader: Reader | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        s = self.settings
+        self.embedder = embedder or Embedder(batch_size=s.embed_batch_size)
+        self.chunker = Chunker(s.chunk_tokens, s.chunk_overlap, s.sentence_snap_tokens)
+        self.store = Store(s.index_dir, s.faiss_index_type)
+        self.retriever = Retriever(
+            self.store, self.embedder, s.retrieve_depth, s.rrf_k, s.retrievers
+        )
+        self.reader: Reader = reader or SentenceReader(self.embedder, s.reader_dense_weight)
+
+    def warm_up(self) -> None:
+        """Load the models so that the first question is not slow."""
+        self.embedder.warm_up()
+        self.reader.warm_up()
+
+    def build_manifest(self) -> dict[str, str]:
+        """Keys an index must agree on with this pipeline before it is written to."""
+        c = self.chunker
+        return {
+            **self.embedder.manifest(),
+            "chunker": json.dumps(
+                {
+                    "tokenizer": "cl100k_base",
+                    "max_tokens": c.max_tokens,
+                    "overlap": c.overlap,
+                    "snap_tokens": c.snap_tokens,
+                },
+                sort_keys=True,
+            ),
+            "faiss_index_type": self.store.faiss_index_type,
+        }
+
+    # ---- writes ------------------------------------------------------------------------
+    def ingest(
+        self,
+        documents: Sequence[Document],
+        progress: ProgressFn | None = None,
+        rebuild: bool = False,
+    ) -> IngestReport:
+        """Add new documents, replace changed ones, skip unchanged ones (no embedding)."""
+        t0 = time.perf_counter()
+        if rebuild:
+            return self._rebuild(documents, progress)
+        manifest = self.build_manifest()
+        self.store.create()
+        self.store.check_compatible(manifest)
+        existing = self.store.document_hashes()
+        report = IngestReport()
+        todo: list[tuple[Document, list[Chunk]]] = []
+        metadata_only: list[Document] = []
+        for doc in documents:
+            old = existing.get(doc.id)
+            if old is not None and old[0] == doc.sha256:
+                if (old[1], old[2]) != (doc.title, json.dumps(doc.metadata, sort_keys=True)):
+                    metadata_only.append(doc)
+                    report.updated.append(doc.id)
+                else:
+                    report.unchanged.append(doc.id)
+                continue
+            (report.updated if old is not None else report.added).append(doc.id)
+            todo.append((doc, self.chunker.chunk(doc)))
+        embedded = 0
+        batch: list[tuple[Document, list[Chunk]]] = []
+        for item in todo:
+            batch.append(item)
+            if sum(len(c) for _, c in batch) >= COMMIT_EVERY_CHUNKS:
+                embedded += self._commit(batch, manifest, progress)
+                batch = []
+        if batch or metadata_only or not todo:
+            embedded += self._commit(batch, manifest, progress, metadata_only)
+        return dataclasses.replace(
+            report, chunks_embedded=embedded, seconds=time.perf_counter() - t0
+        )
+
+    def _commit(
+        self,
+        batch: Sequence[tuple[Document, list[Chunk]]],
+        manifest: Mapping[str, str],
+        progress: ProgressFn | None,
+        metadata_only: Sequence[Document] = (),
+    ) -> int:
+        texts = [c.text for _, chunks in batch for c in chunks]
+        vectors = self._embed_with_progress(texts, progress)
+        upserts, row = [], 0
+        for doc, chunks in batch:
+            upserts.append(Upsert(doc, chunks, vectors[row : row + len(chunks)]))
+            row += len(chunks)
+        self.store.apply(upserts, manifest=manifest, metadata_only=metadata_only)
+        return len(texts)
+
+    def _embed_with_progress(self, texts: Sequence[str], progress: ProgressFn | None) -> Any:
+        if progress is None:
+            return self.embedder.embed(texts)
+        import numpy as np
+
+        step = self.embedder.batch_size * 8
+        parts = []
+        for i in range(0, len(texts), step):
+            parts.append(self.embedder.embed(texts[i : i + step]))
+            progress(len(parts[-1]))
+        return np.concatenate(parts) if parts else self.embedder.embed([])
+
+    def _rebuild(self, documents: Sequence[Document], progress: ProgressFn | None) -> IngestReport:
+        """Build a fresh index beside the old one, then swap it in."""
+        final = self.store.path
+        tmp = final.with_name(final.name + ".rebuild")
+        shutil.rmtree(tmp, ignore_errors=True)
+        fresh = Pipeline(
+            self.settings.model_copy(update={"index_name": tmp.name}), self.embedder, self.reader
+        )
+        report = fresh.ingest(documents, progress)
+        fresh.store.close()
+        self.store.close()
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+        self.store = Store(final, self.settings.faiss_index_type)
+        self.retriever.store = self.store
+        return report
+
+    def delete(self, doc_id: str) -> bool:
+        """Remove a document and its vectors; False when it was not there."""
+        if not self.store.exists() or doc_id not in self.store.document_hashes():
+            return False
+        self.store.apply(deletes=[doc_id])
+        return True
+
+    # ---- reads -------------------------------------------------------------------------
+    def check_question(self, question: str) -> str:
+        """The question stripped, or QuestionError saying what is wrong with it."""
+        if not isinstance(question, str) or not question.strip():
+            raise QuestionError("the question is empty")
+        if len(question) > self.settings.max_question_chars:
+            raise QuestionError(
+                f"the question has {len(question)} characters; the limit is "
+                f"{self.settings.max_question_chars}"
+            )
+        return question.strip()
+
+    def ask(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        mode: Mode | None = None,
+    ) -> Answer:
+        """Answer one question from the index, or abstain with the reason."""
+        question = self.check_question(question)
+        if not self.store.exists() or self.store.counts()[0] == 0:
+            return no_answer(question, "no documents: the index is empty")
+        t0 = time.perf_counter()
+        passages = self.retriever.retrieve(question, top_k or self.settings.top_k, filters, mode)
+        t1 = time.perf_counter()
+        documents: dict[str, Document] = {}
+        for p in passages:
+            if p.doc_id not in documents:
+                doc = self.store.document(p.doc_id)
+                if doc is not None:
+                    documents[p.doc_id] = doc
+        spans = self.reader.read(question, passages, documents)
+        answer = compose_answer(
+            question, spans, documents, passages, self.settings.abstain_threshold
+        )
+        t2 = time.perf_counter()
+        timings = {"retrieve": (t1 - t0) * 1000, "read": (t2 - t1) * 1000}
+        return dataclasses.replace(answer, timings_ms=timings)
+
+    def stats(self) -> IndexStats:
+        if not self.store.exists():
+            raise StoreError(f"no index at {self.store.path} (run `rag ingest PATH` first)")
+        docs, chunks = self.store.counts()
+        return IndexStats(str(self.store.path), docs, chunks, self.store.manifest())
+
+
+def index_exists(settings: Settings) -> bool:
+    """Whether the configured index has been built."""
+    return Store(Path(settings.index_dir)).exists()

@@ -1,0 +1,311 @@
+"""Readers turn retrieved passages into answer spans; the composer turns spans into an Answer.
+
+``Reader`` is the interface every reader implements (the trained span reader will too).
+``SentenceReader`` is extractive and generates nothing: it scores the sentences around the
+retrieved passages (taken from the original document, so a sentence cut by a chunk boundary
+is read whole) and, for question types with a typed answer (who, when, where, how many,
+how much, which), narrows the answer to a short span inside the best sentence.
+
+Sentence score = ``w * cos(question, sentence) + (1 - w) * overlap``, where ``overlap`` is the
+share of the question's content words (lower-cased, crude plural stripping) that occur in the
+sentence: the cosine catches paraphrase, the overlap rewards the exact terms that
+extractive questions usually repeat from their answer sentence.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol
+
+import numpy as np
+
+from rag.embedding import Embedder
+from rag.models import Answer, Citation, Document, Passage, Span
+from rag.retrieval import STOPWORDS
+
+# ---- sentences -------------------------------------------------------------------------
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st jr sr gen gov sen rep col lt sgt capt inc ltd co corp vs etc "
+    "no jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k e.g i.e a.m p.m".split()
+)
+_BOUNDARY = re.compile(r"([.!?…]+[\"'”’)\]]*)(\s+)(?=[\"'“‘(\[]?[A-Z0-9\u00C0-\u024F])|\n+")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """A sentence of a document: ``text == document.text[start:end]``."""
+
+    start: int
+    end: int
+    text: str
+
+
+def split_sentences(text: str) -> list[Sentence]:
+    """Sentences of ``text`` with their offsets, white space trimmed off both ends."""
+    cuts = [0]
+    for m in _BOUNDARY.finditer(text):
+        if m.group(1):
+            before = text[max(0, m.start() - 12) : m.start()].split()
+            prev = before[-1].lower().rstrip(".") if before else ""
+            if prev in _ABBREVIATIONS or (len(prev) == 1 and prev.isalpha()):
+                continue
+            cuts.append(m.end(1))
+        else:
+            cuts.append(m.end())
+    cuts.append(len(text))
+    out: list[Sentence] = []
+    for a, b in itertools.pairwise(cuts):
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a < b:
+            out.append(Sentence(a, b, text[a:b]))
+    return out
+
+
+def content_terms(text: str) -> set[str]:
+    """Lower-cased content words with a crude plural strip: the unit of lexical overlap."""
+    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+
+
+def _stem(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+# ---- typed short spans -----------------------------------------------------------------
+_MONTHS = (
+    "January|February|March|April|May|June|July|August|September|October|November|December|"
+    "Jan\\.|Feb\\.|Mar\\.|Apr\\.|Aug\\.|Sept?\\.|Oct\\.|Nov\\.|Dec\\."
+)
+_NUMBER_WORDS = (
+    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
+    "fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|"
+    "eighty|ninety|hundred|hundreds|thousand|thousands|dozen|dozens|million|millions"
+)
+_SCALE = r"(?:\s+(?:hundred|thousand|million|billion|trillion))?"
+NUMBER = re.compile(
+    r"(?:(?:about|around|nearly|almost|some|over|more than|up to|at least)\s+)?"
+    r"(?:[$€£¥]\s?)?\d[\d,]*(?:\.\d+)?" + _SCALE + r"(?:\s?(?:%|percent|per cent))?"
+    r"|\b(?:" + _NUMBER_WORDS + r")(?:[\s-]+(?:" + _NUMBER_WORDS + r"))*\b",
+    re.IGNORECASE,
+)
+DATE = re.compile(
+    r"\b(?:(?:\d{1,2}\s+)?(?:" + _MONTHS + r")(?:\s+\d{1,2}(?:st|nd|rd|th)?)?(?:,?\s+\d{4})?"
+    r"|(?:early|mid|late)[\s-]\d{4}s?|\d{4}s?|(?:Monday|Tuesday|Wednesday|Thursday|Friday|"
+    r"Saturday|Sunday)|yesterday|today|tomorrow|(?:last|next|this)\s+(?:week|month|year))\b"
+)
+_NAME_WORD = r"[A-Z\u00C0-\u024F][\w'’.\-]*"
+NAME = re.compile(
+    _NAME_WORD + r"(?:\s+(?:(?:of|de|da|van|von|bin|al|the|and)\s+)?" + _NAME_WORD + r")*"
+)
+_NOT_NAMES = frozenset(
+    "the a an he she it they we i this that these those in on at but and or if when while "
+    "after before as for from with by his her their its our mr mrs ms dr".split()
+)
+
+QUESTION_TYPES = ("how many", "how much", "who", "when", "where", "which")
+
+
+def question_type(question: str) -> str | None:
+    """The answer type a question asks for, when it has a typed short answer."""
+    q = question.lower()
+    if "how many" in q or "how much" in q:
+        return "number"
+    words = _WORD.findall(q)
+    if not words:
+        return None
+    if {"who", "whom", "whose"} & set(words):
+        return "name"
+    if "when" in words or re.search(r"\bwhat (year|date|month|day|time)\b", q):
+        return "date"
+    if "where" in words:
+        return "place"
+    if "which" in words:
+        return "name"
+    return None
+
+
+def _candidates(kind: str, sentence: str) -> list[tuple[int, int]]:
+    pattern = {"number": NUMBER, "date": DATE, "name": NAME, "place": NAME}[kind]
+    out = []
+    for m in pattern.finditer(sentence):
+        a, b = m.start(), m.end()
+        text = m.group(0)
+        if kind in {"name", "place"}:
+            words = text.split()
+            while words and words[0].lower().strip(".") in _NOT_NAMES:
+                a += sentence[a:].index(words[0]) + len(words[0])
+                while a < b and sentence[a].isspace():
+                    a += 1
+                words = words[1:]
+            if not words:
+                continue
+        text = sentence[a:b].rstrip(".,;:")
+        b = a + len(text)
+        if b > a:
+            out.append((a, b))
+    return out
+
+
+def narrow(question: str, sentence: str) -> tuple[int, int] | None:
+    """The short typed span of ``sentence`` answering ``question``, relative offsets, or None.
+
+    Candidates of the asked type that only repeat question words are dropped; of the rest the
+    one nearest to the question's words in the sentence wins (answers sit beside the words
+    the question repeats).
+    """
+    kind = question_type(question)
+    if kind is None:
+        return None
+    q_terms = content_terms(question)
+    cands = [
+        (a, b)
+        for a, b in _candidates(kind, sentence)
+        if not content_terms(sentence[a:b]) <= q_terms
+    ]
+    if not cands:
+        return None
+    anchors = [m.start() for m in _WORD.finditer(sentence) if _stem(m.group(0).lower()) in q_terms]
+    if not anchors:
+        return cands[0]
+
+    def distance(span: tuple[int, int]) -> int:
+        a, b = span
+        return min(0 if a <= x < b else min(abs(x - a), abs(x - b)) for x in anchors)
+
+    return min(cands, key=distance)
+
+
+# ---- readers ---------------------------------------------------------------------------
+class Reader(Protocol):
+    """Finds answer spans for a question in retrieved passages of the given documents."""
+
+    def warm_up(self) -> None: ...
+
+    def read(
+        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
+    ) -> list[Span]:
+        """Spans in document coordinates, best first, merged on absolute offsets."""
+        ...
+
+
+class SentenceReader:
+    """Extractive sentence scorer with typed narrowing (see module docstring)."""
+
+    def __init__(self, embedder: Embedder, dense_weight: float = 0.5) -> None:
+        self.embedder = embedder
+        self.dense_weight = dense_weight
+
+    def warm_up(self) -> None:
+        self.embedder.warm_up()
+
+    def read(
+        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
+    ) -> list[Span]:
+        sentences: dict[tuple[str, int, int], Sentence] = {}
+        for p in passages:
+            doc = documents.get(p.doc_id)
+            if doc is None:
+                continue
+            for s in self._sentences_around(doc, p.start, p.end):
+                sentences.setdefault((p.doc_id, s.start, s.end), s)
+        if not sentences:
+            return []
+        keys = list(sentences)
+        q_terms = content_terms(question)
+        vectors = self.embedder.embed([question] + [sentences[k].text for k in keys])
+        cosines = vectors[1:] @ vectors[0]
+        spans = []
+        for key, cos in zip(keys, np.asarray(cosines, dtype=float), strict=True):
+            s = sentences[key]
+            overlap = len(q_terms & content_terms(s.text)) / len(q_terms) if q_terms else 0.0
+            score = self.dense_weight * float(cos) + (1 - self.dense_weight) * overlap
+            rel = narrow(question, s.text)
+            a, b = (s.start + rel[0], s.start + rel[1]) if rel else (s.start, s.end)
+            doc = documents[key[0]]
+            spans.append(Span(key[0], a, b, doc.text[a:b], score, s.start, s.end))
+        spans.sort(key=lambda sp: -sp.score)
+        return spans
+
+    @staticmethod
+    def _sentences_around(doc: Document, start: int, end: int) -> list[Sentence]:
+        """Whole sentences of ``doc`` that overlap ``[start, end)``."""
+        sentences = _document_sentences(doc.text)
+        lo = bisect.bisect_right([s.end for s in sentences], start)
+        out = []
+        for s in sentences[lo:]:
+            if s.start >= end:
+                break
+            out.append(s)
+        return out
+
+
+@lru_cache(maxsize=1024)
+def _document_sentences(text: str) -> tuple[Sentence, ...]:
+    return tuple(split_sentences(text))
+
+
+def compose_answer(
+    question: str,
+    spans: Sequence[Span],
+    documents: Mapping[str, Document],
+    passages: Sequence[Passage],
+    threshold: float,
+) -> Answer:
+    """The best span as an Answer with its citation, or an abstention with the reason."""
+    if not passages:
+        return no_answer(question, "no passage of the index matches the question", passages)
+    if not spans:
+        return no_answer(question, "the retrieved passages hold no readable sentence", passages)
+    best = spans[0]
+    if best.score < threshold:
+        return no_answer(
+            question,
+            f"best candidate scored {best.score:.3f}, below the abstention threshold "
+            f"{threshold:.3f}",
+            passages,
+            score=best.score,
+        )
+    doc = documents[best.doc_id]
+    quote = doc.text[best.context_start : best.context_end]
+    citation = Citation(best.doc_id, doc.title, best.context_start, best.context_end, quote)
+    return Answer(
+        question=question,
+        text=best.text,
+        doc_id=best.doc_id,
+        start=best.start,
+        end=best.end,
+        score=best.score,
+        confidence=min(1.0, max(0.0, best.score)),
+        citations=[citation],
+        passages=list(passages),
+    )
+
+
+def no_answer(
+    question: str, reason: str, passages: Sequence[Passage] = (), score: float = 0.0
+) -> Answer:
+    """An honest abstention."""
+    return Answer(
+        question=question,
+        text="",
+        doc_id=None,
+        start=None,
+        end=None,
+        score=score,
+        confidence=0.0,
+        citations=[],
+        no_answer_reason=reason,
+        passages=list(passages),
+    )

@@ -1,0 +1,90 @@
+"""Settings for the library, the CLI and the service (``RAG_*`` environment variables).
+
+Nothing is read at import time: ``Settings()`` reads the environment (and the fitted reader
+calibration shipped in ``rag/data/``) when it is constructed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR = Path(__file__).parent / "data"
+READER_FIT_FILE = DATA_DIR / "sentence_reader_fit.json"
+# Used only when the fitted calibration file is missing (e.g. a trimmed install).
+UNFITTED_ABSTAIN_THRESHOLD = 0.0
+
+
+def fitted_abstain_threshold() -> float:
+    """The abstention threshold fitted on gold data by ``bench/fit_threshold.py``."""
+    try:
+        return float(json.loads(READER_FIT_FILE.read_text())["abstain_threshold"])
+    except (OSError, KeyError, ValueError):
+        return UNFITTED_ABSTAIN_THRESHOLD
+
+
+class Settings(BaseSettings):
+    """Every tunable of the pipeline, with what it is for."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    index_root: Path = Field(Path("index"), description="Folder holding the named indexes.")
+    index_name: str = Field(
+        "default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Index to use."
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP service binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the HTTP service listens on.")
+
+    chunk_tokens: int = Field(
+        160,
+        ge=8,
+        description="Chunk window in cl100k tokens. 160 keeps every chunk of the seeds and of "
+        "SQuAD dev under the embedder's 256 wordpieces (checked by tests and bench).",
+    )
+    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks.")
+    sentence_snap_tokens: int = Field(
+        48,
+        ge=0,
+        description="A chunk ends at the last sentence end within this many tokens of its "
+        "window end, so chunks hold whole sentences where one is near.",
+    )
+
+    embed_batch_size: int = Field(32, ge=1, description="Texts per encoder batch.")
+    faiss_index_type: str = Field(
+        "IDMap2,Flat",
+        description="faiss.index_factory string (inner product over L2-normalised vectors).",
+    )
+
+    top_k: int = Field(5, ge=1, le=50, description="Passages returned and read per question.")
+    retrieve_depth: int = Field(
+        30, ge=1, description="Candidates taken from each retriever before fusion."
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant k.")
+    retrievers: Literal["hybrid", "dense", "bm25"] = Field(
+        "hybrid", description="Which retrievers feed the reader."
+    )
+
+    reader: Literal["sentence"] = Field("sentence", description="The answer composer to use.")
+    reader_dense_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Sentence score = w * cosine(question, sentence) + (1 - w) * IDF-weighted "
+        "share of question terms in the sentence.",
+    )
+    abstain_threshold: float = Field(
+        default_factory=fitted_abstain_threshold,
+        description="Answers whose sentence score is below this abstain. Fitted on SQuAD v2.0 "
+        "dev (half) by bench/fit_threshold.py; stored in rag/data/sentence_reader_fit.json.",
+    )
+    max_question_chars: int = Field(
+        1000, ge=1, description="Longest question accepted (characters)."
+    )
+
+    @property
+    def index_dir(self) -> Path:
+        return self.index_root / self.index_name

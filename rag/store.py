@@ -1,0 +1,385 @@
+"""The persisted index: FAISS vectors beside an SQLite database, under ``index/<name>/``.
+
+SQLite (stdlib, WAL) holds the manifest, documents, chunks and an FTS5 table over the chunk
+texts (the BM25 side: persistent and incremental with the rows it indexes). FAISS holds one
+vector per chunk, keyed by the chunk's row id.
+
+Atomic writes: a change opens an SQLite write transaction, inserts the new rows, writes the
+new FAISS file under a fresh generation name (temp file, fsync, rename), points the manifest
+at it and commits. A process killed anywhere before the commit leaves the previous manifest,
+rows and FAISS file untouched (the orphan file is removed by the next writer); after the
+commit the new state is complete. Readers take the FAISS generation named by the manifest
+inside their own read transaction, so they never pair new rows with old vectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from rag.models import Chunk, Document
+
+SCHEMA_VERSION = "1"
+DB_FILE = "index.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    text TEXT NOT NULL,
+    n_chunks INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    n_tokens INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+"""
+
+
+class StoreError(RuntimeError):
+    """The index cannot be used as asked (missing, built for another model, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk row joined with its document's title."""
+
+    id: int
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """A stored document's identity, without its text."""
+
+    id: str
+    title: str
+    sha256: str
+    metadata: dict[str, Any]
+    n_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class Upsert:
+    """A document to write, with its chunks and their vectors (row i of ``vectors``)."""
+
+    document: Document
+    chunks: Sequence[Chunk]
+    vectors: np.ndarray
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """One named index on disk. Thread-safe: one connection per thread, writes serialised."""
+
+    def __init__(self, path: Path, faiss_index_type: str = "IDMap2,Flat") -> None:
+        self.path = Path(path)
+        self.faiss_index_type = faiss_index_type
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._faiss_lock = threading.Lock()
+        self._faiss: faiss.Index | None = None
+        self._faiss_file: str | None = None
+
+    # ---- connections -------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_FILE
+
+    def exists(self) -> bool:
+        return self.db_path.is_file()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if not self.exists():
+                raise StoreError(f"no index at {self.path} (run `rag ingest PATH` first)")
+            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA busy_timeout = 30000")
+            self._local.conn = conn
+        return conn
+
+    def create(self) -> None:
+        """Create an empty index (idempotent)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.db_path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO manifest VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot of rows, FTS and manifest."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    # ---- manifest ----------------------------------------------------------------------
+    def manifest(self, conn: sqlite3.Connection | None = None) -> dict[str, str]:
+        rows = (conn or self._conn()).execute("SELECT key, value FROM manifest").fetchall()
+        return dict(rows)
+
+    def check_compatible(self, expected: Mapping[str, str]) -> None:
+        """Raise StoreError when the manifest disagrees with ``expected`` on a key it has."""
+        have = self.manifest()
+        for key, want in expected.items():
+            got = have.get(key)
+            if got is not None and got != want:
+                raise StoreError(
+                    f"index {self.path} was built with {key}={got}, but this run uses "
+                    f"{key}={want}; rebuild it (`rag ingest PATH --rebuild`) or use another index"
+                )
+
+    # ---- vectors -----------------------------------------------------------------------
+    def _new_faiss(self, dim: int) -> faiss.Index:
+        return faiss.index_factory(dim, self.faiss_index_type, faiss.METRIC_INNER_PRODUCT)
+
+    def vectors(self, conn: sqlite3.Connection) -> faiss.Index | None:
+        """The FAISS index named by the manifest of ``conn``'s snapshot (cached per file)."""
+        name = self.manifest(conn).get("faiss_file")
+        if name is None:
+            return None
+        with self._faiss_lock:
+            if name != self._faiss_file:
+                self._faiss = faiss.read_index(str(self.path / name))
+                self._faiss_file = name
+            return self._faiss
+
+    # ---- writes ------------------------------------------------------------------------
+    def apply(
+        self,
+        upserts: Sequence[Upsert] = (),
+        deletes: Sequence[str] = (),
+        manifest: Mapping[str, str] | None = None,
+        metadata_only: Sequence[Document] = (),
+    ) -> None:
+        """Replace/insert documents, delete others, in one atomic step."""
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            committed = False
+            new_file: Path | None = None
+            try:
+                current = self.manifest(conn)
+                index = self.vectors(conn)
+                dim = next((u.vectors.shape[1] for u in upserts if len(u.chunks)), None)
+                if index is None and dim is not None:
+                    index = self._new_faiss(dim)
+                elif index is not None:
+                    index = faiss.clone_index(index)
+                replaced = [u.document.id for u in upserts] + list(deletes)
+                stale = self._chunk_ids(conn, replaced)
+                if index is not None and len(stale):
+                    index.remove_ids(faiss.IDSelectorBatch(stale))
+                pairs = [(d,) for d in replaced]
+                conn.executemany("DELETE FROM chunks WHERE doc_id = ?", pairs)
+                conn.executemany("DELETE FROM documents WHERE id = ?", pairs)
+                for u in upserts:
+                    ids = self._insert(conn, u)
+                    if index is not None and len(ids):
+                        index.add_with_ids(np.ascontiguousarray(u.vectors, dtype=np.float32), ids)
+                for d in metadata_only:
+                    conn.execute(
+                        "UPDATE documents SET title = ?, metadata = ? WHERE id = ?",
+                        (d.title, json.dumps(d.metadata, sort_keys=True), d.id),
+                    )
+                updates = dict(manifest or {})
+                if index is not None and (len(stale) or any(len(u.chunks) for u in upserts)):
+                    generation = int(current.get("generation", "0")) + 1
+                    new_file = self.path / f"vectors.{generation}.faiss"
+                    tmp = new_file.with_suffix(".tmp")
+                    faiss.write_index(index, str(tmp))
+                    with open(tmp, "rb+") as fh:
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, new_file)
+                    _fsync_dir(self.path)
+                    updates["generation"] = str(generation)
+                    updates["faiss_file"] = new_file.name
+                conn.executemany(
+                    "INSERT OR REPLACE INTO manifest VALUES (?, ?)", sorted(updates.items())
+                )
+                conn.execute("COMMIT")
+                committed = True
+            finally:
+                if not committed:
+                    conn.execute("ROLLBACK")
+                    if new_file is not None:
+                        new_file.unlink(missing_ok=True)
+            self.remove_orphans()
+
+    def _insert(self, conn: sqlite3.Connection, u: Upsert) -> np.ndarray:
+        d = u.document
+        if len(u.chunks) != len(u.vectors):
+            raise ValueError(f"{d.id}: {len(u.chunks)} chunks but {len(u.vectors)} vectors")
+        conn.execute(
+            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                d.id,
+                d.title,
+                d.sha256,
+                json.dumps(d.metadata, sort_keys=True),
+                d.text,
+                len(u.chunks),
+            ),
+        )
+        ids = []
+        for c in u.chunks:
+            cur = conn.execute(
+                "INSERT INTO chunks (doc_id, start, end, n_tokens, text) VALUES (?, ?, ?, ?, ?)",
+                (d.id, c.start, c.end, c.n_tokens, c.text),
+            )
+            ids.append(cur.lastrowid)
+        return np.asarray(ids, dtype=np.int64)
+
+    @staticmethod
+    def _chunk_ids(conn: sqlite3.Connection, doc_ids: Sequence[str]) -> np.ndarray:
+        ids: list[int] = []
+        for d in doc_ids:
+            ids += [r[0] for r in conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (d,))]
+        return np.asarray(ids, dtype=np.int64)
+
+    def remove_orphans(self) -> None:
+        """Delete FAISS files the manifest no longer names (left by old or killed writers)."""
+        keep = self.manifest().get("faiss_file")
+        for f in self.path.glob("vectors.*"):
+            if f.name != keep:
+                f.unlink(missing_ok=True)
+
+    # ---- reads -------------------------------------------------------------------------
+    def document_hashes(self) -> dict[str, tuple[str, str, str]]:
+        """doc id -> (sha256, title, metadata JSON), for incremental ingest."""
+        rows = self._conn().execute("SELECT id, sha256, title, metadata FROM documents")
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def document(self, doc_id: str, conn: sqlite3.Connection | None = None) -> Document | None:
+        row = (
+            (conn or self._conn())
+            .execute("SELECT id, text, title, metadata FROM documents WHERE id = ?", (doc_id,))
+            .fetchone()
+        )
+        return None if row is None else Document(row[0], row[1], row[2], json.loads(row[3]))
+
+    def documents(self, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
+        rows = self._conn().execute(
+            "SELECT id, title, sha256, metadata, n_chunks FROM documents ORDER BY id "
+            "LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [DocumentInfo(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def counts(self) -> tuple[int, int]:
+        """(documents, chunks)."""
+        conn = self._conn()
+        docs = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return int(docs), int(chunks)
+
+    def chunks_by_id(self, conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, StoredChunk]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            "SELECT c.id, c.doc_id, d.title, c.start, c.end, c.text FROM chunks c "
+            f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+            [int(i) for i in ids],
+        )
+        return {r[0]: StoredChunk(*r) for r in rows}
+
+    @staticmethod
+    def filter_sql(filters: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+        """SQL over ``d`` (documents) for ``{"doc_id": id | [ids], "<metadata key>": value}``."""
+        if not filters:
+            return "1", []
+        clauses: list[str] = []
+        params: list[Any] = []
+        for key, value in filters.items():
+            values = value if isinstance(value, list) else [value]
+            if key == "doc_id":
+                clauses.append(f"d.id IN ({','.join('?' * len(values))})")
+                params += [str(v) for v in values]
+            else:
+                clauses.append(f"json_extract(d.metadata, ?) IN ({','.join('?' * len(values))})")
+                params.append("$." + json.dumps(key))
+                params += values
+        return " AND ".join(clauses), params
+
+    def filtered_chunk_ids(
+        self, conn: sqlite3.Connection, filters: Mapping[str, Any]
+    ) -> np.ndarray:
+        where, params = self.filter_sql(filters)
+        rows = conn.execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}",
+            params,
+        )
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+    def bm25(
+        self,
+        conn: sqlite3.Connection,
+        match: str,
+        limit: int,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score, higher is better) for an FTS5 MATCH expression."""
+        where, params = self.filter_sql(filters)
+        rows = conn.execute(
+            "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f "
+            "JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.doc_id "
+            f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
+            [match, *params, limit],
+        )
+        # FTS5's bm25() is negated so that ORDER BY ascending puts the best first.
+        return [(int(r[0]), -float(r[1])) for r in rows]
