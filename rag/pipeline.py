@@ -58,7 +58,9 @@ class Pipeline:
         self.retriever = Retriever(
             self.store, self.embedder, s.retrieve_depth, s.rrf_k, s.retrievers
         )
-        self.reader: Reader = reader or SentenceReader(self.embedder, s.reader_dense_weight)
+        self.reader: Reader = reader or SentenceReader(
+            self.embedder, s.reader_dense_weight, s.reader_max_sentences
+        )
 
     def warm_up(self) -> None:
         """Load the models so that the first question is not slow."""

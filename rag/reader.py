@@ -203,9 +203,12 @@ class Reader(Protocol):
 class SentenceReader:
     """Extractive sentence scorer with typed narrowing (see module docstring)."""
 
-    def __init__(self, embedder: Embedder, dense_weight: float = 0.5) -> None:
+    def __init__(
+        self, embedder: Embedder, dense_weight: float = 0.5, max_sentences: int = 8
+    ) -> None:
         self.embedder = embedder
         self.dense_weight = dense_weight
+        self.max_sentences = max_sentences
 
     def warm_up(self) -> None:
         self.embedder.warm_up()
@@ -222,15 +225,20 @@ class SentenceReader:
                 sentences.setdefault((p.doc_id, s.start, s.end), s)
         if not sentences:
             return []
-        keys = list(sentences)
         q_terms = content_terms(question)
+        overlaps = {
+            k: len(q_terms & content_terms(s.text)) / len(q_terms) if q_terms else 0.0
+            for k, s in sentences.items()
+        }
+        # Encoding is the cost: only the sentences sharing most question words are embedded
+        # (dict order keeps retrieval rank as the tie-break).
+        keys = sorted(sentences, key=lambda k: -overlaps[k])[: self.max_sentences]
         vectors = self.embedder.embed([question] + [sentences[k].text for k in keys])
         cosines = vectors[1:] @ vectors[0]
         spans = []
         for key, cos in zip(keys, np.asarray(cosines, dtype=float), strict=True):
             s = sentences[key]
-            overlap = len(q_terms & content_terms(s.text)) / len(q_terms) if q_terms else 0.0
-            score = self.dense_weight * float(cos) + (1 - self.dense_weight) * overlap
+            score = self.dense_weight * float(cos) + (1 - self.dense_weight) * overlaps[key]
             rel = narrow(question, s.text)
             a, b = (s.start + rel[0], s.start + rel[1]) if rel else (s.start, s.end)
             doc = documents[key[0]]

@@ -73,8 +73,14 @@ class Settings(BaseSettings):
         0.5,
         ge=0.0,
         le=1.0,
-        description="Sentence score = w * cosine(question, sentence) + (1 - w) * IDF-weighted "
-        "share of question terms in the sentence.",
+        description="Sentence score = w * cosine(question, sentence) + (1 - w) * share of the "
+        "question's content words found in the sentence.",
+    )
+    reader_max_sentences: int = Field(
+        8,
+        ge=1,
+        description="Sentences embedded per question: the ones sharing most question words. "
+        "Sentence encoding dominates read time, so this bounds it.",
     )
     abstain_threshold: float = Field(
         default_factory=fitted_abstain_threshold,

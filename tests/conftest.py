@@ -1,0 +1,92 @@
+"""Shared fixtures: a model-free embedder for unit tests, the real one for marked tests."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embedding import Embedder
+from rag.loaders import load_paths
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = ROOT / "seeds"
+SEED_ID = "000_99490361bb818e87.txt"
+
+
+class FakeEmbedder(Embedder):
+    """Hashed bag of words: deterministic, no model, same interface as Embedder."""
+
+    DIM = 64
+
+    def __init__(self, batch_size: int = 32, tag: str = "fake") -> None:
+        super().__init__(model_path=Path("/nonexistent"), batch_size=batch_size)
+        self.tag = tag
+        self.calls = 0
+        self.texts_embedded = 0
+
+    def warm_up(self) -> None:
+        return None
+
+    @property
+    def dim(self) -> int:
+        return self.DIM
+
+    @property
+    def max_seq_length(self) -> int:
+        return 256
+
+    def manifest(self) -> dict[str, str]:
+        return {"embedding_model": self.tag, "embedding_sha256": self.tag}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        out = np.zeros((len(texts), self.DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for w in re.findall(r"\w+", text.lower()):
+                h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "big")
+                out[i, h % self.DIM] += 1.0
+            norm = np.linalg.norm(out[i])
+            out[i] = out[i] / norm if norm else out[i]
+            if not norm:
+                out[i, 0] = 1.0
+        return out
+
+
+@pytest.fixture
+def fake_pipeline(tmp_path: Path) -> Pipeline:
+    """A pipeline over a fresh index in tmp_path, with the fake embedder."""
+    settings = Settings(index_root=tmp_path / "idx", abstain_threshold=0.0)
+    return Pipeline(settings, embedder=FakeEmbedder())
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> Embedder:
+    embedder = Embedder()
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def seed_index_root(tmp_path_factory: pytest.TempPathFactory, real_embedder: Embedder) -> Path:
+    """An index of seeds/ built once per session with the real model."""
+    root = tmp_path_factory.mktemp("seed-index")
+    pipe = Pipeline(Settings(index_root=root), embedder=real_embedder)
+    loaded = load_paths([SEEDS])
+    assert not loaded.failures
+    pipe.ingest(loaded.documents)
+    return root
+
+
+@pytest.fixture(scope="session")
+def seed_pipeline(seed_index_root: Path, real_embedder: Embedder) -> Iterator[Pipeline]:
+    pipe = Pipeline(Settings(index_root=seed_index_root), embedder=real_embedder)
+    yield pipe
+    pipe.store.close()

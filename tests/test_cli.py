@@ -1,0 +1,82 @@
+"""The rag command: output, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.cli import main
+from tests.conftest import SEED_ID, SEEDS
+
+RAG = str(Path(sys.executable).parent / "rag")
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RAG, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = ["--index-root", str(tmp_path)]
+    cases = [
+        (["ask", "Who?", *root], "no index"),
+        (["stats", *root], "no index"),
+        (["delete", "nope", *root], "no document"),
+        (["ask", "Who?", "--index", "../escape", *root], "invalid setting"),
+        (["ask", "Who?", "--top-k", "0", *root], "invalid setting"),
+        (["ask", "Who?", "--filter", "novalue", *root], None),
+    ]
+    for argv, message in cases:
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (argv, err)
+        assert "\n" not in err and err.startswith("rag: error:"), err
+        if message:
+            assert message in err
+
+
+def test_argparse_errors_exit_2() -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["ask"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.model
+def test_cli_end_to_end(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(SEEDS, corpus)
+    (corpus / "broken.txt").write_bytes(b"\xff\xfe bad bytes")
+    idx = ["--index-root", str(tmp_path / "idx")]
+
+    ingest = run("ingest", str(corpus), *idx, cwd=tmp_path)
+    assert ingest.returncode == 1, ingest.stderr  # one file failed, named, others ingested
+    assert "broken.txt" in ingest.stderr and "Traceback" not in ingest.stderr
+    assert "1 added" in ingest.stdout and "chunks/s" in ingest.stdout
+
+    ask = run(
+        "ask", "Who said North Korean workers would be welcomed?", "--json", *idx, cwd=tmp_path
+    )
+    assert ask.returncode == 0, ask.stderr
+    answer = json.loads(ask.stdout)
+    assert "Khusnullin" in answer["text"]
+    text = (SEEDS / SEED_ID).read_text(encoding="utf-8")
+    for c in answer["citations"]:
+        assert text[c["start"] : c["end"]] == c["quote"]
+
+    plain = run("ask", "Who said North Korean workers would be welcomed?", *idx, cwd=tmp_path)
+    assert plain.returncode == 0 and "**" in plain.stdout and "Khusnullin" in plain.stdout
+
+    stats = run("stats", "--json", *idx, cwd=tmp_path)
+    assert json.loads(stats.stdout)["documents"] == 1
+
+    empty = run("ask", "   ", *idx, cwd=tmp_path)
+    assert empty.returncode == 2 and "empty" in empty.stderr and "Traceback" not in empty.stderr
+
+    gone = run("delete", SEED_ID, *idx, cwd=tmp_path)
+    assert gone.returncode == 0
+    after = run("ask", "Who said North Korean workers would be welcomed?", *idx, cwd=tmp_path)
+    assert after.returncode == 0 and "No answer" in after.stdout and "no documents" in after.stdout

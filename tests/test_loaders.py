@@ -1,0 +1,88 @@
+"""Loaders: formats, ids, and failures reported by name while the rest still load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.loaders import LoadError, html_to_text, load_paths, parse_jsonl
+
+
+def test_txt_md_html_jsonl(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_text("Title line\nBody text.", encoding="utf-8")
+    (tmp_path / "sub" / "b.md").write_text("# Heading\n\nSome *markdown*.", encoding="utf-8")
+    (tmp_path / "c.html").write_text(
+        "<html><head><title>Page</title><style>p{}</style></head>"
+        "<body><h1>Big</h1><p>Visible &amp; kept.</p><script>var x;</script></body></html>",
+        encoding="utf-8",
+    )
+    (tmp_path / "d.jsonl").write_text(
+        '{"id": "j1", "text": "First.", "title": "T", "metadata": {"lang": "en"}}\n'
+        '{"id": 2, "text": "Second."}\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "ignored.bin").write_bytes(b"\x00\x01")
+    result = load_paths([tmp_path])
+    assert result.failures == {}
+    docs = {d.id: d for d in result.documents}
+    assert set(docs) == {"a.txt", "sub/b.md", "c.html", "j1", "2"}
+    assert docs["a.txt"].title == "Title line"
+    assert docs["sub/b.md"].title == "Heading"
+    assert docs["c.html"].title == "Page"
+    assert docs["c.html"].text == "Big\nVisible & kept."
+    assert docs["j1"].metadata == {"lang": "en"}
+    assert len(docs["a.txt"].sha256) == 64
+
+
+def test_undecodable_file_is_reported_and_others_load(tmp_path: Path) -> None:
+    (tmp_path / "good.txt").write_text("fine", encoding="utf-8")
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\xfa broken")
+    result = load_paths([tmp_path])
+    assert [d.id for d in result.documents] == ["good.txt"]
+    assert list(result.failures) == [str(tmp_path / "bad.txt")]
+    assert "UTF-8" in result.failures[str(tmp_path / "bad.txt")]
+
+
+def test_missing_path_is_reported(tmp_path: Path) -> None:
+    result = load_paths([tmp_path / "nope"])
+    assert result.documents == []
+    assert "no such file" in result.failures[str(tmp_path / "nope")]
+
+
+def test_single_file_root_is_named_by_its_name(tmp_path: Path) -> None:
+    f = tmp_path / "x.md"
+    f.write_text("hello", encoding="utf-8")
+    assert [d.id for d in load_paths([f]).documents] == ["x.md"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{bad json", "invalid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"text": "no id"}', "'id'"),
+        ('{"id": "x"}', "'text'"),
+        ('{"id": "x", "text": "t", "metadata": 3}', "'metadata'"),
+        ('{"id": "x", "text": "t", "title": 3}', "'title'"),
+    ],
+)
+def test_jsonl_errors_name_line_and_field(line: str, message: str) -> None:
+    with pytest.raises(LoadError, match=message) as err:
+        list(parse_jsonl(['{"id": "ok", "text": "fine"}', line], source="f.jsonl"))
+    assert "f.jsonl:2" in str(err.value)
+
+
+def test_duplicate_ids_across_files_are_failures(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"id": "same", "text": "one"}\n', encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text('{"id": "same", "text": "two"}\n', encoding="utf-8")
+    result = load_paths([tmp_path])
+    assert [d.text for d in result.documents] == ["one"]
+    assert "also comes from" in result.failures[str(tmp_path / "b.jsonl")]
+
+
+def test_html_visible_text_skips_hidden_parts() -> None:
+    text, title = html_to_text("<p>a</p><noscript>n</noscript><div>b  c</div>")
+    assert text == "a\nb c"
+    assert title == ""

@@ -1,0 +1,126 @@
+"""End to end with the real model over the seed article."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.embedding import Embedder
+from rag.evaluation import load_jsonl
+from rag.loaders import load_paths
+from rag.models import Answer, Document
+from rag.pipeline import Pipeline, QuestionError
+from rag.settings import Settings
+from tests.conftest import ROOT, SEED_ID, SEEDS
+
+pytestmark = pytest.mark.model
+GOLD = ROOT / "eval" / "gold" / "seeds.jsonl"
+
+
+def assert_round_trip(pipe: Pipeline, answer: Answer) -> None:
+    for c in answer.citations:
+        doc = pipe.store.document(c.doc_id)
+        assert doc is not None and doc.text[c.start : c.end] == c.quote
+        assert c.title == doc.title
+    if answer.answered:
+        doc = pipe.store.document(answer.doc_id or "")
+        assert doc is not None and doc.text[answer.start : answer.end] == answer.text
+        c = answer.citations[0]
+        assert c.start <= (answer.start or 0) < (answer.end or 0) <= c.end
+
+
+def test_seed_chunks_fit_the_embedder(seed_pipeline: Pipeline, real_embedder: Embedder) -> None:
+    doc = load_paths([SEEDS]).documents[0]
+    chunks = seed_pipeline.chunker.chunk(doc)
+    counts = [real_embedder.wordpiece_count(c.text) for c in chunks]
+    assert max(counts) <= real_embedder.max_seq_length, counts
+
+
+def test_manifest_records_model_and_weights(
+    seed_pipeline: Pipeline, real_embedder: Embedder
+) -> None:
+    manifest = seed_pipeline.stats().manifest
+    assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest["embedding_sha256"] == real_embedder.weights_sha256
+    assert len(manifest["embedding_sha256"]) == 64
+
+
+def test_who_welcomed_north_korean_workers(seed_pipeline: Pipeline) -> None:
+    answer = seed_pipeline.ask("Who said North Korean workers would be welcomed?")
+    assert answer.answered, answer.no_answer_reason
+    assert "Khusnullin" in answer.text
+    assert answer.doc_id == SEED_ID
+    assert len(answer.text) < 60  # a phrase, not the sentence
+    assert_round_trip(seed_pipeline, answer)
+    assert answer.timings_ms["retrieve"] > 0 and answer.timings_ms["read"] > 0
+
+
+def test_gold_set_is_well_formed() -> None:
+    gold = load_jsonl(GOLD)
+    text = (SEEDS / SEED_ID).read_text(encoding="utf-8")
+    assert len(gold.questions) >= 30
+    assert sum(q.is_impossible for q in gold.questions) >= 5
+    for q in gold.questions:
+        for a in q.answers:
+            assert a.answer_start is not None
+            assert text[a.answer_start : a.answer_start + len(a.text)] == a.text
+
+
+def test_gold_questions_cite_exactly_and_mostly_find_the_answer(seed_pipeline: Pipeline) -> None:
+    """Every citation round-trips; most answers' cited sentence holds the gold answer.
+
+    The floor (0.7) is a regression gate set below the figure measured when it was written
+    (see the closing note of the core issue); the abstention threshold is fitted on SQuAD
+    v2.0, never on these questions.
+    """
+    gold = load_jsonl(GOLD)
+    hits = answerable = 0
+    for q in gold.questions:
+        answer = seed_pipeline.ask(q.question)
+        assert_round_trip(seed_pipeline, answer)
+        if q.is_impossible:
+            continue
+        answerable += 1
+        quote = answer.citations[0].quote if answer.citations else ""
+        hits += any(a.text in quote for a in q.answers)
+    assert hits / answerable >= 0.7, f"{hits}/{answerable}"
+
+
+def test_incremental_reingest_embeds_nothing(
+    seed_index_root: Path, real_embedder: Embedder
+) -> None:
+    pipe = Pipeline(Settings(index_root=seed_index_root), embedder=real_embedder)
+    report = pipe.ingest(load_paths([SEEDS]).documents)
+    assert report.unchanged == [SEED_ID] and report.chunks_embedded == 0
+
+
+def test_filters_and_new_documents(tmp_path: Path, real_embedder: Embedder) -> None:
+    pipe = Pipeline(Settings(index_root=tmp_path, abstain_threshold=0.0), embedder=real_embedder)
+    pipe.ingest(
+        [
+            Document("paris.txt", "The Eiffel Tower was completed in 1889 in Paris.", "Paris"),
+            Document("rome.txt", "The Colosseum was completed in 80 AD in Rome.", "Rome"),
+        ]
+    )
+    answer = pipe.ask("When was the Colosseum completed?")
+    assert answer.doc_id == "rome.txt" and "80" in answer.text
+    filtered = pipe.ask("When was the Colosseum completed?", filters={"doc_id": "paris.txt"})
+    assert filtered.doc_id in {None, "paris.txt"}
+    assert pipe.delete("rome.txt")
+    after = pipe.ask("When was the Colosseum completed?")
+    assert after.doc_id != "rome.txt"
+
+
+def test_bad_questions_are_refused(seed_pipeline: Pipeline) -> None:
+    for bad in ["", "   ", "x" * (seed_pipeline.settings.max_question_chars + 1)]:
+        with pytest.raises(QuestionError):
+            seed_pipeline.ask(bad)
+
+
+def test_answer_serialises_to_json(seed_pipeline: Pipeline) -> None:
+    import dataclasses
+
+    payload = json.loads(json.dumps(dataclasses.asdict(seed_pipeline.ask("Who is Kim Jong Un?"))))
+    assert set(payload) >= {"text", "doc_id", "start", "end", "score", "confidence", "citations"}
