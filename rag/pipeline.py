@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rag.chunking import Chunker
 from rag.embedding import Embedder
 from rag.models import Answer, Chunk, Document, IngestReport
@@ -25,6 +27,8 @@ from rag.store import Store, StoreError, Upsert
 ProgressFn = Callable[[int], None]
 # Chunks embedded per atomic commit: an interrupted long ingest keeps what it committed.
 COMMIT_EVERY_CHUNKS = 2048
+# Encoder batches per progress update (the encoder sorts texts by length within a call).
+PROGRESS_BATCHES = 16
 
 
 class QuestionError(ValueError):
@@ -142,17 +146,16 @@ class Pipeline:
         self.store.apply(upserts, manifest=manifest, metadata_only=metadata_only)
         return len(texts)
 
-    def _embed_with_progress(self, texts: Sequence[str], progress: ProgressFn | None) -> Any:
-        if progress is None:
-            return self.embedder.embed(texts)
-        import numpy as np
-
-        step = self.embedder.batch_size * 8
+    def _embed_with_progress(self, texts: Sequence[str], progress: ProgressFn | None) -> np.ndarray:
+        if not texts:  # nothing to embed: do not load the model for it
+            return np.zeros((0, 0), dtype=np.float32)
+        step = len(texts) if progress is None else self.embedder.batch_size * PROGRESS_BATCHES
         parts = []
         for i in range(0, len(texts), step):
             parts.append(self.embedder.embed(texts[i : i + step]))
-            progress(len(parts[-1]))
-        return np.concatenate(parts) if parts else self.embedder.embed([])
+            if progress is not None:
+                progress(len(parts[-1]))
+        return np.concatenate(parts)
 
     def _rebuild(self, documents: Sequence[Document], progress: ProgressFn | None) -> IngestReport:
         """Build a fresh index beside the old one, then swap it in."""
@@ -203,7 +206,7 @@ class Pipeline:
     ) -> Answer:
         """Answer one question from the index, or abstain with the reason."""
         question = self.check_question(question)
-        if not self.store.exists() or self.store.counts()[0] == 0:
+        if not self.store.exists() or self.store.is_empty():
             return no_answer(question, "no documents: the index is empty")
         t0 = time.perf_counter()
         passages = self.retriever.retrieve(question, top_k or self.settings.top_k, filters, mode)

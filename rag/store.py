@@ -253,6 +253,9 @@ class Store:
                 )
                 conn.execute("COMMIT")
                 committed = True
+                if new_file is not None:
+                    with self._faiss_lock:  # readers of the new generation reuse it
+                        self._faiss, self._faiss_file = index, new_file.name
             finally:
                 if not committed:
                     conn.execute("ROLLBACK")
@@ -319,6 +322,11 @@ class Store:
             (limit, offset),
         )
         return [DocumentInfo(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def is_empty(self) -> bool:
+        """True when no document is stored (cheap, unlike counting)."""
+        row = self._conn().execute("SELECT EXISTS (SELECT 1 FROM documents)").fetchone()
+        return not row[0]
 
     def counts(self) -> tuple[int, int]:
         """(documents, chunks)."""

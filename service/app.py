@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from rag.pipeline import QuestionError
 from rag.settings import Settings
 from rag.store import StoreError
+from service.middleware import FormDefaultIsJSON
 from service.routers import ask, health
 from service.services import QAService
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
         log.exception("unhandled error")
         return JSONResponse(status_code=500, content={"detail": "internal error"})
 
+    app.add_middleware(FormDefaultIsJSON)
     app.include_router(ask.router)
     app.include_router(health.router)
     return app

@@ -124,3 +124,29 @@ def test_answer_serialises_to_json(seed_pipeline: Pipeline) -> None:
 
     payload = json.loads(json.dumps(dataclasses.asdict(seed_pipeline.ask("Who is Kim Jong Un?"))))
     assert set(payload) >= {"text", "doc_id", "start", "end", "score", "confidence", "citations"}
+
+
+SQUAD_DEV = ROOT.parent / "shared" / "data" / "squad" / "dev-v1.1.json.gz"
+
+
+@pytest.mark.skipif(not SQUAD_DEV.is_file(), reason="needs ../shared/data/squad")
+def test_squad_dev_chunks_fit_the_embedder(real_embedder: Embedder) -> None:
+    from rag.chunking import Chunker
+    from rag.evaluation import load_squad
+
+    chunker = Chunker(**_chunker_defaults())
+    longest = max(
+        real_embedder.wordpiece_count(c.text)
+        for d in load_squad(SQUAD_DEV).documents
+        for c in chunker.chunk(d)
+    )
+    assert longest <= real_embedder.max_seq_length
+
+
+def _chunker_defaults() -> dict[str, int]:
+    s = Settings()
+    return {
+        "max_tokens": s.chunk_tokens,
+        "overlap": s.chunk_overlap,
+        "snap_tokens": s.sentence_snap_tokens,
+    }

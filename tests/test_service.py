@@ -56,6 +56,16 @@ def test_bad_requests_get_422_with_a_message(
     assert isinstance(r.json()["detail"], str) and r.json()["detail"]
 
 
+def test_curl_default_form_content_type_is_read_as_json(client: TestClient) -> None:
+    # `curl -X POST localhost:8000/ask -d '{...}'` sends application/x-www-form-urlencoded.
+    body = b'{"question": "Who said North Korean workers would be welcomed?"}'
+    r = client.post(
+        "/ask", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status_code == 200, r.text
+    assert "Khusnullin" in r.json()["text"]
+
+
 def test_malformed_json_is_422(client: TestClient) -> None:
     r = client.post("/ask", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
