@@ -35,6 +35,9 @@ _ABBREVIATIONS = frozenset(
 )
 _BOUNDARY = re.compile(r"([.!?…]+[\"'”’)\]]*)(\s+)(?=[\"'“‘(\[]?[A-Z0-9\u00C0-\u024F])|\n+")
 _WORD = re.compile(r"\w+", re.UNICODE)
+# A word echoes a question word when one is a prefix of the other and both have this many
+# letters ("Korean" / "Korea"); shorter prefixes match unrelated words.
+PREFIX_ECHO_LETTERS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,7 @@ def split_sentences(text: str) -> list[Sentence]:
 
 def content_terms(text: str) -> set[str]:
     """Lower-cased content words with a crude plural strip: the unit of lexical overlap."""
-    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+    return {_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in STOPWORDS}
 
 
 def _stem(word: str) -> str:
@@ -158,33 +161,68 @@ def _candidates(kind: str, sentence: str) -> list[tuple[int, int]]:
     return out
 
 
+def _echoes(word: str, q_terms: set[str]) -> bool:
+    """Whether ``word`` repeats a question term (same stem, or one a 4+ letter prefix of the
+    other: "Korean" echoes "Korea")."""
+    w = _stem(word.lower())
+    if w in q_terms:
+        return True
+    return any(
+        min(len(w), len(q)) >= PREFIX_ECHO_LETTERS and (w.startswith(q) or q.startswith(w))
+        for q in q_terms
+    )
+
+
+def _trim_echoes(sentence: str, a: int, b: int, q_terms: set[str]) -> tuple[int, int, int]:
+    """Drop question words from both ends of ``[a, b)``: (start, end, echoes left inside)."""
+    words = [(a + m.start(), a + m.end()) for m in _WORD.finditer(sentence[a:b])]
+    # One-letter pieces ("s" of "Russia's") neither answer nor echo anything.
+    words = [w for w in words if w[1] - w[0] > 1 or sentence[w[0]].isdigit()]
+    n = len(words)
+    while words and _echoes(sentence[words[0][0] : words[0][1]], q_terms):
+        words.pop(0)
+    front_trimmed = len(words) < n
+    n = len(words)
+    while words and _echoes(sentence[words[-1][0] : words[-1][1]], q_terms):
+        words.pop()
+    if not words:
+        return a, a, 0
+    start = words[0][0] if front_trimmed else a
+    end = words[-1][1] if len(words) < n else b
+    inside = sum(_echoes(sentence[x:y], q_terms) for x, y in words)
+    return start, end, inside
+
+
 def narrow(question: str, sentence: str) -> tuple[int, int] | None:
     """The short typed span of ``sentence`` answering ``question``, relative offsets, or None.
 
-    Candidates of the asked type that only repeat question words are dropped; of the rest the
-    one nearest to the question's words in the sentence wins (answers sit beside the words
-    the question repeats).
+    Question words are trimmed off the ends of each candidate of the asked type, and a
+    candidate that is nothing but question words is dropped ("North Korean" does not answer
+    "Who leads North Korea?"). Of the rest, the one with fewest question words inside, then
+    the one nearest to the question's words in the sentence, wins (answers sit beside the
+    words the question repeats).
     """
     kind = question_type(question)
     if kind is None:
         return None
     q_terms = content_terms(question)
-    cands = [
-        (a, b)
-        for a, b in _candidates(kind, sentence)
-        if not content_terms(sentence[a:b]) <= q_terms
-    ]
+    cands: list[tuple[int, int, int]] = []
+    for a, b in _candidates(kind, sentence):
+        start, end, inside = _trim_echoes(sentence, a, b, q_terms)
+        if end > start:
+            cands.append((start, end, inside))
     if not cands:
         return None
-    anchors = [m.start() for m in _WORD.finditer(sentence) if _stem(m.group(0).lower()) in q_terms]
-    if not anchors:
-        return cands[0]
+    anchors = [m.start() for m in _WORD.finditer(sentence) if _echoes(m.group(0), q_terms)]
 
-    def distance(span: tuple[int, int]) -> int:
-        a, b = span
-        return min(0 if a <= x < b else min(abs(x - a), abs(x - b)) for x in anchors)
+    def rank(span: tuple[int, int, int]) -> tuple[int, int]:
+        a, b, inside = span
+        if not anchors:
+            return inside, a
+        return inside, min(0 if a <= x < b else min(abs(x - a), abs(x - b)) for x in anchors)
 
-    return min(cands, key=distance)
+    best = min(cands, key=rank)
+    return best[0], best[1]
 
 
 # ---- readers ---------------------------------------------------------------------------
