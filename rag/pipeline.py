@@ -208,6 +208,8 @@ class Pipeline:
         question = self.check_question(question)
         if not self.store.exists() or self.store.is_empty():
             return no_answer(question, "no documents: the index is empty")
+        # Vectors of another model would be silent garbage: refuse them.
+        self.store.check_compatible(self.embedder.manifest())
         t0 = time.perf_counter()
         passages = self.retriever.retrieve(question, top_k or self.settings.top_k, filters, mode)
         t1 = time.perf_counter()

@@ -76,6 +76,8 @@ def test_index_built_with_another_model_is_refused(tmp_path: Path) -> None:
     other = Pipeline(settings, embedder=FakeEmbedder(tag="model-b"))
     with pytest.raises(StoreError, match="embedding_model=model-a"):
         other.ingest([Document("b", "more")])
+    with pytest.raises(StoreError, match="embedding_model=model-a"):
+        other.ask("Does asking check it too?")
 
 
 def test_changed_chunk_settings_are_refused(tmp_path: Path) -> None:
