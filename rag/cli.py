@@ -109,11 +109,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    rate = report.chunks_embedded / report.seconds if report.seconds else 0.0
+    rate = report.chunks_embedded / report.embed_seconds if report.embed_seconds else 0.0
     print(
         f"{len(report.added)} added, {len(report.updated)} updated, "
         f"{len(report.unchanged)} unchanged, {len(loaded.failures)} failed; "
-        f"{report.chunks_embedded} chunks embedded in {report.seconds:.1f}s ({rate:.1f} chunks/s)"
+        f"{report.chunks_embedded} chunks embedded ({rate:.1f} chunks/s); {report.seconds:.1f}s "
+        "in all"
     )
     for name, reason in loaded.failures.items():
         print(f"rag: failed: {name}: {reason}", file=sys.stderr)

@@ -45,6 +45,9 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # quiet start-up
 
         if not (self.model_path / WEIGHTS_FILE).is_file():
             raise FileNotFoundError(f"embedding model weights not found in {self.model_path}")

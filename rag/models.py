@@ -114,3 +114,5 @@ class IngestReport:
     failed: dict[str, str] = field(default_factory=dict)
     chunks_embedded: int = 0
     seconds: float = 0.0
+    # Time inside the encoder only (model loading excluded): chunks_embedded / this = chunks/s.
+    embed_seconds: float = 0.0

@@ -117,17 +117,21 @@ class Pipeline:
                 continue
             (report.updated if old is not None else report.added).append(doc.id)
             todo.append((doc, self.chunker.chunk(doc)))
-        embedded = 0
+        embedded, embed_seconds = 0, 0.0
         batch: list[tuple[Document, list[Chunk]]] = []
         for item in todo:
             batch.append(item)
             if sum(len(c) for _, c in batch) >= COMMIT_EVERY_CHUNKS:
-                embedded += self._commit(batch, manifest, progress)
-                batch = []
+                n, secs = self._commit(batch, manifest, progress)
+                embedded, embed_seconds, batch = embedded + n, embed_seconds + secs, []
         if batch or metadata_only or not todo:
-            embedded += self._commit(batch, manifest, progress, metadata_only)
+            n, secs = self._commit(batch, manifest, progress, metadata_only)
+            embedded, embed_seconds = embedded + n, embed_seconds + secs
         return dataclasses.replace(
-            report, chunks_embedded=embedded, seconds=time.perf_counter() - t0
+            report,
+            chunks_embedded=embedded,
+            seconds=time.perf_counter() - t0,
+            embed_seconds=embed_seconds,
         )
 
     def _commit(
@@ -136,15 +140,19 @@ class Pipeline:
         manifest: Mapping[str, str],
         progress: ProgressFn | None,
         metadata_only: Sequence[Document] = (),
-    ) -> int:
+    ) -> tuple[int, float]:
         texts = [c.text for _, chunks in batch for c in chunks]
+        if texts:
+            self.embedder.warm_up()
+        t0 = time.perf_counter()
         vectors = self._embed_with_progress(texts, progress)
+        embed_seconds = time.perf_counter() - t0
         upserts, row = [], 0
         for doc, chunks in batch:
             upserts.append(Upsert(doc, chunks, vectors[row : row + len(chunks)]))
             row += len(chunks)
         self.store.apply(upserts, manifest=manifest, metadata_only=metadata_only)
-        return len(texts)
+        return len(texts), embed_seconds
 
     def _embed_with_progress(self, texts: Sequence[str], progress: ProgressFn | None) -> np.ndarray:
         if not texts:  # nothing to embed: do not load the model for it

@@ -52,7 +52,9 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         messages = [
-            f"{'.'.join(str(x) for x in e['loc'] if x != 'body') or 'body'}: {e['msg']}"
+            "the request body is not valid JSON"
+            if e.get("type") == "json_invalid"
+            else f"{'.'.join(str(x) for x in e['loc'] if x != 'body') or 'body'}: {e['msg']}"
             for e in exc.errors()
         ]
         return JSONResponse(status_code=422, content={"detail": "; ".join(messages)})

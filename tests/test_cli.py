@@ -56,6 +56,7 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert ingest.returncode == 1, ingest.stderr  # one file failed, named, others ingested
     assert "broken.txt" in ingest.stderr and "Traceback" not in ingest.stderr
     assert "1 added" in ingest.stdout and "chunks/s" in ingest.stdout
+    assert "Loading weights" not in ingest.stderr
 
     ask = run(
         "ask", "Who said North Korean workers would be welcomed?", "--json", *idx, cwd=tmp_path

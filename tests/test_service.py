@@ -69,6 +69,7 @@ def test_curl_default_form_content_type_is_read_as_json(client: TestClient) -> N
 def test_malformed_json_is_422(client: TestClient) -> None:
     r = client.post("/ask", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
+    assert r.json()["detail"] == "the request body is not valid JSON"
 
 
 def test_filters_and_top_k(client: TestClient) -> None:
