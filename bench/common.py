@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from rag.evaluation import GoldSet, load_squad
+from rag.gold import GoldSet, load_squad
 from rag.loaders import LoadResult
 from rag.pipeline import Pipeline
 from rag.settings import Settings

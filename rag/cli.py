@@ -16,9 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rag.gold import GoldFormatError
 from rag.loaders import LoadError, load_paths
 from rag.models import Answer
-from rag.settings import Settings
+from rag.settings import READER_FIT_FILE, Settings
 from rag.store import StoreError
 
 EXIT_USAGE = 2
@@ -60,6 +61,31 @@ def _parser() -> argparse.ArgumentParser:
 
     st = with_index(sub.add_parser("stats", help="what the index holds"))
     st.add_argument("--json", action="store_true")
+
+    ev = with_index(sub.add_parser("eval", help="evaluate against a gold set"))
+    ev.add_argument(
+        "gold", nargs="?", type=Path, help="SQuAD .json[.gz], gold .jsonl or a BEIR folder"
+    )
+    ev.add_argument("--out", type=Path, help="write metrics.json, report.md, plots, errors")
+    ev.add_argument("--ablation", action="store_true", help="also dense-only and BM25-only")
+    ev.add_argument("--sample", type=int, help="a seeded random sample of N questions")
+    ev.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    ev.add_argument(
+        "--fit-threshold",
+        nargs="?",
+        const=READER_FIT_FILE,
+        type=Path,
+        metavar="FILE",
+        help=f"fit the abstention threshold and confidence; write FILE ({READER_FIT_FILE.name})",
+    )
+    ev.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A", "B"),
+        help="print the differences of two metrics.json files",
+    )
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
     srv = with_index(sub.add_parser("serve", help="run the HTTP service"))
     srv.add_argument("--host")
@@ -175,6 +201,58 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import random
+
+    from rag.evaluation import Evaluator, fit_reader
+    from rag.gold import load_gold
+    from rag.report import compare, write_outputs
+
+    if args.compare:
+        metrics = []
+        for path in args.compare:
+            try:
+                metrics.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                raise UserError(f"cannot read metrics {path}: {exc}") from None
+        print("\n".join(compare(*metrics)) or "no differences")
+        return 0
+    if args.gold is None:
+        raise UserError("name a gold file (or use --compare A B)")
+    gold = load_gold(args.gold)
+    if args.sample is not None:
+        if args.sample < 1:
+            raise UserError("--sample wants a positive number")
+        if args.sample < len(gold.questions):
+            gold.questions = random.Random(args.seed).sample(gold.questions, args.sample)
+    settings = _settings(args)
+    if args.fit_threshold:
+        settings = settings.model_copy(
+            update={"abstain_threshold": float("-inf"), "confidence_calibration": None}
+        )
+    evaluator = Evaluator(settings, ablation=args.ablation, progress=not args.quiet)
+    run = evaluator.run(gold, index_name=args.index)
+    summary = {k: run.metrics[k] for k in ("answers", "retrieval", "cost") if k in run.metrics}
+    if "answers" in summary:
+        summary["answers"] = {k: v for k, v in summary["answers"].items() if k != "by_type"}
+    print(json.dumps(summary, indent=2))
+    if args.out:
+        files = write_outputs(run, args.out, args.gold.name)
+        print(f"wrote {len(files)} files to {args.out}")
+    if args.fit_threshold:
+        if gold.retrieval_only:
+            raise UserError("--fit-threshold needs a gold set with answers")
+        fit = {
+            **fit_reader(run.results),
+            "data": f"{args.gold.name}, open corpus, {len(run.results)} questions",
+            "seed": args.seed,
+            "command": " ".join(["rag", *sys.argv[1:]]) if sys.argv else "rag eval",
+        }
+        args.fit_threshold.write_text(json.dumps(fit, indent=2) + "\n")
+        print(f"fitted: {json.dumps(fit)}\nwrote {args.fit_threshold}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -190,6 +268,7 @@ COMMANDS = {
     "ask": cmd_ask,
     "delete": cmd_delete,
     "stats": cmd_stats,
+    "eval": cmd_eval,
     "serve": cmd_serve,
 }
 
@@ -201,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (UserError, StoreError, LoadError, QuestionError) as exc:
+    except (UserError, StoreError, LoadError, QuestionError, GoldFormatError) as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

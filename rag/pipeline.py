@@ -18,7 +18,7 @@ import numpy as np
 
 from rag.chunking import Chunker
 from rag.embedding import Embedder
-from rag.models import Answer, Chunk, Document, IngestReport
+from rag.models import Answer, Chunk, Document, IngestReport, Passage
 from rag.reader import Reader, SentenceReader, compose_answer, no_answer
 from rag.retrieval import Mode, Retriever
 from rag.settings import Settings
@@ -221,6 +221,13 @@ class Pipeline:
         t0 = time.perf_counter()
         passages = self.retriever.retrieve(question, top_k or self.settings.top_k, filters, mode)
         t1 = time.perf_counter()
+        answer = self.read(question, passages)
+        t2 = time.perf_counter()
+        timings = {"retrieve": (t1 - t0) * 1000, "read": (t2 - t1) * 1000}
+        return dataclasses.replace(answer, timings_ms=timings)
+
+    def read(self, question: str, passages: Sequence[Passage]) -> Answer:
+        """Compose the answer from already retrieved passages (evaluation reuses retrieval)."""
         documents: dict[str, Document] = {}
         for p in passages:
             if p.doc_id not in documents:
@@ -228,12 +235,7 @@ class Pipeline:
                 if doc is not None:
                     documents[p.doc_id] = doc
         spans = self.reader.read(question, passages, documents)
-        answer = compose_answer(
-            question, spans, documents, passages, self.settings.abstain_threshold
-        )
-        t2 = time.perf_counter()
-        timings = {"retrieve": (t1 - t0) * 1000, "read": (t2 - t1) * 1000}
-        return dataclasses.replace(answer, timings_ms=timings)
+        return compose_answer(question, spans, documents, passages, self.settings.abstain_threshold)
 
     def stats(self) -> IndexStats:
         if not self.store.exists():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -308,6 +309,7 @@ def compose_answer(
     documents: Mapping[str, Document],
     passages: Sequence[Passage],
     threshold: float,
+    calibration: Sequence[float] | None = None,
 ) -> Answer:
     """The best span as an Answer with its citation, or an abstention with the reason."""
     if not passages:
@@ -333,10 +335,19 @@ def compose_answer(
         start=best.start,
         end=best.end,
         score=best.score,
-        confidence=min(1.0, max(0.0, best.score)),
+        confidence=confidence(best, calibration),
         citations=[citation],
         passages=list(passages),
     )
+
+
+def confidence(span: Span, calibration: Sequence[float] | None) -> float:
+    """P(correct) from the fitted logistic weights, or the clipped score when unfitted."""
+    if calibration is None:
+        return min(1.0, max(0.0, span.score))
+    narrowed = float((span.start, span.end) != (span.context_start, span.context_end))
+    a, b, c = calibration
+    return 1.0 / (1.0 + math.exp(-(a * span.score + b * narrowed + c)))
 
 
 def no_answer(

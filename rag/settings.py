@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,12 +19,23 @@ READER_FIT_FILE = DATA_DIR / "sentence_reader_fit.json"
 UNFITTED_ABSTAIN_THRESHOLD = 0.0
 
 
-def fitted_abstain_threshold() -> float:
-    """The abstention threshold fitted on gold data by ``bench/fit_threshold.py``."""
+def _fitted(key: str) -> Any:
     try:
-        return float(json.loads(READER_FIT_FILE.read_text())["abstain_threshold"])
+        return json.loads(READER_FIT_FILE.read_text())[key]
     except (OSError, KeyError, ValueError):
-        return UNFITTED_ABSTAIN_THRESHOLD
+        return None
+
+
+def fitted_abstain_threshold() -> float:
+    """The abstention threshold fitted by ``rag eval --fit-threshold`` (make fit-threshold)."""
+    value = _fitted("abstain_threshold")
+    return UNFITTED_ABSTAIN_THRESHOLD if value is None else float(value)
+
+
+def fitted_confidence_calibration() -> list[float] | None:
+    """Logistic weights (score, narrowed, bias) fitted with the threshold, if any."""
+    value = _fitted("confidence_calibration")
+    return None if value is None else [float(v) for v in value]
 
 
 class Settings(BaseSettings):
@@ -85,7 +96,14 @@ class Settings(BaseSettings):
     abstain_threshold: float = Field(
         default_factory=fitted_abstain_threshold,
         description="Answers whose sentence score is below this abstain. Fitted on SQuAD v2.0 "
-        "dev (half) by bench/fit_threshold.py; stored in rag/data/sentence_reader_fit.json.",
+        "dev (half) by `make fit-threshold`; stored in rag/data/sentence_reader_fit.json.",
+    )
+    confidence_calibration: list[float] | None = Field(
+        default_factory=fitted_confidence_calibration,
+        min_length=3,
+        max_length=3,
+        description="Confidence = sigmoid(a * score + b * narrowed + c), [a, b, c] fitted on "
+        "gold data with the threshold (P(F1 > 0.5 or exact match)). None: clipped score.",
     )
     max_question_chars: int = Field(
         1000, ge=1, description="Longest question accepted (characters)."

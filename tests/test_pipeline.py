@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.embedding import Embedder
-from rag.evaluation import load_jsonl
+from rag.gold import load_jsonl
 from rag.loaders import load_paths
 from rag.models import Answer, Document
 from rag.pipeline import Pipeline, QuestionError
@@ -157,7 +157,7 @@ SQUAD_DEV = ROOT.parent / "shared" / "data" / "squad" / "dev-v1.1.json.gz"
 @pytest.mark.skipif(not SQUAD_DEV.is_file(), reason="needs ../shared/data/squad")
 def test_squad_dev_chunks_fit_the_embedder(real_embedder: Embedder) -> None:
     from rag.chunking import Chunker
-    from rag.evaluation import load_squad
+    from rag.gold import load_squad
 
     chunker = Chunker(**_chunker_defaults())
     longest = max(
