@@ -355,7 +355,9 @@ class Store:
         params: list[Any] = []
         for key, value in filters.items():
             values = value if isinstance(value, list) else [value]
-            if key == "doc_id":
+            if not values:  # an empty list of allowed values matches nothing
+                clauses.append("0")
+            elif key == "doc_id":
                 clauses.append(f"d.id IN ({','.join('?' * len(values))})")
                 params += [str(v) for v in values]
             else:

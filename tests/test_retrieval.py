@@ -73,6 +73,7 @@ def test_filters_by_doc_id_and_metadata(indexed: Pipeline) -> None:
     assert {p.doc_id for p in pets} <= {"cats.txt", "dogs.txt"}
     none = indexed.retriever.retrieve("rock", top_k=5, filters={"doc_id": "missing"})
     assert none == []
+    assert indexed.retriever.retrieve("rock", top_k=5, filters={"kind": []}) == []
 
 
 def test_batch_form_matches_single(indexed: Pipeline) -> None:

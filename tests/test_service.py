@@ -78,6 +78,8 @@ def test_filters_and_top_k(client: TestClient) -> None:
     )
     assert r.status_code == 200 and r.json()["text"] == ""
     assert r.json()["no_answer_reason"]
+    empty = client.post("/ask", json={"question": "Who said it?", "filters": {"doc_id": []}})
+    assert empty.status_code == 200 and empty.json()["no_answer_reason"]
 
 
 def test_health_and_docs(client: TestClient) -> None:
