@@ -235,7 +235,14 @@ class Pipeline:
                 if doc is not None:
                     documents[p.doc_id] = doc
         spans = self.reader.read(question, passages, documents)
-        return compose_answer(question, spans, documents, passages, self.settings.abstain_threshold)
+        return compose_answer(
+            question,
+            spans,
+            documents,
+            passages,
+            self.settings.abstain_threshold,
+            self.settings.confidence_calibration,
+        )
 
     def stats(self) -> IndexStats:
         if not self.store.exists():

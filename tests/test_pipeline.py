@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,10 @@ def test_who_welcomed_north_korean_workers(seed_pipeline: Pipeline) -> None:
     assert len(answer.text) < 60  # a phrase, not the sentence
     assert_round_trip(seed_pipeline, answer)
     assert answer.timings_ms["retrieve"] > 0 and answer.timings_ms["read"] > 0
+    if seed_pipeline.settings.confidence_calibration is not None:
+        a, b, c = seed_pipeline.settings.confidence_calibration
+        expected = 1 / (1 + math.exp(-(a * answer.score + b + c)))  # a narrowed span
+        assert answer.confidence == pytest.approx(expected)
 
 
 def test_gold_set_is_well_formed() -> None:

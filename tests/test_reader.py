@@ -136,3 +136,16 @@ def test_compose_answer_cites_round_trip_and_abstains_below_threshold() -> None:
     assert low.citations == []
     none = compose_answer("When?", [], {"d": DOC}, [], threshold=0.0)
     assert not none.answered
+
+
+def test_confidence_is_the_fitted_logistic() -> None:
+    import math
+
+    from rag.reader import confidence
+
+    narrowed = Span("d", 60, 64, "1889", 0.7, 42, 66)
+    whole = Span("d", 42, 66, DOC.text[42:66], 0.7, 42, 66)
+    weights = [5.0, 2.0, -4.0]
+    assert confidence(narrowed, weights) == pytest.approx(1 / (1 + math.exp(-1.5)))
+    assert confidence(whole, weights) == pytest.approx(1 / (1 + math.exp(0.5)))
+    assert confidence(whole, None) == pytest.approx(0.7)
