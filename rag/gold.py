@@ -126,24 +126,24 @@ def load_beir(folder: Path, split: str = "test") -> GoldSet:
         if len(parts) != 3 or not parts[2].lstrip("-").isdigit():
             raise GoldFormatError(f"{qrels_path}:{lineno}: want 'query-id corpus-id score'")
         gold.qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
-    for lineno, line in enumerate(_open_text(first("corpus.jsonl", "corpus.jsonl.gz")), 1):
-        rec = _jsonl_record(line, f"{folder}/corpus.jsonl:{lineno}")
-        if rec is None:
-            continue
-        where = f"{folder}/corpus.jsonl:{lineno}"
+    for where, rec in _records(first("corpus.jsonl", "corpus.jsonl.gz")):
         doc_id = str(_need(rec, "_id", (str, int), where))
         text, title = _need(rec, "text", str, where), rec.get("title") or ""
         body = f"{title}\n{text}" if title else text
         gold.documents.append(Document(doc_id, body, str(title)))
-    for lineno, line in enumerate(_open_text(first("queries.jsonl", "queries.jsonl.gz")), 1):
-        rec = _jsonl_record(line, f"{folder}/queries.jsonl:{lineno}")
-        if rec is None:
-            continue
-        where = f"{folder}/queries.jsonl:{lineno}"
+    for where, rec in _records(first("queries.jsonl", "queries.jsonl.gz")):
         qid = str(_need(rec, "_id", (str, int), where))
         if qid in gold.qrels:
             gold.questions.append(GoldQuestion(qid, _need(rec, "text", str, where), ()))
     return gold
+
+
+def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``file:line``, record) for each non-blank line of a JSONL file."""
+    for lineno, line in enumerate(_open_text(path), start=1):
+        rec = _jsonl_record(line, f"{path}:{lineno}")
+        if rec is not None:
+            yield f"{path}:{lineno}", rec
 
 
 def _jsonl_record(line: str, where: str) -> dict[str, Any] | None:
