@@ -88,11 +88,17 @@ def _first_line_title(text: str) -> str:
     return ""
 
 
-def _read_text(path: Path) -> str:
+def decode_text(data: bytes) -> str:
+    """UTF-8 (a leading BOM dropped), or LoadError naming the first bad byte."""
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise LoadError(f"not UTF-8 text (byte {exc.start})") from exc
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return decode_text(path.read_bytes())
     except OSError as exc:
         raise LoadError(exc.strerror or str(exc)) from exc
 
@@ -102,7 +108,19 @@ def load_file(path: Path, doc_id: str) -> list[Document]:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise LoadError(f"unsupported file type {suffix or '(none)'}")
-    raw = _read_text(path)
+    return parse_text(_read_text(path), suffix, doc_id)
+
+
+def load_bytes(data: bytes, suffix: str, doc_id: str) -> list[Document]:
+    """The documents in an uploaded file's bytes, typed by ``suffix`` (``.txt``, ...)."""
+    suffix = suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise LoadError(f"unsupported file type {suffix or '(none)'}")
+    return parse_text(decode_text(data), suffix, doc_id)
+
+
+def parse_text(raw: str, suffix: str, doc_id: str) -> list[Document]:
+    """Documents from decoded text of the given type; ``doc_id`` names single documents."""
     if suffix in {".html", ".htm"}:
         text, title = html_to_text(raw)
         return [Document(doc_id, text, title or _first_line_title(text), {"source": doc_id})]

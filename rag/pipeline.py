@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 
 from rag.chunking import Chunker
 from rag.embedding import Embedder
-from rag.models import Answer, Chunk, Document, IngestReport, Passage
+from rag.models import Answer, Chunk, Document, IngestReport, Passage, Span
 from rag.reader import Reader, SentenceReader, compose_answer, no_answer
 from rag.retrieval import Mode, Retriever
 from rag.settings import Settings
@@ -94,8 +95,15 @@ class Pipeline:
         documents: Sequence[Document],
         progress: ProgressFn | None = None,
         rebuild: bool = False,
+        commit_every: int | None = COMMIT_EVERY_CHUNKS,
+        plan: ProgressFn | None = None,
     ) -> IngestReport:
-        """Add new documents, replace changed ones, skip unchanged ones (no embedding)."""
+        """Add new documents, replace changed ones, skip unchanged ones (no embedding).
+
+        Commits every ``commit_every`` chunks (an interrupted long ingest keeps what it
+        committed), or once at the end when None (all of it or nothing, as the service's
+        ingest jobs want). ``plan`` is told how many chunks will be embedded.
+        """
         t0 = time.perf_counter()
         if rebuild:
             return self._rebuild(documents, progress)
@@ -117,11 +125,13 @@ class Pipeline:
                 continue
             (report.updated if old is not None else report.added).append(doc.id)
             todo.append((doc, self.chunker.chunk(doc)))
+        if plan is not None:
+            plan(sum(len(c) for _, c in todo))
         embedded, embed_seconds = 0, 0.0
         batch: list[tuple[Document, list[Chunk]]] = []
         for item in todo:
             batch.append(item)
-            if sum(len(c) for _, c in batch) >= COMMIT_EVERY_CHUNKS:
+            if commit_every is not None and sum(len(c) for _, c in batch) >= commit_every:
                 n, secs = self._commit(batch, manifest, progress)
                 embedded, embed_seconds, batch = embedded + n, embed_seconds + secs, []
         if batch or metadata_only or not todo:
@@ -211,30 +221,73 @@ class Pipeline:
         top_k: int | None = None,
         filters: Mapping[str, Any] | None = None,
         mode: Mode | None = None,
+        context: str | None = None,
     ) -> Answer:
-        """Answer one question from the index, or abstain with the reason."""
-        question = self.check_question(question)
+        """Answer one question from the index, or abstain with the reason.
+
+        ``context`` (earlier turns of a conversation) is added to the retrieval query only;
+        the reader answers ``question`` itself.
+        """
+        return self.ask_batch([question], top_k, filters, mode, [context])[0]
+
+    def ask_batch(
+        self,
+        questions: Sequence[str],
+        top_k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        mode: Mode | None = None,
+        contexts: Sequence[str | None] | None = None,
+    ) -> list[Answer]:
+        """``ask`` for many questions: one encoder pass for the queries, one for the reader."""
+        checked = [self.check_question(q) for q in questions]
+        if not checked:
+            return []
         if not self.store.exists() or self.store.is_empty():
-            return no_answer(question, "no documents: the index is empty")
+            return [no_answer(q, "no documents: the index is empty") for q in checked]
         # Vectors of another model would be silent garbage: refuse them.
         self.store.check_compatible(self.embedder.manifest())
+        contexts = list(contexts) if contexts is not None else [None] * len(checked)
+        queries = [
+            f"{c.strip()} {q}" if c and c.strip() else q
+            for q, c in zip(checked, contexts, strict=True)
+        ]
         t0 = time.perf_counter()
-        passages = self.retriever.retrieve(question, top_k or self.settings.top_k, filters, mode)
+        # One snapshot for retrieval and the documents it cites: a concurrent ingest or delete
+        # is seen entirely or not at all.
+        with self.store.read() as conn:
+            passages = self.retriever.retrieve_batch(
+                queries, top_k or self.settings.top_k, filters, mode
+            )
+            documents = self._documents([p for ps in passages for p in ps], conn)
         t1 = time.perf_counter()
-        answer = self.read(question, passages)
+        spans = self.reader.read_batch(checked, passages, documents)
+        answers = [
+            self._compose(q, ps, sp, documents)
+            for q, ps, sp in zip(checked, passages, spans, strict=True)
+        ]
         t2 = time.perf_counter()
-        timings = {"retrieve": (t1 - t0) * 1000, "read": (t2 - t1) * 1000}
-        return dataclasses.replace(answer, timings_ms=timings)
+        n = len(checked)
+        timings = {"retrieve": (t1 - t0) * 1000 / n, "read": (t2 - t1) * 1000 / n}
+        return [dataclasses.replace(a, timings_ms=timings) for a in answers]
 
-    def read(self, question: str, passages: Sequence[Passage]) -> Answer:
-        """Compose the answer from already retrieved passages (evaluation reuses retrieval)."""
+    def _documents(
+        self, passages: Sequence[Passage], conn: sqlite3.Connection | None = None
+    ) -> dict[str, Document]:
         documents: dict[str, Document] = {}
         for p in passages:
             if p.doc_id not in documents:
-                doc = self.store.document(p.doc_id)
+                doc = self.store.document(p.doc_id, conn)
                 if doc is not None:
                     documents[p.doc_id] = doc
-        spans = self.reader.read(question, passages, documents)
+        return documents
+
+    def _compose(
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        spans: Sequence[Span],
+        documents: Mapping[str, Document],
+    ) -> Answer:
         return compose_answer(
             question,
             spans,
@@ -243,6 +296,20 @@ class Pipeline:
             self.settings.abstain_threshold,
             self.settings.confidence_calibration,
         )
+
+    def read(self, question: str, passages: Sequence[Passage]) -> Answer:
+        """Compose the answer from already retrieved passages (evaluation reuses retrieval)."""
+        with self.store.read() as conn:
+            documents = self._documents(passages, conn)
+        spans = self.reader.read(question, passages, documents)
+        return self._compose(question, passages, spans, documents)
+
+    # ---- documents ---------------------------------------------------------------------
+    def document(self, doc_id: str) -> Document | None:
+        """A stored document with its text, or None."""
+        if not self.store.exists():
+            return None
+        return self.store.document(doc_id)
 
     def stats(self) -> IndexStats:
         if not self.store.exists():

@@ -238,6 +238,19 @@ class Reader(Protocol):
         """Spans in document coordinates, best first, merged on absolute offsets."""
         ...
 
+    def read_batch(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[Passage]],
+        documents: Mapping[str, Document],
+    ) -> list[list[Span]]:
+        """``read`` for many questions, with one encoder pass over all of them."""
+        ...
+
+
+# (doc_id, start, end) of a sentence: its identity across the passages of one question.
+_SentenceKey = tuple[str, int, int]
+
 
 class SentenceReader:
     """Extractive sentence scorer with typed narrowing (see module docstring)."""
@@ -255,15 +268,53 @@ class SentenceReader:
     def read(
         self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
     ) -> list[Span]:
-        sentences: dict[tuple[str, int, int], Sentence] = {}
+        return self.read_batch([question], [passages], documents)[0]
+
+    def read_batch(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[Passage]],
+        documents: Mapping[str, Document],
+    ) -> list[list[Span]]:
+        plans = [self._plan(q, ps, documents) for q, ps in zip(questions, passages, strict=True)]
+        # One encoder call for every question and every chosen sentence of the batch.
+        texts: list[str] = []
+        for question, keys, sentences, _ in plans:
+            if keys:
+                texts += [question] + [sentences[k].text for k in keys]
+        vectors = self.embedder.embed(texts) if texts else np.zeros((0, 0), dtype=np.float32)
+        out: list[list[Span]] = []
+        row = 0
+        for question, keys, sentences, overlaps in plans:
+            if not keys:
+                out.append([])
+                continue
+            block = vectors[row : row + 1 + len(keys)]
+            row += 1 + len(keys)
+            cosines = np.asarray(block[1:] @ block[0], dtype=float)
+            spans = []
+            for key, cos in zip(keys, cosines, strict=True):
+                s = sentences[key]
+                score = self.dense_weight * float(cos) + (1 - self.dense_weight) * overlaps[key]
+                rel = narrow(question, s.text)
+                a, b = (s.start + rel[0], s.start + rel[1]) if rel else (s.start, s.end)
+                doc = documents[key[0]]
+                spans.append(Span(key[0], a, b, doc.text[a:b], score, s.start, s.end))
+            spans.sort(key=lambda sp: -sp.score)
+            out.append(spans)
+        return out
+
+    def _plan(
+        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
+    ) -> tuple[str, list[_SentenceKey], dict[_SentenceKey, Sentence], dict[_SentenceKey, float]]:
+        """The sentences to embed for one question, with their question-word overlaps."""
+        sentences: dict[_SentenceKey, Sentence] = {}
         for p in passages:
             doc = documents.get(p.doc_id)
             if doc is None:
                 continue
             for s in self._sentences_around(doc, p.start, p.end):
                 sentences.setdefault((p.doc_id, s.start, s.end), s)
-        if not sentences:
-            return []
         q_terms = content_terms(question)
         overlaps = {
             k: len(q_terms & content_terms(s.text)) / len(q_terms) if q_terms else 0.0
@@ -272,18 +323,7 @@ class SentenceReader:
         # Encoding is the cost: only the sentences sharing most question words are embedded
         # (dict order keeps retrieval rank as the tie-break).
         keys = sorted(sentences, key=lambda k: -overlaps[k])[: self.max_sentences]
-        vectors = self.embedder.embed([question] + [sentences[k].text for k in keys])
-        cosines = vectors[1:] @ vectors[0]
-        spans = []
-        for key, cos in zip(keys, np.asarray(cosines, dtype=float), strict=True):
-            s = sentences[key]
-            score = self.dense_weight * float(cos) + (1 - self.dense_weight) * overlaps[key]
-            rel = narrow(question, s.text)
-            a, b = (s.start + rel[0], s.start + rel[1]) if rel else (s.start, s.end)
-            doc = documents[key[0]]
-            spans.append(Span(key[0], a, b, doc.text[a:b], score, s.start, s.end))
-        spans.sort(key=lambda sp: -sp.score)
-        return spans
+        return question, keys, sentences, overlaps
 
     @staticmethod
     def _sentences_around(doc: Document, start: int, end: int) -> list[Sentence]:

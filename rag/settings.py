@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATA_DIR = Path(__file__).parent / "data"
 READER_FIT_FILE = DATA_DIR / "sentence_reader_fit.json"
@@ -108,6 +108,75 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(
         1000, ge=1, description="Longest question accepted (characters)."
     )
+
+    # ---- HTTP service: security, limits, operations ------------------------------------
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Keys accepted as `Authorization: Bearer <key>` (comma-separated in "
+        "RAG_API_KEYS). Document writes and deletes always need one. When empty, the service "
+        "creates a random key once in <index_root>/.api-key (mode 0600) and uses that.",
+    )
+    read_requires_key: bool = Field(
+        False, description="Whether questions, document reads and the chat need a key too."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (comma-separated in "
+        "RAG_CORS_ORIGINS; '*' for any). Empty: same origin only.",
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest request body accepted (else 413)."
+    )
+    max_batch_questions: int = Field(
+        64, ge=1, description="Most questions in one POST /ask/batch (else 422)."
+    )
+    max_top_k: int = Field(50, ge=1, description="Largest top_k a request may ask for.")
+    sync_ingest_max_chars: int = Field(
+        20_000,
+        ge=0,
+        description="Uploads up to this many characters (one document) are ingested within "
+        "the request (201); larger ones, and multi-document JSONL, go to the background "
+        "ingest worker (202 with a job id).",
+    )
+    max_page_size: int = Field(200, ge=1, description="Largest page of GET /documents.")
+    span_context_chars: int = Field(
+        300, ge=0, description="Default characters of context on each side of a cited span."
+    )
+    chat_model_id: str = Field(
+        "rag-extractive", description="Model id reported by /v1/models and chat completions."
+    )
+    chat_followup_turns: int = Field(
+        1,
+        ge=0,
+        description="Earlier user turns added to the retrieval query when the last question "
+        "looks like a follow-up (a pronoun or under followup_max_words words).",
+    )
+    chat_followup_max_words: int = Field(
+        6, ge=0, description="Questions this short are treated as follow-ups in a chat."
+    )
+    chat_stream_chunk_chars: int = Field(
+        24, ge=1, description="Characters of answer text per streamed chat chunk (at most)."
+    )
+    chat_sources_in_text: bool = Field(
+        True,
+        description="Append a 'Sources' list (numbered quotes) to the chat message content, "
+        "for frontends that ignore the structured `citations` field.",
+    )
+    no_answer_message: str = Field(
+        "I could not find an answer to that in the indexed documents.",
+        description="The chat reply when the service abstains.",
+    )
+    log_requests: bool = Field(True, description="One JSON log line per HTTP request.")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
     @property
     def index_dir(self) -> Path:

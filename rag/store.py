@@ -159,13 +159,23 @@ class Store:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot of rows, FTS and manifest."""
+        """A read transaction: one consistent snapshot of rows, FTS and manifest.
+
+        Re-entrant per thread: a nested ``read()`` joins the outer snapshot, so a caller can
+        hold one snapshot across retrieval and the document reads that follow it (a question
+        answered during an ingest sees the index before it or after it, never a mix).
+        """
         conn = self._conn()
-        conn.execute("BEGIN")
+        depth: int = getattr(self._local, "depth", 0)
+        if depth == 0:
+            conn.execute("BEGIN")
+        self._local.depth = depth + 1
         try:
             yield conn
         finally:
-            conn.execute("COMMIT")
+            self._local.depth = depth
+            if depth == 0:
+                conn.execute("COMMIT")
 
     # ---- manifest ----------------------------------------------------------------------
     def manifest(self, conn: sqlite3.Connection | None = None) -> dict[str, str]:
@@ -314,6 +324,21 @@ class Store:
             .fetchone()
         )
         return None if row is None else Document(row[0], row[1], row[2], json.loads(row[3]))
+
+    def document_info(self, doc_id: str) -> DocumentInfo | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT id, title, sha256, metadata, n_chunks FROM documents WHERE id = ?",
+                (doc_id,),
+            )
+            .fetchone()
+        )
+        return (
+            None
+            if row is None
+            else DocumentInfo(row[0], row[1], row[2], json.loads(row[3]), row[4])
+        )
 
     def documents(self, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
         rows = self._conn().execute(

@@ -1,53 +1,110 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory: ``create_app(settings)``."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.pipeline import QuestionError
+from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
 from rag.store import StoreError
-from service.middleware import FormDefaultIsJSON
-from service.routers import ask, health
-from service.services import QAService
+from service.chat import ChatService
+from service.metrics import Metrics
+from service.middleware import BodyLimit, FormDefaultIsJSON, RequestLog, access_log
+from service.routers import ask, chat, documents, health, pages
+from service.routers.pages import STATIC_DIR
+from service.security import KeyChecker, resolve_api_keys
+from service.services import BadDocument, BadSpan, NotFound, QAService, UnsupportedUpload
 
 log = logging.getLogger("rag.service")
 
 
-def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAPI:
-    """Build the app; ``warm_up`` loads the model at start-up so the first answer is fast."""
+def _configure_logging() -> None:
+    """One JSON line per request on stderr (unless the host app configured its own)."""
+    if not access_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+        access_log.propagate = False
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail}, headers=headers)
+
+
+def create_app(
+    settings: Settings | None = None, warm_up: bool = True, pipeline: Pipeline | None = None
+) -> FastAPI:
+    """Build the app; ``warm_up`` loads the model at start-up so the first answer is fast.
+
+    ``pipeline`` replaces the one built from ``settings`` (tests pass a model-free one).
+    """
     settings = settings or Settings()
-    qa = QAService(settings)
+    metrics = Metrics()
+    qa = QAService(settings, metrics, pipeline)
+    if settings.log_requests:
+        _configure_logging()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if warm_up:
             qa.warm_up()
+        else:
+            qa.start()
         yield
+        qa.shutdown()
 
     app = FastAPI(
         title="rag: extractive question answering",
         description="Answers are verbatim spans of the indexed documents, with citations "
-        "whose quote equals document.text[start:end].",
+        "whose quote equals document.text[start:end]. OpenAI-compatible chat at /v1.",
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.state.qa = qa
     app.state.settings = settings
+    app.state.qa = qa
+    app.state.chat = ChatService(qa, settings)
+    app.state.keys = KeyChecker(resolve_api_keys(settings))
 
     @app.exception_handler(QuestionError)
     async def question_error(_: Request, exc: QuestionError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        return _error(422, str(exc))
+
+    @app.exception_handler(BadDocument)
+    async def bad_document(_: Request, exc: BadDocument) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(BadSpan)
+    async def bad_span(_: Request, exc: BadSpan) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(UnsupportedUpload)
+    async def unsupported(_: Request, exc: UnsupportedUpload) -> JSONResponse:
+        return _error(415, str(exc))
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, str(exc))
 
     @app.exception_handler(StoreError)
     async def store_error(_: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return _error(409, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -57,14 +114,30 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
             else f"{'.'.join(str(x) for x in e['loc'] if x != 'body') or 'body'}: {e['msg']}"
             for e in exc.errors()
         ]
-        return JSONResponse(status_code=422, content={"detail": "; ".join(messages)})
+        return _error(422, "; ".join(messages))
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return JSONResponse(status_code=500, content={"detail": "internal error"})
+        return _error(500, "internal error")
 
-    app.add_middleware(FormDefaultIsJSON)
     app.include_router(ask.router)
+    app.include_router(documents.router)
+    app.include_router(chat.router)
     app.include_router(health.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # add_middleware wraps: the last added runs first.
+    app.add_middleware(FormDefaultIsJSON)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLog, metrics=metrics, log_requests=settings.log_requests)
     return app

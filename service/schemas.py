@@ -1,30 +1,262 @@
-"""Request and response models of the HTTP API."""
+"""Request and response models of the HTTP API (answers themselves are ``rag.models.Answer``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Scalar = str | int | float | bool
+Filters = dict[str, Scalar | list[Scalar]]
+FILTERS_DESCRIPTION = (
+    'Only documents matching every key: "doc_id" or a metadata field; a list value matches '
+    "any of its items."
+)
 
+
+# ---- questions -------------------------------------------------------------------------
 class AskRequest(BaseModel):
     """A question, with optional retrieval depth and document filters."""
 
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(..., description="The question; blank or over the length limit is 422.")
-    top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve and read.")
-    filters: dict[str, str | int | float | bool | list[str | int | float | bool]] | None = Field(
-        None,
-        description='Only documents matching every key: "doc_id" or a metadata field; a list '
-        "value matches any of its items.",
+    top_k: int | None = Field(None, description="Passages to retrieve and read (1..RAG_MAX_TOP_K).")
+    filters: Filters | None = Field(None, description=FILTERS_DESCRIPTION)
+
+
+class AskBatchRequest(BaseModel):
+    """Many questions answered together (one encoder pass for all of them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    questions: list[str] = Field(
+        ..., description="The questions (1..RAG_MAX_BATCH_QUESTIONS), each as in POST /ask."
     )
+    top_k: int | None = Field(None, description="Passages per question (1..RAG_MAX_TOP_K).")
+    filters: Filters | None = Field(None, description=FILTERS_DESCRIPTION)
 
 
+# ---- documents -------------------------------------------------------------------------
+DOC_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,512}$"
+
+
+class DocumentIn(BaseModel):
+    """A document given as JSON. Without ``id`` it is named by its content hash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(
+        None, pattern=DOC_ID_PATTERN, description="Document id; default 'sha256:<first 16 hex>'."
+    )
+    title: str | None = Field(None, max_length=1000, description="Title; default first line.")
+    text: str = Field(..., min_length=1, description="The text; citations point into it.")
+    metadata: dict[str, Any] | None = Field(None, description="Filterable metadata (JSON).")
+
+
+class DocumentSummary(BaseModel):
+    """A stored document without its text."""
+
+    id: str
+    title: str
+    sha256: str
+    metadata: dict[str, Any]
+    chunks: int
+
+
+class DocumentOut(DocumentSummary):
+    """A stored document with its text."""
+
+    text: str
+
+
+class DocumentPage(BaseModel):
+    items: list[DocumentSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobOut(BaseModel):
+    """A background ingest job."""
+
+    id: str
+    state: Literal["queued", "running", "done", "failed"]
+    created: float = Field(description="Unix time.")
+    started: float | None = None
+    finished: float | None = None
+    documents: int = Field(description="Documents submitted.")
+    chunks_total: int | None = Field(None, description="Chunks to embed, once known.")
+    chunks_done: int = Field(description="Chunks embedded so far.")
+    added: list[str] = []
+    updated: list[str] = []
+    unchanged: list[str] = []
+    error: str | None = None
+
+
+class IngestOut(BaseModel):
+    """Result of POST /documents: done now (201) or queued (202, poll ``job``)."""
+
+    status: Literal["done", "queued"]
+    documents: list[str] = Field(description="Ids of the submitted documents.")
+    added: list[str] = []
+    updated: list[str] = []
+    unchanged: list[str] = []
+    job: JobOut | None = None
+
+
+class SpanOut(BaseModel):
+    """A cited span with surrounding context: ``before + quote + after`` is contiguous."""
+
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    quote: str = Field(description="document.text[start:end]")
+    context_start: int
+    context_end: int
+    before: str = Field(description="document.text[context_start:start]")
+    after: str = Field(description="document.text[end:context_end]")
+
+
+# ---- operations ------------------------------------------------------------------------
 class Health(BaseModel):
     status: str
     documents: int | None = None
 
 
+class Ready(BaseModel):
+    status: Literal["ready", "not ready"]
+    reason: str | None = None
+    documents: int | None = None
+    chunks: int | None = None
+
+
 class ErrorBody(BaseModel):
-    detail: Any
+    detail: str
+
+
+# ---- OpenAI-compatible chat ------------------------------------------------------------
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+    def plain_text(self) -> str:
+        if isinstance(self.content, list):
+            return "\n".join(p.text for p in self.content if p.type == "text" and p.text)
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat completion request; sampling parameters are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(None, description="Any value; the answer is extractive.")
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    stream: bool = False
+    citations_in_text: bool | None = Field(
+        None,
+        description="Extension: append the numbered sources to the content "
+        "(default RAG_CHAT_SOURCES_IN_TEXT).",
+    )
+    top_k: int | None = Field(None, description="Extension: passages to retrieve and read.")
+    filters: Filters | None = Field(None, description="Extension: " + FILTERS_DESCRIPTION)
+
+
+class ChatCitation(BaseModel):
+    """Where a marker ``[index]`` of the content points: ``quote == text[start:end]``."""
+
+    index: int
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    quote: str
+
+
+class RagAnswer(BaseModel):
+    """Extension: the extractive answer behind the message."""
+
+    answered: bool
+    text: str
+    doc_id: str | None = None
+    start: int | None = None
+    end: int | None = None
+    confidence: float
+    no_answer_reason: str | None = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI's chat.completion, plus ``citations`` and ``rag_answer`` extension fields."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    citations: list[ChatCitation]
+    rag_answer: RagAnswer
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: Literal["stop"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One SSE event of a streamed completion; the last one carries the citations."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    citations: list[ChatCitation] | None = None
+    rag_answer: RagAnswer | None = None
+    usage: Usage | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "rag"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -2,27 +2,256 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from rag.models import Answer
-from rag.pipeline import Pipeline
+from rag.loaders import LoadError, load_bytes
+from rag.models import Answer, Document, IngestReport
+from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
+from rag.store import DocumentInfo, StoreError
+from service.jobs import JOBS_FILE, IngestWorker, Job, JobState, JobStore
+from service.metrics import Metrics
+
+
+class NotFound(LookupError):
+    """A document, job or span the request names does not exist (HTTP 404)."""
+
+
+class UnsupportedUpload(ValueError):
+    """An upload of a type the loaders do not read (HTTP 415)."""
+
+
+class BadDocument(ValueError):
+    """A document the service will not store (HTTP 422), with the reason."""
+
+
+class BadSpan(ValueError):
+    """A span that is not inside its document (HTTP 422)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpanView:
+    """A cited span with context on each side, for a frontend to show a citation."""
+
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    quote: str
+    context_start: int
+    context_end: int
+    before: str
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """What POST /documents did: ingested now (``report``) or queued (``job``)."""
+
+    documents: list[Document]
+    report: IngestReport | None = None
+    job: Job | None = None
 
 
 class QAService:
-    """Answers questions from the configured index; one per app."""
+    """Answers questions and manages the documents of the configured index; one per app."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, pipeline: Pipeline | None = None
+    ) -> None:
         self.settings = settings
-        self.pipeline = Pipeline(settings)
+        self.metrics = metrics or Metrics()
+        self.pipeline = pipeline or Pipeline(settings)
+        self.jobs = JobStore(settings.index_dir / JOBS_FILE)
+        self.worker = IngestWorker(self.jobs, self._ingest_job, self._job_finished)
+        # Writes are serialised here: ingest's read-compare-write must not interleave.
+        self._write_lock = threading.Lock()
+        self._ready = False
+        self.not_ready_reason = "starting: the model is not loaded yet"
+        self.metrics.bind_index(self.counts)
 
+    # ---- lifecycle ---------------------------------------------------------------------
     def warm_up(self) -> None:
+        """Load the models, then start (see ``start``)."""
         self.pipeline.warm_up()
+        self.start()
 
-    def ask(self, question: str, top_k: int | None, filters: Mapping[str, Any] | None) -> Answer:
-        return self.pipeline.ask(question, top_k=top_k, filters=filters)
+    def start(self) -> None:
+        """Open (or create) the index, fail interrupted jobs, start the ingest worker."""
+        try:
+            store = self.pipeline.store
+            store.create()
+            store.check_compatible(self.pipeline.build_manifest())
+        except StoreError as exc:
+            self.not_ready_reason = str(exc)
+            raise
+        self.jobs.mark_interrupted()
+        self.worker.start()
+        self._ready = True
+
+    def shutdown(self) -> None:
+        self.worker.stop(timeout=None)
+        self.pipeline.store.close()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def counts(self) -> tuple[int, int]:
+        store = self.pipeline.store
+        return store.counts() if store.exists() else (0, 0)
 
     def document_count(self) -> int | None:
         store = self.pipeline.store
         return store.counts()[0] if store.exists() else None
+
+    # ---- questions ---------------------------------------------------------------------
+    def _check_top_k(self, top_k: int | None) -> None:
+        if top_k is not None and not 1 <= top_k <= self.settings.max_top_k:
+            raise QuestionError(f"top_k must be between 1 and {self.settings.max_top_k}")
+
+    def ask(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        context: str | None = None,
+    ) -> Answer:
+        self._check_top_k(top_k)
+        answer = self.pipeline.ask(question, top_k=top_k, filters=filters, context=context)
+        self.metrics.observe_answer(answer.answered)
+        return answer
+
+    def ask_batch(
+        self, questions: Sequence[str], top_k: int | None, filters: Mapping[str, Any] | None
+    ) -> list[Answer]:
+        self._check_top_k(top_k)
+        limit = self.settings.max_batch_questions
+        if not questions:
+            raise QuestionError("questions: give at least one question")
+        if len(questions) > limit:
+            raise QuestionError(f"questions: {len(questions)} given; the limit is {limit}")
+        for i, q in enumerate(questions):
+            try:
+                self.pipeline.check_question(q)
+            except QuestionError as exc:
+                raise QuestionError(f"questions[{i}]: {exc}") from None
+        answers = self.pipeline.ask_batch(questions, top_k=top_k, filters=filters)
+        for a in answers:
+            self.metrics.observe_answer(a.answered)
+        return answers
+
+    # ---- documents ---------------------------------------------------------------------
+    def submit(self, documents: list[Document]) -> Submitted:
+        """Ingest small single documents now; queue the rest for the background worker."""
+        if not documents:
+            raise BadDocument("the upload holds no document")
+        seen: set[str] = set()
+        for d in documents:
+            if not d.text.strip():
+                raise BadDocument(f"document {d.id!r} has no text")
+            if d.id in seen:
+                raise BadDocument(f"document id {d.id!r} appears twice in the upload")
+            seen.add(d.id)
+        small = (
+            len(documents) == 1 and len(documents[0].text) <= self.settings.sync_ingest_max_chars
+        )
+        if small:
+            return Submitted(documents, report=self._ingest(documents))
+        job = self.worker.submit(documents)
+        self.metrics.jobs_active.set(self.jobs.active())
+        return Submitted(documents, job=job)
+
+    def parse_upload(
+        self,
+        data: bytes,
+        filename: str,
+        doc_id: str | None,
+        title: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> list[Document]:
+        """Documents from an uploaded file; its name types it and names the document."""
+        name = filename.replace("\\", "/").rsplit("/", 1)[-1]  # never a path, only a name
+        suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+        try:
+            docs = load_bytes(data, suffix, doc_id or name)
+        except LoadError as exc:
+            if str(exc).startswith("unsupported file type"):
+                raise UnsupportedUpload(f"{name}: {exc}") from None
+            raise BadDocument(f"{name}: {exc}") from None
+        if suffix == ".jsonl" and (doc_id or title or metadata):
+            raise BadDocument("id, title and metadata come from the records of a JSONL upload")
+        if suffix != ".jsonl":
+            d = docs[0]
+            docs = [
+                Document(
+                    d.id,
+                    d.text,
+                    title if title is not None else d.title,
+                    {**d.metadata, **(metadata or {})},
+                )
+            ]
+        return docs
+
+    def _ingest(
+        self,
+        documents: Sequence[Document],
+        progress: Callable[[int], None] | None = None,
+        plan: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        with self._write_lock:
+            # One commit for the whole submission: it is stored entirely or not at all.
+            return self.pipeline.ingest(documents, progress, commit_every=None, plan=plan)
+
+    def _ingest_job(
+        self,
+        documents: Sequence[Document],
+        progress: Callable[[int], None],
+        plan: Callable[[int], None],
+    ) -> IngestReport:
+        return self._ingest(documents, progress, plan)
+
+    def _job_finished(self, state: JobState) -> None:
+        self.metrics.jobs.labels(state.value).inc()
+        self.metrics.jobs_active.set(self.jobs.active())
+
+    def job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        return job
+
+    def list_documents(self, limit: int, offset: int) -> tuple[list[DocumentInfo], int]:
+        store = self.pipeline.store
+        if not store.exists():
+            return [], 0
+        return store.documents(limit, offset), store.counts()[0]
+
+    def document(self, doc_id: str) -> tuple[Document, DocumentInfo]:
+        store = self.pipeline.store
+        if store.exists():
+            with store.read():
+                doc, info = store.document(doc_id), store.document_info(doc_id)
+            if doc is not None and info is not None:
+                return doc, info
+        raise NotFound(f"no document {doc_id!r}")
+
+    def delete(self, doc_id: str) -> None:
+        with self._write_lock:
+            if not self.pipeline.delete(doc_id):
+                raise NotFound(f"no document {doc_id!r}")
+
+    def span(self, doc_id: str, start: int, end: int, context: int | None) -> SpanView:
+        doc = self.pipeline.document(doc_id)
+        if doc is None:
+            raise NotFound(f"no document {doc_id!r}")
+        n = len(doc.text)
+        if not 0 <= start <= end <= n:
+            raise BadSpan(f"span {start}-{end} is not inside document {doc_id!r} ({n} characters)")
+        width = self.settings.span_context_chars if context is None else context
+        lo, hi = max(0, start - width), min(n, end + width)
+        t = doc.text
+        return SpanView(doc_id, doc.title, start, end, t[start:end], lo, hi, t[lo:start], t[end:hi])

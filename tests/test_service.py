@@ -88,8 +88,8 @@ def test_health_and_docs(client: TestClient) -> None:
     assert "/ask" in client.get("/openapi.json").json()["paths"]
 
 
-def test_missing_index_answers_no_documents(tmp_path: Path) -> None:
+def test_missing_index_is_created_empty_and_answers_no_documents(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(index_root=tmp_path), warm_up=False)) as c:
         r = c.post("/ask", json={"question": "Anyone there?"})
         assert r.status_code == 200 and "no documents" in r.json()["no_answer_reason"]
-        assert c.get("/health").json()["documents"] is None
+        assert c.get("/health").json()["documents"] == 0

@@ -1,23 +1,36 @@
-"""POST /ask."""
+"""POST /ask and POST /ask/batch."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
 
 from rag.models import Answer
-from service.schemas import AskRequest
+from service.routers.deps import qa_service
+from service.schemas import AskBatchRequest, AskRequest
+from service.security import require_read_key
 from service.services import QAService
 
-router = APIRouter(tags=["questions"])
+router = APIRouter(tags=["questions"], dependencies=[Depends(require_read_key)])
 
 
-def qa_service(request: Request) -> QAService:
-    service: QAService = request.app.state.qa
-    return service
+class AskBatchResponse(BaseModel):
+    answers: list[Answer]
 
 
 @router.post("/ask", response_model=Answer, summary="Answer a question with cited spans")
 def ask(body: AskRequest, qa: Annotated[QAService, Depends(qa_service)]) -> Answer:
     return qa.ask(body.question, body.top_k, body.filters)
+
+
+@router.post(
+    "/ask/batch",
+    response_model=AskBatchResponse,
+    summary="Answer many questions at once (batched encoder)",
+)
+def ask_batch(
+    body: AskBatchRequest, qa: Annotated[QAService, Depends(qa_service)]
+) -> AskBatchResponse:
+    return AskBatchResponse(answers=qa.ask_batch(body.questions, body.top_k, body.filters))

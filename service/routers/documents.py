@@ -1,0 +1,237 @@
+"""Documents: add (JSON or file upload), list, read, delete; jobs; cited spans."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from rag.models import Document, text_sha256
+from service.routers.deps import qa_service
+from service.schemas import (
+    DocumentIn,
+    DocumentOut,
+    DocumentPage,
+    DocumentSummary,
+    IngestOut,
+    JobOut,
+    SpanOut,
+)
+from service.security import require_read_key, require_write_key
+from service.services import BadDocument, QAService, Submitted, UnsupportedUpload
+
+router = APIRouter(tags=["documents"])
+QA = Annotated[QAService, Depends(qa_service)]
+
+_UPLOAD_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": DocumentIn.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "id": {"type": "string"},
+                        "title": {"type": "string"},
+                        "metadata": {"type": "string", "description": "a JSON object"},
+                    },
+                }
+            },
+        }
+    }
+}
+
+
+def _job_out(submitted: Submitted) -> JobOut | None:
+    job = submitted.job
+    if job is None:
+        return None
+    return JobOut(
+        id=job.id,
+        state=job.state.value,
+        created=job.created,
+        started=job.started,
+        finished=job.finished,
+        documents=job.documents,
+        chunks_total=job.chunks_total,
+        chunks_done=job.chunks_done,
+        added=job.added,
+        updated=job.updated,
+        unchanged=job.unchanged,
+        error=job.error,
+    )
+
+
+async def _documents_from_request(request: Request, qa: QAService) -> list[Document]:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        try:
+            body = DocumentIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise BadDocument(_validation_message(exc)) from None
+        doc_id = body.id or f"sha256:{text_sha256(body.text)[:16]}"
+        title = body.title if body.title is not None else body.text.strip().split("\n")[0][:200]
+        return [Document(doc_id, body.text, title, body.metadata or {})]
+    if kind == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise BadDocument("multipart upload: send the document in a file field named 'file'")
+        fields: dict[str, str | None] = {}
+        for name in ("id", "title", "metadata"):
+            value = form.get(name)
+            if value is not None and not isinstance(value, str):
+                raise BadDocument(f"multipart field {name!r} must be text")
+            fields[name] = value
+        metadata: Any = None
+        if fields["metadata"]:
+            try:
+                metadata = json.loads(fields["metadata"])
+            except json.JSONDecodeError:
+                raise BadDocument("multipart field 'metadata' is not valid JSON") from None
+            if not isinstance(metadata, dict):
+                raise BadDocument("multipart field 'metadata' must be a JSON object")
+        if fields["id"] is not None and not (0 < len(fields["id"]) <= 512):
+            raise BadDocument("multipart field 'id' must be 1 to 512 characters")
+        data = await upload.read()
+        return await run_in_threadpool(
+            qa.parse_upload, data, upload.filename or "", fields["id"], fields["title"], metadata
+        )
+    raise UnsupportedUpload(
+        f"content type {kind or '(none)'} is not accepted: send application/json "
+        "or multipart/form-data with a .txt, .md, .html or .jsonl file"
+    )
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(
+        "the request body is not valid JSON"
+        if e["type"] == "json_invalid"
+        else f"{'.'.join(str(x) for x in e['loc']) or 'body'}: {e['msg']}"
+        for e in exc.errors()
+    )
+
+
+@router.post(
+    "/documents",
+    response_model=IngestOut,
+    status_code=201,
+    dependencies=[Depends(require_write_key)],
+    summary="Add or replace documents (JSON, or a file upload)",
+    openapi_extra=_UPLOAD_DOC,
+    responses={202: {"model": IngestOut, "description": "queued: poll GET /jobs/{id}"}},
+)
+async def add_document(request: Request, qa: QA) -> Response:
+    documents = await _documents_from_request(request, qa)
+    submitted = await run_in_threadpool(qa.submit, documents)
+    ids = [d.id for d in submitted.documents]
+    if submitted.report is not None:
+        r = submitted.report
+        out = IngestOut(
+            status="done", documents=ids, added=r.added, updated=r.updated, unchanged=r.unchanged
+        )
+        return JSONResponse(out.model_dump(mode="json"), status_code=201)
+    out = IngestOut(status="queued", documents=ids, job=_job_out(submitted))
+    return JSONResponse(out.model_dump(mode="json"), status_code=202)
+
+
+@router.get(
+    "/documents",
+    response_model=DocumentPage,
+    dependencies=[Depends(require_read_key)],
+    summary="List documents (paged, by id)",
+)
+def list_documents(
+    qa: QA,
+    limit: Annotated[int, Query(ge=1, description="Page size (<= RAG_MAX_PAGE_SIZE)")] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DocumentPage:
+    limit = min(limit, qa.settings.max_page_size)
+    items, total = qa.list_documents(limit, offset)
+    return DocumentPage(
+        items=[
+            DocumentSummary(
+                id=i.id, title=i.title, sha256=i.sha256, metadata=i.metadata, chunks=i.n_chunks
+            )
+            for i in items
+        ],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    dependencies=[Depends(require_read_key)],
+    summary="State and progress of a background ingest",
+)
+def get_job(job_id: str, qa: QA) -> JobOut:
+    out = _job_out(Submitted([], job=qa.job(job_id)))
+    assert out is not None
+    return out
+
+
+# Document ids may hold '/', so the id is a path parameter; the span route comes first.
+@router.get(
+    "/documents/{doc_id:path}/spans/{start:int}-{end:int}",
+    response_model=SpanOut,
+    dependencies=[Depends(require_read_key)],
+    summary="A cited span with context, for showing a citation",
+)
+def get_span(
+    doc_id: str,
+    start: int,
+    end: int,
+    qa: QA,
+    context: Annotated[int | None, Query(ge=0, le=5000, description="Characters each side")] = None,
+) -> SpanOut:
+    v = qa.span(doc_id, start, end, context)
+    return SpanOut(
+        doc_id=v.doc_id,
+        title=v.title,
+        start=v.start,
+        end=v.end,
+        quote=v.quote,
+        context_start=v.context_start,
+        context_end=v.context_end,
+        before=v.before,
+        after=v.after,
+    )
+
+
+@router.get(
+    "/documents/{doc_id:path}",
+    response_model=DocumentOut,
+    dependencies=[Depends(require_read_key)],
+    summary="A document with its text and chunk count",
+)
+def get_document(doc_id: str, qa: QA) -> DocumentOut:
+    doc, info = qa.document(doc_id)
+    return DocumentOut(
+        id=doc.id,
+        title=doc.title,
+        sha256=info.sha256,
+        metadata=doc.metadata,
+        chunks=info.n_chunks,
+        text=doc.text,
+    )
+
+
+@router.delete(
+    "/documents/{doc_id:path}",
+    status_code=204,
+    dependencies=[Depends(require_write_key)],
+    summary="Delete a document and its vectors",
+)
+def delete_document(doc_id: str, qa: QA) -> Response:
+    qa.delete(doc_id)
+    return Response(status_code=204)
