@@ -9,7 +9,7 @@ SEED_STAMP := index/default/.seeds-built
 SEEDS := $(wildcard seeds/*)
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint typecheck index bench fit-threshold eval clean
+.PHONY: install serve test lint typecheck index bench load-test fit-threshold eval clean
 
 install: $(INSTALLED)
 
@@ -43,6 +43,10 @@ test: $(INSTALLED) lint typecheck
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/pipeline_bench.py
+
+# POST /ask under 1, 4 and 16 concurrent clients, then during a 500-document ingest.
+load-test: $(INSTALLED)
+	$(BIN)/python bench/load_test.py
 
 SHARED ?= ../shared/data
 EVAL_OUT ?= eval/reports

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +16,7 @@ from rag.embedding import Embedder
 from rag.loaders import load_paths
 from rag.pipeline import Pipeline
 from rag.settings import Settings
+from service.testing import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
@@ -107,56 +102,6 @@ class LiveServer:
     url: str
     api_key: str
     index_root: Path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass(frozen=True)
-class RunningServer:
-    process: subprocess.Popen[bytes]
-    url: str
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def start_server(index_root: Path, api_key: str, log: Path, **env: str) -> RunningServer:
-    """``uvicorn service.app:create_app --factory`` with RAG_* settings from the environment."""
-    port = free_port()
-    environ = {
-        **os.environ,
-        "RAG_INDEX_ROOT": str(index_root),
-        "RAG_API_KEYS": api_key,
-        "RAG_PORT": str(port),
-        **env,
-    }
-    cmd = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(cmd, env=environ, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + "/ready", timeout=2) as r:
-                if r.status == 200:
-                    return RunningServer(proc, url)
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"server not ready in time: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SEED_ID, start_server
+from service.testing import start_server
+from tests.conftest import SEED_ID
 
 pytestmark = pytest.mark.model
 KEY = "restart-key"
