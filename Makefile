@@ -9,7 +9,8 @@ SEED_STAMP := index/default/.seeds-built
 SEEDS := $(wildcard seeds/*)
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint typecheck index bench load-test fit-threshold eval clean
+
+.PHONY: install browser serve test lint typecheck index bench load-test fit-threshold eval clean
 
 install: $(INSTALLED)
 
@@ -29,6 +30,16 @@ index: $(SEED_STAMP)
 serve: $(SEED_STAMP)
 	$(BIN)/rag serve
 
+# Debian's Chromium + ChromeDriver for the chat page's browser test (a test tool's own
+# browser download does not work here). Installed once, with apt, when missing.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
+	  echo "installing Debian's chromium and chromium-driver (browser tests)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq || true; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
 lint: $(INSTALLED)
 	$(BIN)/ruff check rag service tests bench
 	$(BIN)/ruff format --check rag service tests bench
@@ -37,7 +48,7 @@ typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
-test: $(INSTALLED) lint typecheck
+test: $(INSTALLED) browser lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 

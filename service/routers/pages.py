@@ -11,11 +11,11 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def chat_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 
-@router.get("/embed")
+@router.api_route("/embed", methods=["GET", "HEAD"])
 def embed_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "embed.html", media_type="text/html")
