@@ -1,6 +1,7 @@
 """Bounded HTTP load test of POST /ask, alone and during a 500-document ingest.
 
-    .venv/bin/python bench/load_test.py [--duration 30] [--clients 1 4 16]   (or: make load-test)
+    .venv/bin/python bench/load_test.py [--duration 30] [--clients 1 4 16]
+        [--server-env RAG_ASK_BATCHING=false]                (or: make load-test)
 
 1. Index the 2,067 SQuAD v1.1 dev paragraphs (index ``bench-squad-dev``, built once).
 2. Serve it with uvicorn on loopback (one process, as ``make serve`` does).
@@ -147,6 +148,13 @@ def main() -> int:
     ap.add_argument("--ingest-clients", type=int, default=4)
     ap.add_argument("--ingest-docs", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="RAG_X=V",
+        help="extra setting for the server (repeatable), e.g. RAG_ASK_BATCHING=false",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load_test.json")
     args = ap.parse_args()
 
@@ -158,10 +166,20 @@ def main() -> int:
     # Serve a copy, so the ingest phase never changes the cached benchmark index.
     work = Path(tempfile.mkdtemp(prefix="rag-load-"))
     shutil.copytree(ROOT / "index" / INDEX_NAME, work / INDEX_NAME)
+    extra = dict(kv.split("=", 1) for kv in args.server_env)
     server = start_server(
-        work, KEY, work / "server.log", RAG_INDEX_NAME=INDEX_NAME, RAG_LOG_REQUESTS="false"
+        work,
+        KEY,
+        work / "server.log",
+        RAG_INDEX_NAME=INDEX_NAME,
+        RAG_LOG_REQUESTS="false",
+        **extra,
     )
-    results: dict[str, Any] = {"index_documents": len(gold.documents), "phases": []}
+    results: dict[str, Any] = {
+        "index_documents": len(gold.documents),
+        "server_env": extra,
+        "phases": [],
+    }
     try:
         for i, clients in enumerate(args.clients):
             # Warm every path once before timing (first requests load caches).

@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         "the request (201); larger ones, and multi-document JSONL, go to the background "
         "ingest worker (202 with a job id).",
     )
+    ask_batching: bool = Field(
+        True,
+        description="Answer concurrent questions together (one encoder pass per batch, one "
+        "model call at a time) instead of each in its own thread.",
+    )
+    ask_max_batch: int = Field(
+        32, ge=1, description="Most concurrent questions answered in one batch."
+    )
     max_page_size: int = Field(200, ge=1, description="Largest page of GET /documents.")
     span_context_chars: int = Field(
         300, ge=0, description="Default characters of context on each side of a cited span."

@@ -12,6 +12,7 @@ from rag.models import Answer, Document, IngestReport
 from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
 from rag.store import DocumentInfo, StoreError
+from service.batching import AskBatcher
 from service.jobs import JOBS_FILE, IngestWorker, Job, JobState, JobStore
 from service.metrics import Metrics
 
@@ -72,6 +73,7 @@ class QAService:
         self._ready = False
         self.not_ready_reason = "starting: the model is not loaded yet"
         self.metrics.bind_index(self.counts)
+        self.batcher = AskBatcher(self._ask_batch, settings.ask_max_batch)
 
     # ---- lifecycle ---------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -93,6 +95,7 @@ class QAService:
         self._ready = True
 
     def shutdown(self) -> None:
+        self.batcher.stop()
         self.worker.stop(timeout=None)
         self.pipeline.store.close()
 
@@ -121,9 +124,22 @@ class QAService:
         context: str | None = None,
     ) -> Answer:
         self._check_top_k(top_k)
-        answer = self.pipeline.ask(question, top_k=top_k, filters=filters, context=context)
+        if self.settings.ask_batching:
+            self.pipeline.check_question(question)  # a bad question fails alone, not its batch
+            answer = self.batcher.ask(question, top_k, filters, context)
+        else:
+            answer = self.pipeline.ask(question, top_k=top_k, filters=filters, context=context)
         self.metrics.observe_answer(answer.answered)
         return answer
+
+    def _ask_batch(
+        self,
+        questions: Sequence[str],
+        top_k: int | None,
+        filters: Mapping[str, Any] | None,
+        contexts: Sequence[str | None],
+    ) -> list[Answer]:
+        return self.pipeline.ask_batch(questions, top_k=top_k, filters=filters, contexts=contexts)
 
     def ask_batch(
         self, questions: Sequence[str], top_k: int | None, filters: Mapping[str, Any] | None

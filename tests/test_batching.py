@@ -1,0 +1,98 @@
+"""AskBatcher: concurrent questions answered together, each caller gets its own answer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from rag.models import Answer
+from rag.reader import no_answer
+from service.batching import AskBatcher
+
+
+class Recorder:
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
+        self.calls: list[tuple[list[str], Any]] = []
+        self.delay = delay
+        self.fail_on = fail_on
+        self.started = threading.Event()
+
+    def __call__(
+        self,
+        questions: Sequence[str],
+        top_k: int | None,
+        filters: Mapping[str, Any] | None,
+        contexts: Sequence[str | None],
+    ) -> list[Answer]:
+        self.calls.append((list(questions), filters))
+        self.started.set()
+        time.sleep(self.delay)
+        if self.fail_on is not None and self.fail_on in questions:
+            raise RuntimeError("boom")
+        return [no_answer(q, f"{q}|{top_k}|{c}") for q, c in zip(questions, contexts, strict=True)]
+
+
+def test_each_caller_gets_its_own_answer_and_waiting_ones_share_a_batch() -> None:
+    rec = Recorder(delay=0.5)
+    batcher = AskBatcher(rec, max_batch=8)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            first = pool.submit(batcher.ask, "q0", 3, None, None)
+            assert rec.started.wait(5)
+            # These arrive while q0 is being answered: they must be answered together.
+            rest = [pool.submit(batcher.ask, f"q{i}", 3, None, f"c{i}") for i in range(1, 6)]
+            answers = [first.result(), *(f.result() for f in rest)]
+        assert [a.question for a in answers] == [f"q{i}" for i in range(6)]
+        assert answers[3].no_answer_reason == "q3|3|c3"
+        assert [len(q) for q, _ in rec.calls] == [1, 5]
+    finally:
+        batcher.stop()
+
+
+def test_different_filters_are_answered_in_separate_calls() -> None:
+    rec = Recorder(delay=0.5)
+    batcher = AskBatcher(rec, max_batch=8)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            first = pool.submit(batcher.ask, "q0", None, None, None)
+            assert rec.started.wait(5)
+            a = pool.submit(batcher.ask, "a", None, {"doc_id": "x"}, None)
+            b = pool.submit(batcher.ask, "b", None, {"doc_id": "y"}, None)
+            time.sleep(0.05)
+            first.result(), a.result(), b.result()
+        assert sorted(str(f) for _, f in rec.calls[1:]) == ["{'doc_id': 'x'}", "{'doc_id': 'y'}"]
+    finally:
+        batcher.stop()
+
+
+def test_an_error_reaches_only_the_callers_of_its_batch() -> None:
+    rec = Recorder(fail_on="bad")
+    batcher = AskBatcher(rec, max_batch=8)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            batcher.ask("bad", None, None, None)
+        assert batcher.ask("good", None, None, None).question == "good"
+    finally:
+        batcher.stop()
+
+
+def test_max_batch_bounds_a_batch() -> None:
+    rec = Recorder(delay=0.1)
+    batcher = AskBatcher(rec, max_batch=2)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            first = pool.submit(batcher.ask, "q0", None, None, None)
+            assert rec.started.wait(5)
+            rest = [pool.submit(batcher.ask, f"q{i}", None, None, None) for i in range(1, 6)]
+            first.result()
+            for f in rest:
+                f.result()
+        assert max(len(q) for q, _ in rec.calls) <= 2
+        assert sum(len(q) for q, _ in rec.calls) == 6
+    finally:
+        batcher.stop()
