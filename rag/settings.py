@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Keys accepted as `Authorization: Bearer <key>` (comma-separated in "
         "RAG_API_KEYS). Document writes and deletes always need one. When empty, the service "
-        "creates a random key once in <index_root>/.api-key (mode 0600) and uses that.",
+        "creates a random key once in `<index_root>/.api-key` (mode 0600) and uses that.",
     )
     read_requires_key: bool = Field(
         False, description="Whether questions, document reads and the chat need a key too."
@@ -189,3 +189,24 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.index_root / self.index_name
+
+
+# Defaults that are computed, shown in words in the settings table.
+_COMPUTED_DEFAULTS = {
+    "api_keys": "(empty: a key file)",
+    "cors_origins": "(empty)",
+    "abstain_threshold": "(fitted)",
+    "confidence_calibration": "(fitted)",
+}
+
+
+def settings_markdown() -> str:
+    """The settings as a Markdown table (the README embeds it; a test keeps them equal)."""
+    rows = ["| variable | default | what it is for |", "|---|---|---|"]
+    for name, f in Settings.model_fields.items():
+        default = _COMPUTED_DEFAULTS.get(name, f.default)
+        if isinstance(default, Path):
+            default = default.as_posix()
+        description = (f.description or "").replace("|", "\\|")
+        rows.append(f"| `RAG_{name.upper()}` | `{default}` | {description} |")
+    return "\n".join(rows)
