@@ -175,8 +175,14 @@ class QAService:
         small = (
             len(documents) == 1 and len(documents[0].text) <= self.settings.sync_ingest_max_chars
         )
-        if small:
-            return Submitted(documents, report=self._ingest(documents))
+        # A small document is ingested now unless a job holds the writer: then it queues
+        # behind that job instead of holding the request open for the job's duration.
+        if small and self._write_lock.acquire(blocking=False):
+            try:
+                report = self.pipeline.ingest(documents, commit_every=None)
+            finally:
+                self._write_lock.release()
+            return Submitted(documents, report=report)
         job = self.worker.submit(documents)
         self.metrics.jobs_active.set(self.jobs.active())
         return Submitted(documents, job=job)

@@ -376,3 +376,12 @@ def test_openai_errors_carry_the_openai_error_shape(client: TestClient) -> None:
     r = client.post("/v1/chat/completions", json={"messages": []})
     assert r.status_code == 422
     assert r.json()["error"]["message"] == r.json()["detail"]
+
+
+def test_a_small_document_queues_behind_a_running_job(client: TestClient) -> None:
+    qa = client.app.state.qa  # type: ignore[attr-defined]
+    with qa._write_lock:  # as if a long job were writing
+        r = client.post("/documents", json={"id": "small", "text": PARIS}, headers=AUTH)
+        assert r.status_code == 202
+    job = wait_job(client, r.json()["job"]["id"])
+    assert job["state"] == "done" and job["added"] == ["small"]
