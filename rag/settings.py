@@ -143,6 +143,12 @@ class Settings(BaseSettings):
         description="Answer concurrent questions together (one encoder pass per batch, one "
         "model call at a time) instead of each in its own thread.",
     )
+    ask_batch_workers: int = Field(
+        2,
+        ge=1,
+        description="Threads answering batches: with 2 cores, one batch retrieves while "
+        "another encodes (measured by bench/load_test.py).",
+    )
     ask_max_batch: int = Field(
         32, ge=1, description="Most concurrent questions answered in one batch."
     )

@@ -39,27 +39,36 @@ class _Request:
 
 
 class AskBatcher:
-    """One daemon thread draining a queue of questions into ``ask_batch`` calls."""
+    """``workers`` daemon threads draining one queue of questions into ``ask_batch`` calls.
 
-    def __init__(self, ask_batch: AskBatchFn, max_batch: int) -> None:
+    Two workers on two cores let one batch retrieve (SQLite, FAISS) while another encodes.
+    """
+
+    def __init__(self, ask_batch: AskBatchFn, max_batch: int, workers: int = 1) -> None:
         self.ask_batch = ask_batch
         self.max_batch = max_batch
+        self.workers = workers
         self._queue: queue.Queue[_Request | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def _ensure_started(self) -> None:
         with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ask-batcher", daemon=True)
-                self._thread.start()
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._run, name=f"ask-batcher-{i}", daemon=True)
+                    for i in range(self.workers)
+                ]
+                for t in self._threads:
+                    t.start()
 
     def stop(self) -> None:
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
+            threads, self._threads = self._threads, []
+        for _ in threads:
             self._queue.put(None)
-            thread.join()
+        for t in threads:
+            t.join()
 
     def ask(
         self,
@@ -86,7 +95,7 @@ class AskBatcher:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if item is None:  # a stop for this worker: finish the batch, then exit
                     stop = True
                     break
                 batch.append(item)

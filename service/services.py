@@ -73,7 +73,9 @@ class QAService:
         self._ready = False
         self.not_ready_reason = "starting: the model is not loaded yet"
         self.metrics.bind_index(self.counts)
-        self.batcher = AskBatcher(self._ask_batch, settings.ask_max_batch)
+        self.batcher = AskBatcher(
+            self._ask_batch, settings.ask_max_batch, settings.ask_batch_workers
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------
     def warm_up(self) -> None:
