@@ -29,19 +29,41 @@ log = logging.getLogger("rag.service")
 
 
 def _configure_logging() -> None:
-    """One JSON line per request on stderr (unless the host app configured its own)."""
+    """One JSON line per request on stderr, and the service's own notices (unless the host
+    app configured these loggers itself)."""
     if not access_log.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         access_log.addHandler(handler)
         access_log.setLevel(logging.INFO)
         access_log.propagate = False
-    if log.level == logging.NOTSET:
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        log.addHandler(handler)
         log.setLevel(logging.INFO)
+        log.propagate = False
 
 
-def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": detail}, headers=headers)
+_OPENAI_ERROR_TYPES = {
+    401: "authentication_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+}
+
+
+def _error(
+    request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """``{"detail": message}``; under /v1 also OpenAI's ``{"error": {...}}``, which its
+    clients read the message from."""
+    content: dict[str, object] = {"detail": detail}
+    if request.url.path.startswith("/v1/"):
+        kind = _OPENAI_ERROR_TYPES.get(
+            status, "invalid_request_error" if status < 500 else "api_error"
+        )
+        content["error"] = {"message": detail, "type": kind, "param": None, "code": None}
+    return JSONResponse(status_code=status, content=content, headers=headers)
 
 
 def create_app(
@@ -79,47 +101,47 @@ def create_app(
     app.state.keys = KeyChecker(resolve_api_keys(settings))
 
     @app.exception_handler(QuestionError)
-    async def question_error(_: Request, exc: QuestionError) -> JSONResponse:
-        return _error(422, str(exc))
+    async def question_error(request: Request, exc: QuestionError) -> JSONResponse:
+        return _error(request, 422, str(exc))
 
     @app.exception_handler(BadDocument)
-    async def bad_document(_: Request, exc: BadDocument) -> JSONResponse:
-        return _error(422, str(exc))
+    async def bad_document(request: Request, exc: BadDocument) -> JSONResponse:
+        return _error(request, 422, str(exc))
 
     @app.exception_handler(BadSpan)
-    async def bad_span(_: Request, exc: BadSpan) -> JSONResponse:
-        return _error(422, str(exc))
+    async def bad_span(request: Request, exc: BadSpan) -> JSONResponse:
+        return _error(request, 422, str(exc))
 
     @app.exception_handler(UnsupportedUpload)
-    async def unsupported(_: Request, exc: UnsupportedUpload) -> JSONResponse:
-        return _error(415, str(exc))
+    async def unsupported(request: Request, exc: UnsupportedUpload) -> JSONResponse:
+        return _error(request, 415, str(exc))
 
     @app.exception_handler(NotFound)
-    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return _error(404, str(exc))
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return _error(request, 404, str(exc))
 
     @app.exception_handler(StoreError)
-    async def store_error(_: Request, exc: StoreError) -> JSONResponse:
-        return _error(409, str(exc))
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return _error(request, 409, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         messages = [
             "the request body is not valid JSON"
             if e.get("type") == "json_invalid"
             else f"{'.'.join(str(x) for x in e['loc'] if x != 'body') or 'body'}: {e['msg']}"
             for e in exc.errors()
         ]
-        return _error(422, "; ".join(messages))
+        return _error(request, 422, "; ".join(messages))
 
     @app.exception_handler(Exception)
-    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return _error(500, "internal error")
+        return _error(request, 500, "internal error")
 
     app.include_router(ask.router)
     app.include_router(documents.router)

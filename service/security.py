@@ -38,6 +38,7 @@ def resolve_api_keys(settings: Settings) -> list[str]:
     key = path.read_text().strip()
     if not key:
         raise RuntimeError(f"{path} is empty: delete it to get a new key, or set RAG_API_KEYS")
+    log.info("document writes need the API key in %s (or set RAG_API_KEYS)", path)
     return [key]
 
 
