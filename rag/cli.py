@@ -87,6 +87,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    tr = sub.add_parser(
+        "train-reader", help="train the span reader (resumable; see rag/reader_training.py)"
+    )
+    tr.add_argument("train", type=Path, help="SQuAD-format training JSON (.json or .json.gz)")
+    tr.add_argument("--dev", type=Path, help="SQuAD-format dev set for EM/F1 after training")
+    tr.add_argument("--dev-questions", type=int, default=500, help="dev questions evaluated")
+    tr.add_argument("--out", type=Path, default=Path("runs/reader"), help="run folder")
+    tr.add_argument("--init", type=Path, help="start from exported weights (a later session)")
+    tr.add_argument("--export", type=Path, help="write the weights + model card here")
+    tr.add_argument("--fp32", action="store_true", help="export fp32 instead of fp16")
+    tr.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this")
+    tr.add_argument("--max-steps", type=int, help="stop (and checkpoint) after this many steps")
+    for name, kind in [
+        ("batch-size", int),
+        ("lr", float),
+        ("epochs", float),
+        ("negative-ratio", float),
+        ("plan-examples", int),
+        ("seed", int),
+        ("max-length", int),
+        ("stride", int),
+    ]:
+        tr.add_argument(f"--{name}", type=kind, help="see TrainConfig")
+
     srv = with_index(sub.add_parser("serve", help="run the HTTP service"))
     srv.add_argument("--host")
     srv.add_argument("--port", type=int)
@@ -270,6 +294,71 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_reader(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from rag.gold import load_squad
+    from rag.reader_training import (
+        ReaderTrainer,
+        TrainConfig,
+        build_examples,
+        evaluate_gold_paragraph,
+    )
+
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    try:
+        cfg = TrainConfig(**overrides)
+    except TypeError as exc:
+        raise UserError(str(exc)) from None
+    if not args.train.is_file():
+        raise UserError(f"{args.train}: no such file")
+    if args.dev is not None and not args.dev.is_file():
+        raise UserError(f"{args.dev}: no such file")
+    gold = load_squad(args.train)
+    examples = build_examples(gold, cfg.negative_ratio, cfg.seed)
+    trainer = ReaderTrainer(cfg, args.out, init=args.init)
+    try:
+        resumed = trainer.load_checkpoint()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    where = "resumed at" if resumed else "starting at"
+    print(
+        f"{len(examples)} examples; {where} example {trainer.state.examples_done}, "
+        f"step {trainer.state.steps}",
+        file=sys.stderr,
+    )
+
+    def progress(entry: dict[str, object]) -> None:
+        if int(str(entry["step"])) % 10 == 0:
+            print(json.dumps(entry), file=sys.stderr, flush=True)
+
+    state = trainer.run(
+        examples,
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
+        max_steps=args.max_steps,
+        on_step=progress,
+    )
+    print(
+        f"trained {state.steps} steps, {state.examples_done} examples, {state.seconds:.0f}s",
+        file=sys.stderr,
+    )
+    metrics: dict[str, object] = {}
+    if args.dev is not None:
+        dev = evaluate_gold_paragraph(
+            trainer.model, trainer.tokenizer, load_squad(args.dev), cfg, args.dev_questions
+        )
+        metrics = {"dev_gold_paragraph": dev}
+        print(json.dumps(metrics))
+    if args.export is not None:
+        trainer.export(args.export, fp16=not args.fp32, extra=metrics)
+        print(f"exported to {args.export}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
     "ingest": cmd_ingest,
     "ask": cmd_ask,
@@ -277,6 +366,7 @@ COMMANDS = {
     "stats": cmd_stats,
     "eval": cmd_eval,
     "serve": cmd_serve,
+    "train-reader": cmd_train_reader,
 }
 
 

@@ -1,0 +1,226 @@
+"""The span reader: all-MiniLM-L6-v2's BERT encoder with a start/end head (``SpanModel``).
+
+Windows of text are encoded as ``[CLS] question [SEP] context [SEP]`` with the encoder's own
+wordpiece tokenizer (the fast one, for its offset mapping); long contexts are cut into
+overlapping windows (doc stride). Every candidate span carries the character offsets of its
+first and last wordpiece in the *context*, so answers map back to document coordinates by
+construction. Position 0 (``[CLS]``) is the "no answer" target and score.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rag.embedding import default_model_path
+
+CLS_INDEX = 0
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "reader.json"
+
+
+def load_tokenizer(model_path: Path | None = None) -> Any:
+    """The encoder's fast wordpiece tokenizer (offset mapping), from the installed package."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_path or default_model_path()), use_fast=True)
+
+
+class SpanModel(nn.Module):
+    """BERT encoder + linear start/end head."""
+
+    def __init__(self, encoder: nn.Module, hidden_size: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.qa = nn.Linear(hidden_size, 2)
+
+    @classmethod
+    def from_base(cls, model_path: Path | None = None) -> SpanModel:
+        """The pretrained sentence encoder with a freshly initialised head."""
+        from transformers import AutoModel
+
+        encoder = AutoModel.from_pretrained(str(model_path or default_model_path()))
+        return cls(encoder, encoder.config.hidden_size)
+
+    @classmethod
+    def from_config(cls, model_path: Path | None = None) -> SpanModel:
+        """The architecture only (weights come from a saved state dict)."""
+        from transformers import AutoConfig, AutoModel
+
+        config = AutoConfig.from_pretrained(str(model_path or default_model_path()))
+        return cls(AutoModel.from_config(config), config.hidden_size)  # type: ignore[no-untyped-call]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        logits = self.qa(hidden)
+        start, end = logits[..., 0], logits[..., 1]
+        # Padding can never be a span boundary.
+        mask = attention_mask == 0
+        return start.masked_fill(mask, -1e4), end.masked_fill(mask, -1e4)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One encoded window: which input it came from, and where its context tokens point."""
+
+    sample: int
+    input_ids: list[int]
+    token_type_ids: list[int]
+    # Per token: (start, end) character offsets in the sample's context, or None for
+    # question and special tokens.
+    offsets: list[tuple[int, int] | None]
+
+
+def encode_windows(
+    tokenizer: Any,
+    questions: Sequence[str],
+    contexts: Sequence[str],
+    max_length: int,
+    stride: int,
+    max_question_tokens: int,
+) -> list[Window]:
+    """Windows of (question, context) pairs, with context character offsets per token."""
+    questions = [_clip_question(tokenizer, q, max_question_tokens) for q in questions]
+    enc = tokenizer(
+        list(questions),
+        list(contexts),
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
+    )
+    windows = []
+    for i, ids in enumerate(enc["input_ids"]):
+        seq = enc.sequence_ids(i)
+        offsets = [
+            (int(o[0]), int(o[1])) if s == 1 else None
+            for o, s in zip(enc["offset_mapping"][i], seq, strict=True)
+        ]
+        windows.append(
+            Window(
+                sample=int(enc["overflow_to_sample_mapping"][i]),
+                input_ids=list(ids),
+                token_type_ids=list(enc["token_type_ids"][i]),
+                offsets=offsets,
+            )
+        )
+    return windows
+
+
+def _clip_question(tokenizer: Any, question: str, max_tokens: int) -> str:
+    """The question cut to ``max_tokens`` wordpieces (at a character offset of the tokenizer)."""
+    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc["input_ids"]) <= max_tokens:
+        return question
+    return question[: enc["offset_mapping"][max_tokens - 1][1]]
+
+
+def collate(windows: Sequence[Window], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest window (dynamic padding)."""
+    n = max(len(w.input_ids) for w in windows)
+    ids = torch.full((len(windows), n), pad_id, dtype=torch.long)
+    types = torch.zeros((len(windows), n), dtype=torch.long)
+    mask = torch.zeros((len(windows), n), dtype=torch.long)
+    for i, w in enumerate(windows):
+        k = len(w.input_ids)
+        ids[i, :k] = torch.tensor(w.input_ids)
+        types[i, :k] = torch.tensor(w.token_type_ids)
+        mask[i, :k] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def span_targets(window: Window, start_char: int, end_char: int) -> tuple[int, int]:
+    """Token positions of the answer ``[start_char, end_char)`` in the window, or CLS twice
+    when the answer is not wholly inside it."""
+    start_tok = end_tok = None
+    for t, o in enumerate(window.offsets):
+        if o is None:
+            continue
+        if start_tok is None and o[0] <= start_char < o[1]:
+            start_tok = t
+        if o[0] < end_char <= o[1]:
+            end_tok = t
+    if start_tok is None or end_tok is None or end_tok < start_tok:
+        return CLS_INDEX, CLS_INDEX
+    return start_tok, end_tok
+
+
+def save_reader(model: SpanModel, folder: Path, config: dict[str, Any], fp16: bool) -> None:
+    """Weights (safetensors, fp16 or fp32) and the reader's config/model card data."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if fp16 else torch.float32
+    state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE))
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def load_reader(folder: Path) -> tuple[SpanModel, dict[str, Any]]:
+    """A saved reader, in fp32 for CPU inference, with its config."""
+    from safetensors.torch import load_file
+
+    model = SpanModel.from_config()
+    state = {k: v.float() for k, v in load_file(str(folder / WEIGHTS_FILE)).items()}
+    model.load_state_dict(state)
+    model.eval()
+    config: dict[str, Any] = json.loads((folder / CONFIG_FILE).read_text())
+    return model, config
+
+
+@dataclass(frozen=True, slots=True)
+class SpanScore:
+    """A candidate answer of one input: context character range, span and null logits."""
+
+    sample: int
+    start: int
+    end: int
+    score: float
+    null_score: float
+
+
+def decode(
+    windows: Sequence[Window],
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    max_answer_tokens: int,
+    top_n: int = 20,
+) -> list[SpanScore]:
+    """Candidate spans of every window (top ``top_n`` starts x ends, inside the context,
+    at most ``max_answer_tokens`` long), best first. ``null_score`` is the window's CLS
+    start + end logit: how strongly this window says "no answer here"."""
+    out: list[SpanScore] = []
+    starts_all = start_logits.float().numpy()
+    ends_all = end_logits.float().numpy()
+    for i, w in enumerate(windows):
+        n = len(w.input_ids)
+        s_log, e_log = starts_all[i, :n], ends_all[i, :n]
+        null = float(s_log[CLS_INDEX] + e_log[CLS_INDEX])
+        starts = s_log.argsort()[::-1][:top_n]
+        ends = e_log.argsort()[::-1][:top_n]
+        for s in starts:
+            os_ = w.offsets[s]
+            if os_ is None:
+                continue
+            for e in ends:
+                oe = w.offsets[e]
+                if oe is None or e < s or e - s + 1 > max_answer_tokens:
+                    continue
+                out.append(SpanScore(w.sample, os_[0], oe[1], float(s_log[s] + e_log[e]), null))
+    out.sort(key=lambda c: -c.score)
+    return out

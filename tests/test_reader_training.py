@@ -1,0 +1,162 @@
+"""Span reader training: offsets and targets, a tiny run whose loss falls, save/load and
+resume that reproduce the model exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rag.gold import GoldAnswer, GoldQuestion, GoldSet
+from rag.models import Document
+from rag.reader_training import (
+    ReaderTrainer,
+    TrainConfig,
+    TrainExample,
+    build_examples,
+    featurize,
+)
+from rag.span_reader import (
+    CLS_INDEX,
+    collate,
+    decode,
+    encode_windows,
+    load_reader,
+    load_tokenizer,
+    span_targets,
+)
+
+pytestmark = pytest.mark.model
+
+NAMES = ["Anna Brask", "Tobias Wrenfield", "Marat Khusnullin", "Zoë Lindqvist", "José Núñez"]
+PLACES = ["Quillmouth", "Østerby", "Kraków", "東京", "São Paulo"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> object:
+    return load_tokenizer()
+
+
+def tiny_gold() -> GoldSet:
+    gold = GoldSet()
+    for i, (name, place) in enumerate(zip(NAMES, PLACES, strict=True)):
+        text = f"The ferry of {place} was built in {1900 + i} by {name}. It sails daily."
+        doc = Document(f"d{i}", text, "Ferries", {"article": "Ferries"})
+        gold.documents.append(doc)
+        for j, (q, a) in enumerate(
+            [(f"Who built the ferry of {place}?", name), (f"Where is {name}'s ferry?", place)]
+        ):
+            gold.questions.append(
+                GoldQuestion(f"q{i}-{j}", q, (GoldAnswer(a, text.index(a)),), doc.id)
+            )
+    return gold
+
+
+def test_examples_are_seeded_and_negatives_come_from_the_same_article() -> None:
+    gold = tiny_gold()
+    a = build_examples(gold, negative_ratio=1.0, seed=3)
+    assert a == build_examples(gold, negative_ratio=1.0, seed=3)
+    assert a != build_examples(gold, negative_ratio=1.0, seed=4)
+    positives = [e for e in a if e.start >= 0]
+    negatives = [e for e in a if e.start < 0]
+    assert len(positives) == len(negatives) == len(gold.questions)
+    for e in positives:
+        assert e.context[e.start : e.end] in NAMES + PLACES
+    texts = {d.text for d in gold.documents}
+    assert all(e.context in texts for e in negatives)
+
+
+@pytest.mark.parametrize("answer", ["Zoë Lindqvist", "東京", "Kraków 🚢", "São Paulo"])
+def test_offsets_map_tricky_text_back_exactly(tokenizer: object, answer: str) -> None:
+    context = f"Ünïcødé prelude — 🚢 emoji, then {answer}, then more text after it."
+    start = context.index(answer)
+    (w,) = encode_windows(tokenizer, ["Who?"], [context], 64, 16, 16)
+    s, e = span_targets(w, start, start + len(answer))
+    assert s != CLS_INDEX
+    a, b = w.offsets[s], w.offsets[e]
+    assert a is not None and b is not None
+    assert context[a[0] : b[1]] == answer
+
+
+def test_answer_at_a_window_edge_targets_cls_where_it_is_cut(tokenizer: object) -> None:
+    filler = " ".join(f"word{i}" for i in range(60))
+    context = f"{filler} The answer is Tobias Wrenfield of Quillmouth. {filler}"
+    start = context.index("Tobias Wrenfield")
+    windows = encode_windows(tokenizer, ["Who?"], [context], 48, 16, 8)
+    assert len(windows) > 2
+    found = 0
+    for w in windows:
+        s, e = span_targets(w, start, start + len("Tobias Wrenfield"))
+        inside = [o for o in w.offsets if o is not None]
+        whole = inside[0][0] <= start and start + len("Tobias Wrenfield") <= inside[-1][1]
+        if whole:
+            found += 1
+            assert context[w.offsets[s][0] : w.offsets[e][1]] == "Tobias Wrenfield"  # type: ignore[index]
+        else:
+            assert (s, e) == (CLS_INDEX, CLS_INDEX)
+    assert found >= 1
+    # Decoded spans of every window map to the right characters of the context.
+    logits = torch.zeros((len(windows), max(len(w.input_ids) for w in windows)))
+    for c in decode(windows, logits, logits, 5):
+        assert 0 <= c.start < c.end <= len(context)
+
+
+def _cfg(**kw: object) -> TrainConfig:
+    base = dict(max_length=64, stride=16, batch_size=8, lr=5e-4, warmup_ratio=0.1, epochs=40.0)
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_tiny_run_loss_falls_and_export_round_trips(tmp_path: Path, tokenizer: object) -> None:
+    gold = tiny_gold()
+    cfg = _cfg(negative_ratio=0.5, plan_examples=300)
+    examples = build_examples(gold, cfg.negative_ratio, cfg.seed)
+    losses: list[float] = []
+    trainer = ReaderTrainer(cfg, tmp_path / "run")
+    trainer.run(examples, max_steps=30, on_step=lambda e: losses.append(float(e["loss"])))  # type: ignore[arg-type]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+
+    feats = featurize(tokenizer, examples[:6], cfg)
+    batch = collate([w for w, _, _ in feats], tokenizer.pad_token_id)  # type: ignore[attr-defined]
+    trainer.model.eval()
+    with torch.inference_mode():
+        s0, e0 = trainer.model(**batch)
+    trainer.export(tmp_path / "fp32", fp16=False, extra={})
+    trainer.export(tmp_path / "fp16", fp16=True, extra={})
+    for folder, tol in [("fp32", 0.0), ("fp16", 0.05)]:
+        model, card = load_reader(tmp_path / folder)
+        assert card["training"]["steps"] == 30 and card["config"]["seed"] == cfg.seed
+        with torch.inference_mode():
+            s1, e1 = model(**batch)
+        assert torch.allclose(s0, s1, atol=tol) and torch.allclose(e0, e1, atol=tol), folder
+    assert (tmp_path / "fp16" / "model.safetensors").stat().st_size < 0.6 * (
+        tmp_path / "fp32" / "model.safetensors"
+    ).stat().st_size
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    gold = tiny_gold()
+    cfg = _cfg(plan_examples=100)
+    examples = build_examples(gold, cfg.negative_ratio, cfg.seed)
+    straight = ReaderTrainer(cfg, tmp_path / "a")
+    straight.run(examples, max_steps=4)
+    first = ReaderTrainer(cfg, tmp_path / "b")
+    first.run(examples, max_steps=2)
+    second = ReaderTrainer(cfg, tmp_path / "b")
+    assert second.load_checkpoint()
+    assert second.state.steps == 2
+    second.run(examples, max_steps=2)
+    assert second.state.examples_done == straight.state.examples_done
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), second.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+def test_resume_refuses_other_settings(tmp_path: Path) -> None:
+    examples = [TrainExample("Who?", "Anna built it.", 0, 4)] * 8
+    ReaderTrainer(_cfg(), tmp_path / "r").run(examples, max_steps=1)
+    with pytest.raises(ValueError, match="other settings"):
+        ReaderTrainer(_cfg(lr=1e-3), tmp_path / "r").load_checkpoint()
