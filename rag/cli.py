@@ -312,7 +312,7 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
     }
     try:
         cfg = TrainConfig(**overrides)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise UserError(str(exc)) from None
     if not args.train.is_file():
         raise UserError(f"{args.train}: no such file")

@@ -343,6 +343,19 @@ def _document_sentences(text: str) -> tuple[Sentence, ...]:
     return tuple(split_sentences(text))
 
 
+def sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """The range of the whole sentences of ``text`` that ``[start, end)`` touches: the
+    context a span reader's answer is cited with."""
+    sentences = _document_sentences(text)
+    lo = bisect.bisect_right([s.end for s in sentences], start)
+    a, b = start, end
+    for s in sentences[lo:]:
+        if s.start >= end:
+            break
+        a, b = min(a, s.start), max(b, s.end)
+    return a, b
+
+
 def compose_answer(
     question: str,
     spans: Sequence[Span],

@@ -63,6 +63,12 @@ class TrainConfig:
     seed: int = 0
     max_answer_tokens: int = 30
 
+    def __post_init__(self) -> None:
+        if not 0 < self.stride < self.max_length - 8:
+            raise ValueError(f"stride {self.stride} must be below max_length {self.max_length}")
+        if self.batch_size < 1 or self.lr <= 0 or self.epochs <= 0:
+            raise ValueError("batch_size, lr and epochs must be positive")
+
 
 @dataclass(frozen=True, slots=True)
 class TrainExample:

@@ -10,7 +10,8 @@ construction. Position 0 (``[CLS]``) is the "no answer" target and score.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import torch
 from torch import nn
 
 from rag.embedding import default_model_path
+from rag.models import Document, Passage, Span
+from rag.reader import sentence_bounds
 
 CLS_INDEX = 0
 WEIGHTS_FILE = "model.safetensors"
@@ -92,7 +95,11 @@ def encode_windows(
     stride: int,
     max_question_tokens: int,
 ) -> list[Window]:
-    """Windows of (question, context) pairs, with context character offsets per token."""
+    """Windows of (question, context) pairs, with context character offsets per token.
+
+    Questions are clipped so that every window keeps more context tokens than ``stride``
+    (3 special tokens: [CLS] and two [SEP])."""
+    max_question_tokens = max(1, min(max_question_tokens, max_length - stride - 4))
     questions = [_clip_question(tokenizer, q, max_question_tokens) for q in questions]
     enc = tokenizer(
         list(questions),
@@ -224,3 +231,128 @@ def decode(
                 out.append(SpanScore(w.sample, os_[0], oe[1], float(s_log[s] + e_log[e]), null))
     out.sort(key=lambda c: -c.score)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Region:
+    """A character range of a document that the reader reads for one question."""
+
+    question: int
+    doc_id: str
+    start: int
+    end: int
+
+
+def read_regions(
+    passages: Sequence[Passage], documents: Mapping[str, Document], margin: int
+) -> list[tuple[str, int, int]]:
+    """(doc id, start, end) ranges of the *documents* around the passages, ``margin``
+    characters wider on each side and merged where they overlap, so that an answer that
+    crosses a chunk boundary is inside one range."""
+    by_doc: dict[str, list[tuple[int, int]]] = {}
+    for p in passages:
+        doc = documents.get(p.doc_id)
+        if doc is None:
+            continue
+        by_doc.setdefault(p.doc_id, []).append(
+            (max(0, p.start - margin), min(len(doc.text), p.end + margin))
+        )
+    out: list[tuple[str, int, int]] = []
+    for doc_id, ranges in by_doc.items():
+        ranges.sort()
+        merged = [list(ranges[0])]
+        for a, b in ranges[1:]:
+            if a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        out += [(doc_id, a, b) for a, b in merged]
+    return out
+
+
+class SpanReader:
+    """The trained span reader behind the ``Reader`` interface.
+
+    Reads the document text around each retrieved passage (``margin_chars`` either side,
+    merged), all questions and windows of a batch in one encoder pass per ``batch_size``
+    windows. A span's score is its start + end logit minus the no-answer (``[CLS]``) score
+    of its window: positive when the model prefers the span to "no answer here".
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        margin_chars: int = 200,
+        max_answer_tokens: int = 30,
+        batch_size: int = 16,
+        quantize: bool = False,
+    ) -> None:
+        self.folder = folder
+        self.margin_chars = margin_chars
+        self.max_answer_tokens = max_answer_tokens
+        self.batch_size = batch_size
+        self.quantize = quantize
+        self._model: SpanModel | None = None
+        self._tokenizer: Any = None
+        self._config: dict[str, Any] = {}
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        model, config = load_reader(self.folder)
+        if self.quantize:
+            model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                model, {nn.Linear}, dtype=torch.qint8
+            )
+        self._model, self._config = model, config
+        self._tokenizer = load_tokenizer()
+
+    def read(
+        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
+    ) -> list[Span]:
+        return self.read_batch([question], [passages], documents)[0]
+
+    @torch.inference_mode()
+    def read_batch(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[Passage]],
+        documents: Mapping[str, Document],
+    ) -> list[list[Span]]:
+        self.warm_up()
+        assert self._model is not None
+        cfg = self._config.get("config", {})
+        regions: list[_Region] = []
+        for qi, ps in enumerate(passages):
+            for doc_id, a, b in read_regions(ps, documents, self.margin_chars):
+                regions.append(_Region(qi, doc_id, a, b))
+        if not regions:
+            return [[] for _ in questions]
+        windows = encode_windows(
+            self._tokenizer,
+            [questions[r.question] for r in regions],
+            [documents[r.doc_id].text[r.start : r.end] for r in regions],
+            int(cfg.get("max_length", 256)),
+            int(cfg.get("stride", 128)),
+            int(cfg.get("max_question_tokens", 48)),
+        )
+        best: list[dict[tuple[str, int, int], float]] = [{} for _ in questions]
+        for i in range(0, len(windows), self.batch_size):
+            block = windows[i : i + self.batch_size]
+            s, e = self._model(**collate(block, self._tokenizer.pad_token_id))
+            for c in decode(block, s, e, self.max_answer_tokens, top_n=10):
+                r = regions[c.sample]
+                key = (r.doc_id, r.start + c.start, r.start + c.end)
+                score = c.score - c.null_score
+                found = best[r.question]
+                if score > found.get(key, -math.inf):
+                    found[key] = score
+        out: list[list[Span]] = []
+        for found in best:
+            spans = []
+            for (doc_id, a, b), score in sorted(found.items(), key=lambda kv: -kv[1]):
+                doc = documents[doc_id]
+                ca, cb = sentence_bounds(doc.text, a, b)
+                spans.append(Span(doc_id, a, b, doc.text[a:b], score, ca, cb))
+            out.append(spans)
+        return out

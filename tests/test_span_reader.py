@@ -1,0 +1,73 @@
+"""SpanReader inference: document windows around passages, spans in document coordinates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.models import Document, Passage
+from rag.span_reader import SpanModel, SpanReader, read_regions, save_reader
+
+
+def passage(doc: Document, start: int, end: int, pid: int = 0) -> Passage:
+    return Passage(pid, doc.id, doc.title, start, end, doc.text[start:end], 1.0)
+
+
+def test_regions_widen_and_merge_per_document() -> None:
+    doc = Document("d", "x" * 1000)
+    other = Document("e", "y" * 50)
+    docs = {"d": doc, "e": other}
+    ps = [
+        passage(doc, 100, 200),
+        passage(doc, 250, 300),
+        passage(doc, 800, 900),
+        passage(other, 0, 50),
+    ]
+    assert read_regions(ps, docs, 40) == [("d", 60, 340), ("d", 760, 940), ("e", 0, 50)]
+    assert read_regions(ps, {"e": other}, 40) == [("e", 0, 50)]  # unknown documents skipped
+
+
+@pytest.fixture(scope="module")
+def untrained_reader(tmp_path_factory: pytest.TempPathFactory) -> SpanReader:
+    folder = tmp_path_factory.mktemp("reader")
+    config = {"config": {"max_length": 64, "stride": 16, "max_question_tokens": 16}}
+    save_reader(SpanModel.from_base(), folder, config, fp16=True)
+    return SpanReader(folder, margin_chars=30, max_answer_tokens=8, batch_size=4)
+
+
+@pytest.mark.model
+def test_spans_are_in_document_coordinates_and_cited_by_whole_sentences(
+    untrained_reader: SpanReader,
+) -> None:
+    head = "Ünïcødé heading.\n\n" + " ".join(f"Sentence {i} is filler." for i in range(30))
+    text = head + " The ferry was built by Zoë Lindqvist in 1902. " + head
+    doc = Document("docs/ferry.txt", text)
+    i = text.index("Zoë")
+    # Two chunks whose boundary cuts the answer sentence: the read region spans both.
+    ps = [passage(doc, i - 60, i + 2, 0), passage(doc, i + 2, i + 80, 1)]
+    batch = untrained_reader.read_batch(
+        ["Who built the ferry?", "When?"], [ps, ps[:1]], {doc.id: doc}
+    )
+    assert len(batch) == 2
+    for spans in batch:
+        assert spans
+        keys = [(s.doc_id, s.start, s.end) for s in spans]
+        assert len(keys) == len(set(keys))  # merged on absolute offsets
+        assert [s.score for s in spans] == sorted((s.score for s in spans), reverse=True)
+        for s in spans:
+            assert text[s.start : s.end] == s.text
+            assert s.context_start <= s.start < s.end <= s.context_end
+            assert i - 60 - 30 <= s.start and s.end <= i + 80 + 30
+    assert untrained_reader.read("Who?", [], {doc.id: doc}) == []
+
+
+@pytest.mark.model
+def test_quantized_reader_loads_and_reads(tmp_path: Path) -> None:
+    folder = tmp_path / "r"
+    config = {"config": {"max_length": 64, "stride": 16, "max_question_tokens": 16}}
+    save_reader(SpanModel.from_base(), folder, config, fp16=True)
+    doc = Document("d", "Anna Brask built the ferry of Quillmouth in 1902.")
+    reader = SpanReader(folder, quantize=True)
+    spans = reader.read("Who built the ferry?", [passage(doc, 0, len(doc.text))], {"d": doc})
+    assert spans and all(doc.text[s.start : s.end] == s.text for s in spans)
