@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import sqlite3
 import time
@@ -25,6 +26,9 @@ from rag.retrieval import Mode, Retriever
 from rag.settings import Settings
 from rag.store import Store, StoreError, Upsert
 
+log = logging.getLogger("rag.pipeline")
+# rag.span_reader.WEIGHTS_FILE, named here so that importing the pipeline does not import torch.
+SPAN_WEIGHTS_FILE = "model.safetensors"
 ProgressFn = Callable[[int], None]
 # Chunks embedded per atomic commit: an interrupted long ingest keeps what it committed.
 COMMIT_EVERY_CHUNKS = 2048
@@ -63,9 +67,24 @@ class Pipeline:
         self.retriever = Retriever(
             self.store, self.embedder, s.retrieve_depth, s.rrf_k, s.retrievers
         )
-        self.reader: Reader = reader or SentenceReader(
-            self.embedder, s.reader_dense_weight, s.reader_max_sentences
-        )
+        self.reader: Reader = reader or self._default_reader()
+
+    def _default_reader(self) -> Reader:
+        """The configured reader; the sentence reader when span weights are absent."""
+        s = self.settings
+        if s.reader == "span" and (Path(s.reader_weights) / SPAN_WEIGHTS_FILE).is_file():
+            from rag.span_reader import SpanReader  # torch is imported only when needed
+
+            return SpanReader(
+                Path(s.reader_weights),
+                s.span_margin_chars,
+                s.span_max_answer_tokens,
+                s.span_batch_windows,
+                s.span_quantize,
+            )
+        if s.reader == "span":
+            log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)
+        return SentenceReader(self.embedder, s.reader_dense_weight, s.reader_max_sentences)
 
     def warm_up(self) -> None:
         """Load the models so that the first question is not slow."""
@@ -288,14 +307,15 @@ class Pipeline:
         spans: Sequence[Span],
         documents: Mapping[str, Document],
     ) -> Answer:
-        return compose_answer(
-            question,
-            spans,
-            documents,
-            passages,
-            self.settings.abstain_threshold,
-            self.settings.confidence_calibration,
-        )
+        if self.reader.kind == "span":
+            # Span scores are logit margins over "no answer": their own threshold, and the
+            # logistic of the margin as confidence until a calibration is fitted.
+            threshold = self.settings.span_abstain_margin
+            calibration: list[float] | None = [1.0, 0.0, 0.0]
+        else:
+            threshold = self.settings.abstain_threshold
+            calibration = self.settings.confidence_calibration
+        return compose_answer(question, spans, documents, passages, threshold, calibration)
 
     def read(self, question: str, passages: Sequence[Passage]) -> Answer:
         """Compose the answer from already retrieved passages (evaluation reuses retrieval)."""

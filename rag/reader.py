@@ -230,6 +230,10 @@ def narrow(question: str, sentence: str) -> tuple[int, int] | None:
 class Reader(Protocol):
     """Finds answer spans for a question in retrieved passages of the given documents."""
 
+    # What ``Span.score`` means: "sentence" (a similarity in [0, 1]) or "span" (a logit
+    # margin over "no answer"); the composer picks its threshold and calibration by it.
+    kind: str
+
     def warm_up(self) -> None: ...
 
     def read(
@@ -254,6 +258,8 @@ _SentenceKey = tuple[str, int, int]
 
 class SentenceReader:
     """Extractive sentence scorer with typed narrowing (see module docstring)."""
+
+    kind = "sentence"
 
     def __init__(
         self, embedder: Embedder, dense_weight: float = 0.5, max_sentences: int = 8

@@ -79,7 +79,34 @@ class Settings(BaseSettings):
         "hybrid", description="Which retrievers feed the reader."
     )
 
-    reader: Literal["sentence"] = Field("sentence", description="The answer composer to use.")
+    reader: Literal["sentence", "span"] = Field(
+        "sentence",
+        description="The reader: 'span' is the trained span reader (weights in "
+        "reader_weights; falls back to 'sentence' when they are absent), 'sentence' the "
+        "sentence scorer with typed narrowing.",
+    )
+    reader_weights: Path = Field(
+        DATA_DIR / "reader",
+        description="Folder of the span reader's weights and model card (rag train-reader "
+        "--export).",
+    )
+    span_margin_chars: int = Field(
+        200,
+        ge=0,
+        description="Characters of the document read on each side of a retrieved chunk.",
+    )
+    span_max_answer_tokens: int = Field(
+        30, ge=1, description="Longest answer span the span reader returns (wordpieces)."
+    )
+    span_batch_windows: int = Field(16, ge=1, description="Windows per span reader forward pass.")
+    span_quantize: bool = Field(
+        False, description="Run the span reader with int8 dynamic quantisation."
+    )
+    span_abstain_margin: float = Field(
+        0.0,
+        description="The span reader abstains when its best span's logit beats the no-answer "
+        "logit by less than this (not yet fitted: 0 = the model's own decision).",
+    )
     reader_dense_weight: float = Field(
         0.5,
         ge=0.0,
@@ -203,6 +230,7 @@ _COMPUTED_DEFAULTS = {
     "cors_origins": "(empty)",
     "abstain_threshold": "(fitted)",
     "confidence_calibration": "(fitted)",
+    "reader_weights": "rag/data/reader (in the package)",
 }
 
 

@@ -279,6 +279,8 @@ class SpanReader:
     of its window: positive when the model prefers the span to "no answer here".
     """
 
+    kind = "span"
+
     def __init__(
         self,
         folder: Path,

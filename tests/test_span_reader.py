@@ -71,3 +71,30 @@ def test_quantized_reader_loads_and_reads(tmp_path: Path) -> None:
     reader = SpanReader(folder, quantize=True)
     spans = reader.read("Who built the ferry?", [passage(doc, 0, len(doc.text))], {"d": doc})
     assert spans and all(doc.text[s.start : s.end] == s.text for s in spans)
+
+
+@pytest.mark.model
+def test_pipeline_uses_the_span_reader_when_asked_and_falls_back_without_weights(
+    tmp_path: Path, untrained_reader: SpanReader
+) -> None:
+    from rag.pipeline import Pipeline
+    from rag.settings import Settings
+    from tests.conftest import FakeEmbedder
+
+    missing = Settings(index_root=tmp_path / "i1", reader="span", reader_weights=tmp_path / "no")
+    assert Pipeline(missing, embedder=FakeEmbedder()).reader.kind == "sentence"
+    settings = Settings(
+        index_root=tmp_path / "i2",
+        reader="span",
+        reader_weights=untrained_reader.folder,
+        span_abstain_margin=float("-inf"),
+    )
+    pipe = Pipeline(settings, embedder=FakeEmbedder())
+    assert pipe.reader.kind == "span"
+    text = "The ferry of Quillmouth was built by Anna Brask in 1902. It sails daily."
+    pipe.ingest([Document("f", text)])
+    answer = pipe.ask("Who built the ferry of Quillmouth?")
+    assert answer.answered and text[answer.start : answer.end] == answer.text  # type: ignore[misc]
+    for c in answer.citations:
+        assert text[c.start : c.end] == c.quote
+    assert 0.0 <= answer.confidence <= 1.0
