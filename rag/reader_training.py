@@ -304,6 +304,35 @@ class ReaderTrainer:
             **extra,
         }
         save_reader(self.model, folder, card, fp16)
+        (folder / "README.md").write_text(model_card(card, fp16))
+
+
+def model_card(card: dict[str, Any], fp16: bool) -> str:
+    """The model card shipped beside the weights, written from the recorded facts."""
+    t = card["training"]
+    dev = card.get("dev_gold_paragraph")
+    dev_line = (
+        f"EM {dev['em']:.1f}, F1 {dev['f1']:.1f} on the first {dev['questions']} answerable "
+        "questions of SQuAD v1.1 dev, reader given the gold paragraph"
+        if dev
+        else "not measured at export"
+    )
+    return f"""# Span reader: all-MiniLM-L6-v2 + start/end head
+
+- **Base model**: {card["base_model"]} (Apache-2.0), a 6-layer, 384-wide BERT; its own wordpiece
+  tokenizer (from the installed package) gives the character offsets.
+- **Head**: one linear layer, start and end logits per token; `[CLS]` = "no answer".
+- **Data**: SQuAD v1.1 train (Rajpurkar et al. 2016, CC BY-SA 4.0; reconstructed copy, see
+  `shared/data/qa-train/SOURCES.md`), with same-article paragraphs as "no answer" negatives
+  (ratio {card["config"]["negative_ratio"]}). The weights are a derivative of SQuAD: share them
+  under CC BY-SA 4.0 with this attribution.
+- **Training**: {t["steps"]} steps, {t["examples_seen"]} examples ({t["windows_seen"]} windows)
+  seen, {t["seconds"] / 3600:.2f} h; settings `{json.dumps(card["config"], sort_keys=True)}`.
+  Command: `rag train-reader <squad train json> --out runs/reader ...` (see `reader.json`),
+  resumable; a later run continues with `--init rag/data/reader`.
+- **Weights**: `model.safetensors`, {"fp16" if fp16 else "fp32"}; loaded in fp32 on the CPU.
+- **Dev**: {dev_line}.
+"""
 
 
 @torch.inference_mode()
