@@ -81,3 +81,34 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert gone.returncode == 0
     after = run("ask", "Who said North Korean workers would be welcomed?", *idx, cwd=tmp_path)
     assert after.returncode == 0 and "No answer" in after.stdout and "no documents" in after.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["missing.json.gz"], "no such file"),
+        (["EXISTING", "--stride", "999"], "stride"),
+        (["EXISTING", "--dev", "missing-dev.json"], "no such file"),
+        (["NOTJSON"], "invalid JSON"),
+    ],
+)
+def test_train_reader_user_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], words: str
+) -> None:
+    good = tmp_path / "train.json"
+    good.write_text(json.dumps({"data": []}))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    args = [
+        str(good)
+        if a == "EXISTING"
+        else str(bad)
+        if a == "NOTJSON"
+        else str(tmp_path / a)
+        if a.startswith("missing")
+        else a
+        for a in extra
+    ]
+    assert main(["train-reader", *args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err
