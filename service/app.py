@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -66,6 +66,24 @@ def _error(
     return JSONResponse(status_code=status, content=content, headers=headers)
 
 
+# Service and library errors -> HTTP status; each becomes {"detail": message}.
+ERROR_STATUS: dict[type[Exception], int] = {
+    QuestionError: 422,
+    BadDocument: 422,
+    BadSpan: 422,
+    UnsupportedUpload: 415,
+    NotFound: 404,
+    StoreError: 409,
+}
+
+
+def _status_handler(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return _error(request, status, str(exc))
+
+    return handler
+
+
 def create_app(
     settings: Settings | None = None, warm_up: bool = True, pipeline: Pipeline | None = None
 ) -> FastAPI:
@@ -100,29 +118,8 @@ def create_app(
     app.state.chat = ChatService(qa, settings)
     app.state.keys = KeyChecker(resolve_api_keys(settings))
 
-    @app.exception_handler(QuestionError)
-    async def question_error(request: Request, exc: QuestionError) -> JSONResponse:
-        return _error(request, 422, str(exc))
-
-    @app.exception_handler(BadDocument)
-    async def bad_document(request: Request, exc: BadDocument) -> JSONResponse:
-        return _error(request, 422, str(exc))
-
-    @app.exception_handler(BadSpan)
-    async def bad_span(request: Request, exc: BadSpan) -> JSONResponse:
-        return _error(request, 422, str(exc))
-
-    @app.exception_handler(UnsupportedUpload)
-    async def unsupported(request: Request, exc: UnsupportedUpload) -> JSONResponse:
-        return _error(request, 415, str(exc))
-
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
-        return _error(request, 404, str(exc))
-
-    @app.exception_handler(StoreError)
-    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
-        return _error(request, 409, str(exc))
+    for exc_type, status in ERROR_STATUS.items():
+        app.add_exception_handler(exc_type, _status_handler(status))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
