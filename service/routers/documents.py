@@ -194,18 +194,7 @@ def get_span(
     qa: QA,
     context: Annotated[int | None, Query(ge=0, le=5000, description="Characters each side")] = None,
 ) -> SpanOut:
-    v = qa.span(doc_id, start, end, context)
-    return SpanOut(
-        doc_id=v.doc_id,
-        title=v.title,
-        start=v.start,
-        end=v.end,
-        quote=v.quote,
-        context_start=v.context_start,
-        context_end=v.context_end,
-        before=v.before,
-        after=v.after,
-    )
+    return SpanOut.model_validate(qa.span(doc_id, start, end, context), from_attributes=True)
 
 
 @router.get(
