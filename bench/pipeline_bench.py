@@ -34,8 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import SQUAD_DEV, percentile  # noqa: E402
 from rag.embedding import Embedder  # noqa: E402
-from rag.evaluation import exact_match, f1  # noqa: E402
-from rag.gold import load_squad  # noqa: E402
+from rag.gold import (  # noqa: E402
+    exact_match,
+    f1,
+    load_squad,
+)
 from rag.loaders import load_paths  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.settings import Settings  # noqa: E402

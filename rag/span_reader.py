@@ -100,7 +100,7 @@ def encode_windows(
     Questions are clipped so that every window keeps more context tokens than ``stride``
     (3 special tokens: [CLS] and two [SEP])."""
     max_question_tokens = max(1, min(max_question_tokens, max_length - stride - 4))
-    questions = [_clip_question(tokenizer, q, max_question_tokens) for q in questions]
+    questions = _clip_questions(tokenizer, questions, max_question_tokens)
     enc = tokenizer(
         list(questions),
         list(contexts),
@@ -129,26 +129,29 @@ def encode_windows(
     return windows
 
 
-def _clip_question(tokenizer: Any, question: str, max_tokens: int) -> str:
-    """The question cut to ``max_tokens`` wordpieces (at a character offset of the tokenizer)."""
-    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-    if len(enc["input_ids"]) <= max_tokens:
-        return question
-    return question[: enc["offset_mapping"][max_tokens - 1][1]]
+def _clip_questions(tokenizer: Any, questions: Sequence[str], max_tokens: int) -> list[str]:
+    """Each question cut to ``max_tokens`` wordpieces (at a character offset of the
+    tokenizer); one batched tokenizer call for all of them."""
+    if not questions:
+        return []
+    enc = tokenizer(list(questions), add_special_tokens=False, return_offsets_mapping=True)
+    return [
+        q if len(ids) <= max_tokens else q[: offsets[max_tokens - 1][1]]
+        for q, ids, offsets in zip(questions, enc["input_ids"], enc["offset_mapping"], strict=True)
+    ]
 
 
 def collate(windows: Sequence[Window], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad a batch to its longest window (dynamic padding)."""
     n = max(len(w.input_ids) for w in windows)
-    ids = torch.full((len(windows), n), pad_id, dtype=torch.long)
-    types = torch.zeros((len(windows), n), dtype=torch.long)
-    mask = torch.zeros((len(windows), n), dtype=torch.long)
-    for i, w in enumerate(windows):
-        k = len(w.input_ids)
-        ids[i, :k] = torch.tensor(w.input_ids)
-        types[i, :k] = torch.tensor(w.token_type_ids)
-        mask[i, :k] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    ids = [w.input_ids + [pad_id] * (n - len(w.input_ids)) for w in windows]
+    types = [w.token_type_ids + [0] * (n - len(w.token_type_ids)) for w in windows]
+    mask = [[1] * len(w.input_ids) + [0] * (n - len(w.input_ids)) for w in windows]
+    return {
+        "input_ids": torch.tensor(ids, dtype=torch.long),
+        "attention_mask": torch.tensor(mask, dtype=torch.long),
+        "token_type_ids": torch.tensor(types, dtype=torch.long),
+    }
 
 
 def span_targets(window: Window, start_char: int, end_char: int) -> tuple[int, int]:
@@ -173,16 +176,17 @@ def save_reader(model: SpanModel, folder: Path, config: dict[str, Any], fp16: bo
 
     folder.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if fp16 else torch.float32
-    state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_FILE))
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def load_reader(folder: Path) -> tuple[SpanModel, dict[str, Any]]:
-    """A saved reader, in fp32 for CPU inference, with its config."""
+def load_reader(folder: Path, base: Path | None = None) -> tuple[SpanModel, dict[str, Any]]:
+    """A saved reader, in fp32, with its config (``base``: the encoder's config folder,
+    by default the installed package's)."""
     from safetensors.torch import load_file
 
-    model = SpanModel.from_config()
+    model = SpanModel.from_config(base)
     state = {k: v.float() for k, v in load_file(str(folder / WEIGHTS_FILE)).items()}
     model.load_state_dict(state)
     model.eval()

@@ -11,14 +11,12 @@ from rag.evaluation import (
     answer_metrics,
     best_threshold,
     calibration,
-    exact_match,
-    f1,
     fit_logistic,
     ndcg_at,
-    normalize_answer,
     question_kind,
     retrieval_metrics,
 )
+from rag.gold import exact_match, f1, normalize_answer
 from rag.report import compare, markdown
 
 
