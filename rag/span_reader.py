@@ -307,8 +307,10 @@ class SpanReader:
             return
         model, config = load_reader(self.folder)
         if self.quantize:
-            model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-                model, {nn.Linear}, dtype=torch.qint8
+            # int8 dynamic quantisation of the encoder's Linear layers only: the 2-logit
+            # span head stays fp32, since its small logit differences decide the span.
+            model.encoder = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                model.encoder, {nn.Linear}, dtype=torch.qint8
             )
         self._model, self._config = model, config
         self._tokenizer = load_tokenizer()
