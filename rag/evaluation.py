@@ -466,12 +466,16 @@ class Evaluator:
 
 
 # ---- fitting the reader's abstention threshold and confidence --------------------------
-def best_threshold(rows: Sequence[tuple[float, float | None]]) -> tuple[float, float]:
+def best_threshold(
+    rows: Sequence[tuple[float, float | None]], keep: float = 0.0
+) -> tuple[float, float]:
     """(threshold, value) maximising the mean decision value over ``(score, gain)`` rows.
 
     ``gain`` is what answering earns (None for an unanswerable question, where abstaining
     earns 1 and answering 0); abstaining on an answerable question earns 0. The threshold
-    is the midpoint between the two scores where the best split falls.
+    is the midpoint between the two scores where the best split falls. ``keep`` bounds what
+    abstention may cost the answerable questions: only thresholds that keep at least this
+    share of their gain (vs. never abstaining) are considered.
     """
     ordered = sorted(rows, key=lambda r: r[0])
     n = len(ordered)
@@ -484,6 +488,8 @@ def best_threshold(rows: Sequence[tuple[float, float | None]]) -> tuple[float, f
     abstain_gain = 0.0
     for i in range(1, n + 1):
         abstain_gain += 1.0 if ordered[i - 1][1] is None else 0.0
+        if answer_gain[i] < keep * answer_gain[0] - 1e-9:
+            break  # the kept gain only falls from here on
         value = (abstain_gain + answer_gain[i]) / n
         if value > best:
             upper = ordered[i][0] if i < n else ordered[-1][0] + 2e-6
@@ -511,21 +517,37 @@ def fit_logistic(
     return [round(float(v), 6) for v in w]
 
 
-def fit_reader(results: Sequence[QuestionResult]) -> dict[str, Any]:
+def fit_reader(
+    results: Sequence[QuestionResult], kind: str = "sentence", keep: float = 0.0
+) -> dict[str, Any]:
     """The abstention threshold and confidence calibration, from a run with abstention off.
 
-    Threshold: maximises right decisions (an answer whose cited sentence holds a gold
-    answer, or an abstention on an unanswerable question). Confidence: a logistic model of
-    P(correct) on the reader score and whether the span was narrowed below its sentence.
+    Sentence reader: the threshold maximises right decisions (an answer whose cited
+    sentence holds a gold answer, or an abstention on an unanswerable question); confidence
+    is a logistic model of P(correct) on the score and whether the span was narrowed.
+    Span reader (phrase answers): the threshold maximises the official SQuAD v2.0 F1 (an
+    answer earns its F1, an abstention on an unanswerable question 1) among thresholds that
+    keep at least ``keep`` of the answerable questions' F1; confidence is Platt scaling of
+    the margin, sigmoid(score / T + c), stored as [1/T, 0, c].
     """
-    rows = [(r.score, None if r.impossible else float(r.citation_holds_answer)) for r in results]
-    threshold, value = best_threshold(rows)
     f1_rows = [(r.score, None if r.impossible else r.f1) for r in results]
-    weights = fit_logistic(
-        [(r.score, float(r.narrowed)) for r in results], [r.correct for r in results]
-    )
+    if kind == "span":
+        rows = f1_rows
+        a, c = fit_logistic([(r.score,) for r in results], [r.correct for r in results])
+        weights = [a, 0.0, c]
+    else:
+        rows = [
+            (r.score, None if r.impossible else float(r.citation_holds_answer)) for r in results
+        ]
+        weights = fit_logistic(
+            [(r.score, float(r.narrowed)) for r in results], [r.correct for r in results]
+        )
+    threshold, value = best_threshold(rows, keep if kind == "span" else 0.0)
     unanswerable = [r for r in results if r.impossible]
+    answerable = [r for r in results if not r.impossible]
+    abstained = [r for r in results if r.score < threshold]
     return {
+        "reader": kind,
         "abstain_threshold": round(threshold, 4),
         "confidence_calibration": weights,
         "decision_accuracy_at_threshold": round(100 * value, 2),
@@ -536,6 +558,17 @@ def fit_reader(results: Sequence[QuestionResult]) -> dict[str, Any]:
         "no_answer_recall": round(
             sum(r.score < threshold for r in unanswerable) / max(1, len(unanswerable)), 3
         ),
+        "no_answer_precision": round(
+            sum(r.impossible for r in abstained) / max(1, len(abstained)), 3
+        ),
+        "has_answer_f1_at_threshold": round(
+            100 * sum(r.f1 for r in answerable if r.score >= threshold) / max(1, len(answerable)),
+            2,
+        ),
+        "has_answer_f1_never_abstain": round(
+            100 * sum(r.f1 for r in answerable) / max(1, len(answerable)), 2
+        ),
+        "keep": keep if kind == "span" else 0.0,
         "official_best_f1_threshold": round(best_threshold(f1_rows)[0], 4),
         "questions": len(results),
         "unanswerable": len(unanswerable),

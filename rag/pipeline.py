@@ -308,10 +308,14 @@ class Pipeline:
         documents: Mapping[str, Document],
     ) -> Answer:
         if self.reader.kind == "span":
-            # Span scores are logit margins over "no answer": their own threshold, and the
-            # logistic of the margin as confidence until a calibration is fitted.
+            # Span scores are logit margins over "no answer": their own threshold, and a
+            # Platt-scaled logistic of the margin as confidence (plain sigmoid if unfitted).
             threshold = self.settings.span_abstain_margin
-            calibration: list[float] | None = [1.0, 0.0, 0.0]
+            calibration: list[float] | None = self.settings.span_confidence_calibration or [
+                1.0,
+                0.0,
+                0.0,
+            ]
         else:
             threshold = self.settings.abstain_threshold
             calibration = self.settings.confidence_calibration

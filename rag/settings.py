@@ -15,15 +15,30 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATA_DIR = Path(__file__).parent / "data"
 READER_FIT_FILE = DATA_DIR / "sentence_reader_fit.json"
+SPAN_FIT_FILE = DATA_DIR / "span_reader_fit.json"
 # Used only when the fitted calibration file is missing (e.g. a trimmed install).
 UNFITTED_ABSTAIN_THRESHOLD = 0.0
+# The span reader's own decision: answer when the best span beats "no answer".
+UNFITTED_SPAN_MARGIN = 0.0
 
 
-def _fitted(key: str) -> Any:
+def _fitted(key: str, path: Path = READER_FIT_FILE) -> Any:
     try:
-        return json.loads(READER_FIT_FILE.read_text())[key]
+        return json.loads(path.read_text())[key]
     except (OSError, KeyError, ValueError):
         return None
+
+
+def fitted_span_margin() -> float:
+    """The span reader's abstention margin fitted by ``make fit-threshold``."""
+    value = _fitted("abstain_threshold", SPAN_FIT_FILE)
+    return UNFITTED_SPAN_MARGIN if value is None else float(value)
+
+
+def fitted_span_calibration() -> list[float] | None:
+    """Platt scaling of the span margin, [1/temperature, 0, bias], fitted with the margin."""
+    value = _fitted("confidence_calibration", SPAN_FIT_FILE)
+    return None if value is None else [float(v) for v in value]
 
 
 def fitted_abstain_threshold() -> float:
@@ -80,7 +95,7 @@ class Settings(BaseSettings):
     )
 
     reader: Literal["sentence", "span"] = Field(
-        "sentence",
+        "span",
         description="The reader: 'span' is the trained span reader (weights in "
         "reader_weights; falls back to 'sentence' when they are absent), 'sentence' the "
         "sentence scorer with typed narrowing.",
@@ -100,12 +115,24 @@ class Settings(BaseSettings):
     )
     span_batch_windows: int = Field(16, ge=1, description="Windows per span reader forward pass.")
     span_quantize: bool = Field(
-        False, description="Run the span reader with int8 dynamic quantisation."
+        False,
+        description="Run the span reader's encoder with int8 dynamic quantisation: about "
+        "1.4x faster on 2 cores but 3.7 F1 lower (bench/reader_bench.py), so off by default.",
     )
     span_abstain_margin: float = Field(
-        0.0,
+        default_factory=fitted_span_margin,
         description="The span reader abstains when its best span's logit beats the no-answer "
-        "logit by less than this (not yet fitted: 0 = the model's own decision).",
+        "logit by less than this. Fitted on SQuAD v2.0 dev (half) by `make fit-threshold` "
+        "(best official F1 among margins keeping 90% of the answerable F1); stored in "
+        "rag/data/span_reader_fit.json (0 when absent).",
+    )
+    span_confidence_calibration: list[float] | None = Field(
+        default_factory=fitted_span_calibration,
+        min_length=3,
+        max_length=3,
+        description="Span confidence = sigmoid(a * margin + c) (Platt scaling: a = "
+        "1/temperature), [a, 0, c] fitted with the margin on P(F1 > 0.5 or exact match). "
+        "None: sigmoid(margin).",
     )
     reader_dense_weight: float = Field(
         0.5,
@@ -230,6 +257,8 @@ _COMPUTED_DEFAULTS = {
     "cors_origins": "(empty)",
     "abstain_threshold": "(fitted)",
     "confidence_calibration": "(fitted)",
+    "span_abstain_margin": "(fitted)",
+    "span_confidence_calibration": "(fitted)",
     "reader_weights": "rag/data/reader (in the package)",
 }
 

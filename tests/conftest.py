@@ -63,10 +63,16 @@ class FakeEmbedder(Embedder):
         return out
 
 
+def unit_settings(**overrides: object) -> Settings:
+    """Settings for model-free tests: the sentence reader (with the fake embedder), since
+    the default span reader runs a trained model."""
+    return Settings(**{"reader": "sentence", **overrides})  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def fake_pipeline(tmp_path: Path) -> Pipeline:
     """A pipeline over a fresh index in tmp_path, with the fake embedder."""
-    settings = Settings(index_root=tmp_path / "idx", abstain_threshold=0.0)
+    settings = unit_settings(index_root=tmp_path / "idx", abstain_threshold=0.0)
     return Pipeline(settings, embedder=FakeEmbedder())
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from rag.models import Document
 from rag.pipeline import Pipeline
-from rag.settings import Settings
-from tests.conftest import FakeEmbedder
+from tests.conftest import FakeEmbedder, unit_settings
 
 N_DOCS = 40
 
@@ -29,7 +28,7 @@ def documents(generation: int) -> list[Document]:
 
 def main() -> None:
     root = Path(sys.argv[1])
-    pipe = Pipeline(Settings(index_root=root), embedder=FakeEmbedder())
+    pipe = Pipeline(unit_settings(index_root=root), embedder=FakeEmbedder())
     generation = (
         int(pipe.store.manifest().get("test_generation", "0")) if pipe.store.exists() else 0
     )

@@ -11,11 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rag.pipeline import Pipeline, QuestionError
-from rag.settings import Settings
 from service.app import create_app
 from service.chat import is_followup, split_turns, stream_pieces
 from service.schemas import ChatMessage
-from tests.conftest import FakeEmbedder
+from tests.conftest import FakeEmbedder, unit_settings
 
 
 def msg(role: str, content: object) -> ChatMessage:
@@ -67,7 +66,7 @@ def test_stream_pieces_concatenate_to_the_text(text: str, size: int) -> None:
 
 
 def test_followup_retrieval_uses_the_earlier_question(tmp_path: Path) -> None:
-    settings = Settings(index_root=tmp_path / "idx", abstain_threshold=0.0, api_keys=["k"])
+    settings = unit_settings(index_root=tmp_path / "idx", abstain_threshold=0.0, api_keys=["k"])
     pipe = Pipeline(settings, embedder=FakeEmbedder())
     with TestClient(create_app(settings, warm_up=False, pipeline=pipe)) as c:
         auth = {"Authorization": "Bearer k"}
@@ -92,7 +91,7 @@ def test_followup_retrieval_uses_the_earlier_question(tmp_path: Path) -> None:
 
 
 def test_stream_over_http_is_sse_with_one_final_citation_chunk(tmp_path: Path) -> None:
-    settings = Settings(index_root=tmp_path / "idx", abstain_threshold=0.0, api_keys=["k"])
+    settings = unit_settings(index_root=tmp_path / "idx", abstain_threshold=0.0, api_keys=["k"])
     pipe = Pipeline(settings, embedder=FakeEmbedder())
     with TestClient(create_app(settings, warm_up=False, pipeline=pipe)) as c:
         c.post(

@@ -79,6 +79,8 @@ def test_eval_outputs_fit_and_compare(tmp_path: Path, capsys: pytest.CaptureFixt
     fitted = json.loads(fit.read_text())
     assert isinstance(fitted["abstain_threshold"], float)
     assert len(fitted["confidence_calibration"]) == 3
+    # The default reader is the span reader: its fit is Platt scaling of the margin alone.
+    assert fitted["reader"] == "span" and fitted["confidence_calibration"][1] == 0.0
 
     capsys.readouterr()
     assert (

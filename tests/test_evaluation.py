@@ -12,6 +12,7 @@ from rag.evaluation import (
     best_threshold,
     calibration,
     fit_logistic,
+    fit_reader,
     ndcg_at,
     question_kind,
     retrieval_metrics,
@@ -145,6 +146,23 @@ def test_best_threshold_separates() -> None:
     assert t2 < 0.5 and v2 == 1.0
 
 
+def test_best_threshold_keeps_the_answerable_gain_it_is_told_to() -> None:
+    # Three unanswerables score above one of the two answers: best F1 gives that answer up.
+    rows: list[tuple[float, float | None]] = [
+        (0.1, None),
+        (0.2, 1.0),
+        (0.3, None),
+        (0.4, None),
+        (0.5, None),
+        (0.9, 1.0),
+    ]
+    t, value = best_threshold(rows)
+    assert 0.5 < t < 0.9 and value == 5 / 6
+    t_keep, v_keep = best_threshold(rows, keep=0.9)  # both answers must stay
+    assert 0.1 < t_keep < 0.2 and v_keep == 3 / 6
+    assert best_threshold(rows, keep=0.5) == (t, value)
+
+
 def test_fit_logistic_learns_direction() -> None:
     xs = [(s / 10, 0.0) for s in range(10)] * 5
     ys = [s >= 5 for s in range(10)] * 5
@@ -164,3 +182,27 @@ def test_compare_and_markdown() -> None:
     b = {"answers": {"em": 12.5, "f1": 20.0}, "cost": {"qps": 2}}
     assert compare(a, b) == ["answers.em: 10.00 -> 12.50 (+2.5)", "cost.qps: 1.00 -> 2.00 (+1)"]
     assert markdown({"questions": 3, "retrieval": {}}, "t", []).startswith("# Evaluation: t")
+
+
+def test_fit_reader_span_maximises_f1_and_scales_the_margin() -> None:
+    """Span fit: the margin splits unanswerables (low margins) from good answers (high);
+    a wrong answer whose citation holds the gold (sentence reader's gain) does not count."""
+    unanswerable = [
+        _result(impossible=True, gold_answers=[], score=s, em=0.0, f1=0.0)
+        for s in (-3.0, -2.0, -1.5)
+    ]
+    right = [_result(score=s) for s in (1.0, 2.0, 3.0)]
+    # Cited sentence holds the answer but the span is wrong: F1 0.
+    wrong = [_result(score=-1.75, em=0.0, f1=0.0, citation_holds_answer=True)]
+    fit = fit_reader(unanswerable + right + wrong, kind="span")
+    assert fit["reader"] == "span"
+    assert -1.0 < fit["abstain_threshold"] < 1.0
+    assert fit["no_answer_recall"] == 1.0 and fit["no_answer_precision"] == 0.75
+    assert fit["has_answer_f1_at_threshold"] == 75.0
+    a, b, _ = fit["confidence_calibration"]
+    assert a > 0 and b == 0.0
+    assert fit["has_answer_f1_never_abstain"] == 75.0
+    # Keeping all of the answerable F1 forbids abstaining on the right answers only.
+    assert fit_reader(unanswerable + right + wrong, "span", keep=1.0)["abstain_threshold"] < 1.0
+    sentence = fit_reader(unanswerable + right + wrong, kind="sentence")
+    assert sentence["abstain_threshold"] < -1.75  # the wrong span's sentence counts there

@@ -49,6 +49,8 @@ def test_manifest_records_model_and_weights(
 
 
 def test_who_welcomed_north_korean_workers(seed_pipeline: Pipeline) -> None:
+    """The default (span) reader answers with the name, not the sentence around it."""
+    assert seed_pipeline.reader.kind == "span"
     answer = seed_pipeline.ask("Who said North Korean workers would be welcomed?")
     assert answer.answered, answer.no_answer_reason
     assert "Khusnullin" in answer.text
@@ -56,8 +58,27 @@ def test_who_welcomed_north_korean_workers(seed_pipeline: Pipeline) -> None:
     assert len(answer.text) < 60  # a phrase, not the sentence
     assert_round_trip(seed_pipeline, answer)
     assert answer.timings_ms["retrieve"] > 0 and answer.timings_ms["read"] > 0
-    if seed_pipeline.settings.confidence_calibration is not None:
-        a, b, c = seed_pipeline.settings.confidence_calibration
+    # Platt scaling of the margin over "no answer" (plain sigmoid when not fitted).
+    a, _, c = seed_pipeline.settings.span_confidence_calibration or [1.0, 0.0, 0.0]
+    assert answer.confidence == pytest.approx(1 / (1 + math.exp(-(a * answer.score + c))))
+
+
+def test_abstains_on_an_unanswerable_question(seed_pipeline: Pipeline) -> None:
+    """The article never mentions football: the fitted margin turns the best span down."""
+    answer = seed_pipeline.ask("Who won the 2024 European football championship?")
+    assert not answer.answered and answer.no_answer_reason
+    assert answer.text == "" and answer.start is None
+    assert_round_trip(seed_pipeline, answer)
+
+
+def test_sentence_reader_stays_available(seed_index_root: Path, real_embedder: Embedder) -> None:
+    pipe = Pipeline(Settings(index_root=seed_index_root, reader="sentence"), embedder=real_embedder)
+    assert pipe.reader.kind == "sentence"
+    answer = pipe.ask("Who said North Korean workers would be welcomed?")
+    assert answer.answered and "Khusnullin" in answer.text
+    assert_round_trip(pipe, answer)
+    if pipe.settings.confidence_calibration is not None:
+        a, b, c = pipe.settings.confidence_calibration
         expected = 1 / (1 + math.exp(-(a * answer.score + b + c)))  # a narrowed span
         assert answer.confidence == pytest.approx(expected)
 
@@ -105,12 +126,20 @@ def test_gold_set_with_the_fitted_threshold(seed_pipeline: Pipeline) -> None:
     assert abstained / impossible >= 0.8, f"abstained on {abstained}/{impossible}"
 
 
+@pytest.mark.parametrize(
+    "no_abstention",
+    [
+        {"reader": "span", "span_abstain_margin": float("-inf")},
+        {"reader": "sentence", "abstain_threshold": float("-inf")},
+    ],
+    ids=["span", "sentence"],
+)
 def test_gold_set_without_abstention_finds_most_answers(
-    seed_index_root: Path, real_embedder: Embedder
+    seed_index_root: Path, real_embedder: Embedder, no_abstention: dict[str, object]
 ) -> None:
-    """Retrieval + sentence choice alone: the cited sentence holds the gold answer."""
+    """Retrieval + reading alone: the cited sentence holds the gold answer."""
     pipe = Pipeline(
-        Settings(index_root=seed_index_root, abstain_threshold=float("-inf")),
+        Settings(index_root=seed_index_root, **no_abstention),  # type: ignore[arg-type]
         embedder=real_embedder,
     )
     answerable, answered, hits, _, abstained = _gold_run(pipe)

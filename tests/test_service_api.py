@@ -13,11 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.pipeline import Pipeline
-from rag.settings import Settings
 from service.app import create_app
 from service.jobs import JobState, JobStore
 from service.security import KEY_FILE
-from tests.conftest import FakeEmbedder
+from tests.conftest import FakeEmbedder, unit_settings
 
 KEY = "s3cret-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -25,7 +24,7 @@ PARIS = "Paris is the capital of France. It lies on the Seine."
 
 
 def make_client(tmp_path: Path, **overrides: Any) -> TestClient:
-    settings = Settings(
+    settings = unit_settings(
         index_root=tmp_path / "idx",
         abstain_threshold=0.0,
         api_keys=[KEY],
@@ -76,7 +75,7 @@ def test_writes_without_a_valid_key_get_401_and_change_nothing(
 
 
 def test_without_configured_keys_a_key_file_is_created_once(tmp_path: Path) -> None:
-    settings = Settings(index_root=tmp_path / "idx", log_requests=False)
+    settings = unit_settings(index_root=tmp_path / "idx", log_requests=False)
     app = create_app(settings, warm_up=False, pipeline=Pipeline(settings, embedder=FakeEmbedder()))
     key_file = tmp_path / "idx" / KEY_FILE
     key = key_file.read_text().strip()
@@ -335,7 +334,7 @@ def test_ready_is_503_before_start(tmp_path: Path) -> None:
 
 
 def test_one_json_log_line_per_request(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    settings = Settings(index_root=tmp_path / "idx", api_keys=[KEY])
+    settings = unit_settings(index_root=tmp_path / "idx", api_keys=[KEY])
     app = create_app(settings, warm_up=False, pipeline=Pipeline(settings, embedder=FakeEmbedder()))
     access = logging.getLogger("rag.access")
     access.addHandler(caplog.handler)  # the logger does not propagate to the root

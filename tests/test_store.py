@@ -17,9 +17,8 @@ import pytest
 
 from rag.models import Document
 from rag.pipeline import Pipeline
-from rag.settings import Settings
 from rag.store import Store, StoreError
-from tests.conftest import ROOT, FakeEmbedder
+from tests.conftest import ROOT, FakeEmbedder, unit_settings
 
 
 def assert_consistent(store: Store) -> dict[str, str]:
@@ -72,7 +71,7 @@ def test_incremental_ingest_update_and_delete(fake_pipeline: Pipeline) -> None:
 
 
 def test_index_built_with_another_model_is_refused(tmp_path: Path) -> None:
-    settings = Settings(index_root=tmp_path)
+    settings = unit_settings(index_root=tmp_path)
     Pipeline(settings, embedder=FakeEmbedder(tag="model-a")).ingest([Document("a", "text")])
     other = Pipeline(settings, embedder=FakeEmbedder(tag="model-b"))
     with pytest.raises(StoreError, match="embedding_model=model-a"):
@@ -82,8 +81,10 @@ def test_index_built_with_another_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_changed_chunk_settings_are_refused(tmp_path: Path) -> None:
-    Pipeline(Settings(index_root=tmp_path), embedder=FakeEmbedder()).ingest([Document("a", "t")])
-    other = Pipeline(Settings(index_root=tmp_path, chunk_tokens=64), embedder=FakeEmbedder())
+    Pipeline(unit_settings(index_root=tmp_path), embedder=FakeEmbedder()).ingest(
+        [Document("a", "t")]
+    )
+    other = Pipeline(unit_settings(index_root=tmp_path, chunk_tokens=64), embedder=FakeEmbedder())
     with pytest.raises(StoreError, match="chunker"):
         other.ingest([Document("b", "t")])
 
@@ -168,7 +169,7 @@ def test_a_read_snapshot_does_not_see_a_concurrent_write(fake_pipeline: Pipeline
 def test_questions_during_ingests_never_see_a_torn_index(tmp_path: Path) -> None:
     """Readers in threads while a writer replaces documents: every answer cites text that is
     exactly in the document version it read, and no reader fails."""
-    settings = Settings(index_root=tmp_path / "idx", abstain_threshold=0.0)
+    settings = unit_settings(index_root=tmp_path / "idx", abstain_threshold=0.0)
     pipe = Pipeline(settings, embedder=FakeEmbedder())
     pipe.ingest([Document(f"d{i}", f"Version 0 of doc {i}: the colour is red.") for i in range(20)])
     stop = threading.Event()
