@@ -27,7 +27,7 @@ import numpy as np
 
 from rag.embedding import Embedder
 from rag.models import Answer, Citation, Document, Passage, Span
-from rag.retrieval import STOPWORDS
+from rag.text import STOPWORDS
 
 # ---- sentences -------------------------------------------------------------------------
 _ABBREVIATIONS = frozenset(

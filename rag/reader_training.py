@@ -370,6 +370,18 @@ def model_card(card: dict[str, Any], fp16: bool) -> str:
         if dev
         else "not measured at export"
     )
+    full = card.get("dev_gold_paragraph_all")
+    if full:
+        dev_line += f"; EM {full['em']:.1f}, F1 {full['f1']:.1f} on all {full['questions']} of them"
+    curve = "".join(
+        f"\n  - {p['examples_seen']} examples seen: EM {p['em']:.1f}, F1 {p['f1']:.1f}"
+        for p in card.get("learning_curve", [])
+    )
+    if curve:
+        curve = "\n- **Learning curve** (first 1,000 dev questions, gold paragraph):" + curve
+    command = card.get("command") or (
+        "rag train-reader <squad train json> --out runs/reader ... (see `reader.json`)"
+    )
     earlier = "".join(
         f"\n  Continued from an earlier run: {r.get('steps')} steps, "
         f"{r.get('windows_seen')} windows, {r.get('seconds', 0) / 3600:.2f} h on "
@@ -388,10 +400,9 @@ def model_card(card: dict[str, Any], fp16: bool) -> str:
 - **Training**: {t["steps"]} steps on {t.get("device", "cpu")}, {t["windows_seen"]} windows,
   {t["seconds"] / 3600:.2f} h; settings `{json.dumps(card["config"], sort_keys=True)}`;
   {t["examples_seen"]} examples seen in all (the position in the seeded example order).{earlier}
-  Command: `rag train-reader <squad train json> --out runs/reader ...` (see `reader.json`),
-  resumable; a later run continues with `--init rag/data/reader`.
+  Command: `{command}`; resumable, and a later run continues with `--init rag/data/reader`.
 - **Weights**: `model.safetensors`, {"fp16" if fp16 else "fp32"}; loaded in fp32 on the CPU.
-- **Dev**: {dev_line}.
+- **Dev**: {dev_line}.{curve}
 """
 
 

@@ -21,16 +21,10 @@ import numpy as np
 from rag.embedding import Embedder
 from rag.models import Passage
 from rag.store import Store
+from rag.text import STOPWORDS
 
 Mode = Literal["hybrid", "dense", "bm25"]
 _WORD = re.compile(r"\w+", re.UNICODE)
-# Function words dropped from BM25 queries: they cost posting-list reads and add no signal
-# (their IDF is near zero anyway). The usual short English list.
-STOPWORDS = frozenset(
-    "a an and are as at be but by did do does for from had has have he her his how i if in "
-    "into is it its of on or she that the their them they this to was were what when where "
-    "which who whom whose why will with you".split()
-)
 
 
 def fts_query(question: str) -> str:

@@ -3,11 +3,15 @@ resume that reproduce the model exactly."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from rag.embedding import default_model_path
 from rag.gold import GoldAnswer, GoldQuestion, GoldSet
 from rag.models import Document
 from rag.reader_training import (
@@ -28,6 +32,8 @@ from rag.span_reader import (
 )
 
 pytestmark = pytest.mark.model
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NAMES = ["Anna Brask", "Tobias Wrenfield", "Marat Khusnullin", "Zoë Lindqvist", "José Núñez"]
 PLACES = ["Quillmouth", "Østerby", "Kraków", "東京", "São Paulo"]
@@ -160,3 +166,64 @@ def test_resume_refuses_other_settings(tmp_path: Path) -> None:
     ReaderTrainer(_cfg(), tmp_path / "r").run(examples, max_steps=1)
     with pytest.raises(ValueError, match="other settings"):
         ReaderTrainer(_cfg(lr=1e-3), tmp_path / "r").load_checkpoint()
+
+
+def _squad_json(gold: GoldSet) -> dict[str, object]:
+    """``gold`` written back as one SQuAD v1.1 article (what the device script reads)."""
+    paragraphs = [
+        {
+            "context": d.text,
+            "qas": [
+                {
+                    "id": q.id,
+                    "question": q.question,
+                    "answers": [
+                        {"text": a.text, "answer_start": a.answer_start} for a in q.answers
+                    ],
+                }
+                for q in gold.questions
+                if q.doc_id == d.id
+            ],
+        }
+        for d in gold.documents
+    ]
+    return {"version": "1.1", "data": [{"title": "Ferries", "paragraphs": paragraphs}]}
+
+
+def test_training_needs_neither_faiss_nor_the_web_stack() -> None:
+    """The GPU machine has torch and transformers but no FAISS, FastAPI or pydantic: the
+    training code must import without them."""
+    blocked = ["faiss", "fastapi", "pydantic", "pydantic_settings", "sentence_transformers"]
+    code = (
+        "import sys\n"
+        f"for m in {blocked!r}: sys.modules[m] = None\n"
+        "import rag.reader_training, rag.gold\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_device_script_fits_the_schedule_curves_and_splits_the_weights(tmp_path: Path) -> None:
+    """bench/train_reader_device.py end to end on a tiny set: a learning curve point per
+    segment, a model card with the command, and weight parts that rejoin to the export."""
+    squad = tmp_path / "tiny.json"
+    squad.write_text(json.dumps(_squad_json(tiny_gold())))
+    out = tmp_path / "out"
+    argv = [
+        sys.executable,
+        "bench/train_reader_device.py",
+        *("--train", str(squad), "--dev", str(squad), "--base", str(default_model_path())),
+        *("--out", str(tmp_path / "run"), "--export", str(out), "--minutes", "0.05"),
+        *("--batch-size", "4", "--probe-steps", "4", "--segments", "2", "--split-mb", "8"),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = json.loads((out / "reader.json").read_text())
+    assert 1 <= len(card["learning_curve"]) <= 2
+    assert card["dev_gold_paragraph_all"]["questions"] == len(tiny_gold().questions)
+    assert card["command"].startswith("python3 bench/train_reader_device.py")
+    assert "Learning curve" in (out / "README.md").read_text()
+    parts = sorted(out.glob("model.safetensors.part*"), key=lambda p: int(p.suffix[5:]))
+    assert len(parts) >= 2 and all(p.stat().st_size <= 8 * 2**20 for p in parts)
+    joined = b"".join(p.read_bytes() for p in parts)
+    assert joined == (tmp_path / "run" / "export" / "model.safetensors").read_bytes()
