@@ -10,6 +10,13 @@ at it and commits. A process killed anywhere before the commit leaves the previo
 rows and FAISS file untouched (the orphan file is removed by the next writer); after the
 commit the new state is complete. Readers take the FAISS generation named by the manifest
 inside their own read transaction, so they never pair new rows with old vectors.
+
+Generations and readers: a read transaction pins the generation its snapshot names (held in
+memory until the last reader of it leaves), and the writer commits and installs a new
+generation under the same lock, so a reader in this process never finds its generation
+gone. On disk the writer keeps the generation it replaced beside the new one, for readers
+in other processes one commit behind; a reader two commits behind there gets a StoreError
+("ask again") instead of a torn read.
 """
 
 from __future__ import annotations
@@ -114,9 +121,11 @@ class Store:
         self.faiss_index_type = faiss_index_type
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        # Guards the loaded generations and pins, and orders a reader's snapshot against
+        # the writer's commit (see the module docstring).
         self._faiss_lock = threading.Lock()
-        self._faiss: faiss.Index | None = None
-        self._faiss_file: str | None = None
+        self._indexes: dict[str, faiss.Index] = {}
+        self._pins: dict[str, int] = {}
 
     # ---- connections -------------------------------------------------------------------
     @property
@@ -167,8 +176,15 @@ class Store:
         """
         conn = self._conn()
         depth: int = getattr(self._local, "depth", 0)
+        pinned: str | None = None
         if depth == 0:
-            conn.execute("BEGIN")
+            with self._faiss_lock:
+                conn.execute("BEGIN")
+                # The first read fixes the snapshot; its generation is pinned before any
+                # writer can commit the next one and let this one go.
+                pinned = self.manifest(conn).get("faiss_file")
+                if pinned is not None:
+                    self._pins[pinned] = self._pins.get(pinned, 0) + 1
         self._local.depth = depth + 1
         try:
             yield conn
@@ -176,6 +192,12 @@ class Store:
             self._local.depth = depth
             if depth == 0:
                 conn.execute("COMMIT")
+                if pinned is not None:
+                    with self._faiss_lock:
+                        self._pins[pinned] -= 1
+                        if not self._pins[pinned]:
+                            del self._pins[pinned]
+                        self._evict()
 
     # ---- manifest ----------------------------------------------------------------------
     def manifest(self, conn: sqlite3.Connection | None = None) -> dict[str, str]:
@@ -198,15 +220,35 @@ class Store:
         return faiss.index_factory(dim, self.faiss_index_type, faiss.METRIC_INNER_PRODUCT)
 
     def vectors(self, conn: sqlite3.Connection) -> faiss.Index | None:
-        """The FAISS index named by the manifest of ``conn``'s snapshot (cached per file)."""
+        """The FAISS index named by the manifest of ``conn``'s snapshot (loaded once, kept
+        while it is the newest loaded generation or a reader has it pinned)."""
         name = self.manifest(conn).get("faiss_file")
         if name is None:
             return None
         with self._faiss_lock:
-            if name != self._faiss_file:
-                self._faiss = faiss.read_index(str(self.path / name))
-                self._faiss_file = name
-            return self._faiss
+            index = self._indexes.get(name)
+            if index is None:
+                path = self.path / name
+                if not path.is_file():
+                    raise StoreError(
+                        f"the index at {self.path} changed during this read; ask again"
+                    )
+                index = self._indexes[name] = faiss.read_index(str(path))
+                self._evict()
+            return index
+
+    @staticmethod
+    def _generation(name: str) -> int:
+        """The number in ``vectors.<n>.faiss`` (-1 for any other name)."""
+        parts = name.split(".")
+        return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else -1
+
+    def _evict(self) -> None:
+        """Drop loaded generations that are neither the newest nor pinned (lock held)."""
+        newest = max(self._indexes, key=self._generation, default=None)
+        for name in list(self._indexes):
+            if name != newest and name not in self._pins:
+                del self._indexes[name]
 
     # ---- writes ------------------------------------------------------------------------
     def apply(
@@ -261,17 +303,21 @@ class Store:
                 conn.executemany(
                     "INSERT OR REPLACE INTO manifest VALUES (?, ?)", sorted(updates.items())
                 )
-                conn.execute("COMMIT")
-                committed = True
                 if new_file is not None:
-                    with self._faiss_lock:  # readers of the new generation reuse it
-                        self._faiss, self._faiss_file = index, new_file.name
+                    # Still holding the database's write lock, so no other writer has a
+                    # temp file in flight: keep the new and the replaced generation only.
+                    self.remove_orphans(keep={new_file.name, current.get("faiss_file", "")})
+                with self._faiss_lock:
+                    conn.execute("COMMIT")
+                    committed = True
+                    if new_file is not None and index is not None:  # readers reuse it
+                        self._indexes[new_file.name] = index
+                        self._evict()
             finally:
                 if not committed:
                     conn.execute("ROLLBACK")
                     if new_file is not None:
                         new_file.unlink(missing_ok=True)
-            self.remove_orphans()
 
     def _insert(self, conn: sqlite3.Connection, u: Upsert) -> np.ndarray:
         d = u.document
@@ -304,11 +350,15 @@ class Store:
             ids += [r[0] for r in conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (d,))]
         return np.asarray(ids, dtype=np.int64)
 
-    def remove_orphans(self) -> None:
-        """Delete FAISS files the manifest no longer names (left by old or killed writers)."""
-        keep = self.manifest().get("faiss_file")
+    def remove_orphans(self, keep: set[str] | None = None) -> None:
+        """Delete FAISS files other than ``keep`` (default: the manifest's generation and
+        the one before it): older generations and temp files of killed writers. Call it
+        only while holding the database's write lock, as ``apply`` does."""
+        if keep is None:
+            current = self.manifest().get("faiss_file", "")
+            keep = {current, f"vectors.{self._generation(current) - 1}.faiss"}
         for f in self.path.glob("vectors.*"):
-            if f.name != keep:
+            if f.name not in keep:
                 f.unlink(missing_ok=True)
 
     # ---- reads -------------------------------------------------------------------------

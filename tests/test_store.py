@@ -67,7 +67,8 @@ def test_incremental_ingest_update_and_delete(fake_pipeline: Pipeline) -> None:
     assert fake_pipeline.delete("a") is False
     assert [d.id for d in store.documents()] == ["b"]
     assert_consistent(store)
-    assert len(list(store.path.glob("vectors.*"))) == 1  # old generations removed
+    # Older generations are removed; the one just replaced stays for readers one behind.
+    assert len(list(store.path.glob("vectors.*"))) == 2
 
 
 def test_index_built_with_another_model_is_refused(tmp_path: Path) -> None:
@@ -164,6 +165,69 @@ def test_a_read_snapshot_does_not_see_a_concurrent_write(fake_pipeline: Pipeline
             assert inner.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == before
     with store.read() as conn:
         assert store.document("b", conn) is not None
+
+
+def _ingest_in_thread(pipe: Pipeline, doc: Document) -> None:
+    """A write from another thread (this one may hold an open read transaction)."""
+    writer = threading.Thread(target=pipe.ingest, args=([doc],))
+    writer.start()
+    writer.join()
+
+
+def test_a_read_keeps_its_generation_through_later_writes(fake_pipeline: Pipeline) -> None:
+    """The race CI once hit: a reader's snapshot names generation N, writers commit N+1 and
+    N+2 (whose cleanup deletes N's file), and only then does the reader ask for vectors."""
+    fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
+    store = fake_pipeline.store
+    with store.read() as conn:
+        ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
+        for i in range(3):
+            _ingest_in_thread(fake_pipeline, Document(f"b{i}", f"Beta number {i}."))
+        index = store.vectors(conn)
+        assert index is not None
+        assert set(faiss.vector_to_array(index.id_map).tolist()) == ids
+    manifest = assert_consistent(store)
+    files = sorted(p.name for p in store.path.glob("vectors.*"))
+    generation = int(manifest["generation"])
+    assert files == [f"vectors.{generation - 1}.faiss", f"vectors.{generation}.faiss"]
+    # Once no reader holds it, the old generation leaves memory: only the newest stays.
+    assert list(store._indexes) == [manifest["faiss_file"]]
+
+
+def test_a_reader_in_another_process_one_commit_behind_still_reads(
+    fake_pipeline: Pipeline,
+) -> None:
+    """Another Store on the same folder stands for another process: its pins do not protect
+    it, but the replaced generation stays on disk for one commit; two commits behind it is
+    told to ask again, never handed a torn index."""
+    fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
+    other = Store(fake_pipeline.store.path)
+    with other.read() as conn:
+        _ingest_in_thread(fake_pipeline, Document("b", "Beta is the second letter."))
+        index = other.vectors(conn)
+        assert index is not None and index.ntotal == 1
+    with other.read() as conn:
+        for doc in [Document("c", "Gamma."), Document("d", "Delta.")]:
+            _ingest_in_thread(fake_pipeline, doc)
+        with pytest.raises(StoreError, match="ask again"):
+            other.vectors(conn)
+    with other.read() as conn:
+        index = other.vectors(conn)
+        assert index is not None and index.ntotal == 4
+    other.close()
+
+
+def test_a_write_removes_older_generations_and_temp_files(fake_pipeline: Pipeline) -> None:
+    store = fake_pipeline.store
+    for i in range(3):
+        fake_pipeline.ingest([Document(f"d{i}", f"Document number {i}.")])
+    (store.path / "vectors.0.faiss").write_bytes(b"stale")
+    (store.path / "vectors.99.tmp").write_bytes(b"killed writer")
+    fake_pipeline.ingest([Document("e", "One more.")])
+    generation = int(store.manifest()["generation"])
+    files = sorted(p.name for p in store.path.glob("vectors.*"))
+    assert files == [f"vectors.{generation - 1}.faiss", f"vectors.{generation}.faiss"]
+    assert_consistent(store)
 
 
 def test_questions_during_ingests_never_see_a_torn_index(tmp_path: Path) -> None:
