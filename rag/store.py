@@ -11,12 +11,13 @@ rows and FAISS file untouched (the orphan file is removed by the next writer); a
 commit the new state is complete. Readers take the FAISS generation named by the manifest
 inside their own read transaction, so they never pair new rows with old vectors.
 
-Generations and readers: a read transaction pins the generation its snapshot names (held in
-memory until the last reader of it leaves), and the writer commits and installs a new
-generation under the same lock, so a reader in this process never finds its generation
-gone. On disk the writer keeps the generation it replaced beside the new one, for readers
-in other processes one commit behind; a reader two commits behind there gets a StoreError
-("ask again") instead of a torn read.
+Generations and readers: a read transaction pins and loads the generation its snapshot
+names (held in memory until the last reader of it leaves; only the newest and pinned ones
+stay loaded), and the writer commits and installs a new generation under the same lock, so
+a reader in this process never finds its generation gone. On disk the writer keeps the
+generation it replaced beside the new one, for a reader whose snapshot is one commit behind
+when it loads (writes from another process, e.g. `rag ingest` beside a server); two commits
+behind, it gets a StoreError ("ask again") instead of a torn read.
 """
 
 from __future__ import annotations
@@ -172,7 +173,9 @@ class Store:
 
         Re-entrant per thread: a nested ``read()`` joins the outer snapshot, so a caller can
         hold one snapshot across retrieval and the document reads that follow it (a question
-        answered during an ingest sees the index before it or after it, never a mix).
+        answered during an ingest sees the index before it or after it, never a mix). The
+        outermost one pins the snapshot's FAISS generation, so ``vectors(conn)`` finds it
+        however many writes land meanwhile.
         """
         conn = self._conn()
         depth: int = getattr(self._local, "depth", 0)
@@ -180,11 +183,18 @@ class Store:
         if depth == 0:
             with self._faiss_lock:
                 conn.execute("BEGIN")
-                # The first read fixes the snapshot; its generation is pinned before any
-                # writer can commit the next one and let this one go.
-                pinned = self.manifest(conn).get("faiss_file")
-                if pinned is not None:
-                    self._pins[pinned] = self._pins.get(pinned, 0) + 1
+                try:
+                    # The first read fixes the snapshot; its generation is pinned and loaded
+                    # before any writer here can commit the next one and let this one go.
+                    pinned = self.manifest(conn).get("faiss_file")
+                    if pinned is not None:
+                        self._pins[pinned] = self._pins.get(pinned, 0) + 1
+                        self._load(pinned)
+                except BaseException:
+                    if pinned is not None:
+                        self._unpin(pinned)
+                    conn.execute("ROLLBACK")
+                    raise
         self._local.depth = depth + 1
         try:
             yield conn
@@ -194,10 +204,7 @@ class Store:
                 conn.execute("COMMIT")
                 if pinned is not None:
                     with self._faiss_lock:
-                        self._pins[pinned] -= 1
-                        if not self._pins[pinned]:
-                            del self._pins[pinned]
-                        self._evict()
+                        self._unpin(pinned)
 
     # ---- manifest ----------------------------------------------------------------------
     def manifest(self, conn: sqlite3.Connection | None = None) -> dict[str, str]:
@@ -226,16 +233,28 @@ class Store:
         if name is None:
             return None
         with self._faiss_lock:
-            index = self._indexes.get(name)
-            if index is None:
-                path = self.path / name
-                if not path.is_file():
-                    raise StoreError(
-                        f"the index at {self.path} changed during this read; ask again"
-                    )
-                index = self._indexes[name] = faiss.read_index(str(path))
-                self._evict()
+            index = self._load(name)
+            if index is None:  # deleted by writers in another process, two commits ahead
+                raise StoreError(f"the index at {self.path} changed during this read; ask again")
             return index
+
+    def _load(self, name: str) -> faiss.Index | None:
+        """Generation ``name``, from memory or disk; None when its file is gone (lock held)."""
+        index = self._indexes.get(name)
+        if index is None:
+            path = self.path / name
+            if not path.is_file():
+                return None
+            index = self._indexes[name] = faiss.read_index(str(path))
+            self._evict()
+        return index
+
+    def _unpin(self, name: str) -> None:
+        """A reader of ``name`` left: drop it from memory if no one needs it (lock held)."""
+        self._pins[name] -= 1
+        if not self._pins[name]:
+            del self._pins[name]
+        self._evict()
 
     @staticmethod
     def _generation(name: str) -> int:

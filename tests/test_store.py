@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -194,26 +195,52 @@ def test_a_read_keeps_its_generation_through_later_writes(fake_pipeline: Pipelin
     assert list(store._indexes) == [manifest["faiss_file"]]
 
 
-def test_a_reader_in_another_process_one_commit_behind_still_reads(
-    fake_pipeline: Pipeline,
+def _writes_after_snapshot(
+    reader: Store, pipe: Pipeline, docs: list[Document], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another Store on the same folder stands for another process: its pins do not protect
-    it, but the replaced generation stays on disk for one commit; two commits behind it is
-    told to ask again, never handed a torn index."""
+    """Make ``reader``'s next snapshot see ``docs`` ingested by another process (``pipe``'s
+    Store, whose lock and pins are its own) right after its first SELECT, before it loads
+    the generation that snapshot names: the only window a pin cannot cover."""
+    original = reader.manifest
+
+    def manifest(conn: sqlite3.Connection | None = None) -> dict[str, str]:
+        result = original(conn)
+        monkeypatch.setattr(reader, "manifest", original)
+        for doc in docs:
+            _ingest_in_thread(pipe, doc)
+        return result
+
+    monkeypatch.setattr(reader, "manifest", manifest)
+
+
+def test_a_reader_in_another_process_keeps_its_generation_or_is_told_to_ask_again(
+    fake_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another Store on the same folder stands for another process. A read loads its
+    generation as it pins it, so later writes there cannot take it away; a write landing
+    between its snapshot and that load finds the replaced generation still on disk; two
+    writes there make it ask again, never hand out a torn index."""
     fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
     other = Store(fake_pipeline.store.path)
     with other.read() as conn:
-        _ingest_in_thread(fake_pipeline, Document("b", "Beta is the second letter."))
+        for doc in [Document("b", "Beta."), Document("c", "Gamma.")]:
+            _ingest_in_thread(fake_pipeline, doc)  # deletes the file this read pinned
         index = other.vectors(conn)
         assert index is not None and index.ntotal == 1
+    _writes_after_snapshot(other, fake_pipeline, [Document("d", "Delta.")], monkeypatch)
     with other.read() as conn:
-        for doc in [Document("c", "Gamma."), Document("d", "Delta.")]:
-            _ingest_in_thread(fake_pipeline, doc)
+        index = other.vectors(conn)
+        assert index is not None and index.ntotal == 3  # one behind: "a", "b", "c"
+    two = [Document("e", "Epsilon."), Document("f", "Zeta.")]
+    _writes_after_snapshot(other, fake_pipeline, two, monkeypatch)
+    with other.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 4
         with pytest.raises(StoreError, match="ask again"):
             other.vectors(conn)
     with other.read() as conn:
         index = other.vectors(conn)
-        assert index is not None and index.ntotal == 4
+        assert index is not None and index.ntotal == 6
+    assert list(other._indexes) == [other.manifest()["faiss_file"]]
     other.close()
 
 
