@@ -419,7 +419,8 @@ class Evaluator:
             "settings": {
                 "top_k": pipe.settings.top_k,
                 "rrf_k": pipe.settings.rrf_k,
-                "abstain_threshold": pipe.settings.abstain_threshold,
+                "reader": pipe.reader.kind,
+                "abstain_threshold": pipe.abstention()[0],
                 "index": pipe.store.path.name,
             },
         }

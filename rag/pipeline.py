@@ -307,19 +307,18 @@ class Pipeline:
         spans: Sequence[Span],
         documents: Mapping[str, Document],
     ) -> Answer:
+        threshold, calibration = self.abstention()
+        return compose_answer(question, spans, documents, passages, threshold, calibration)
+
+    def abstention(self) -> tuple[float, list[float] | None]:
+        """The abstention threshold and confidence calibration of the reader in use."""
         if self.reader.kind == "span":
             # Span scores are logit margins over "no answer": their own threshold, and a
             # Platt-scaled logistic of the margin as confidence (plain sigmoid if unfitted).
-            threshold = self.settings.span_abstain_margin
-            calibration: list[float] | None = self.settings.span_confidence_calibration or [
-                1.0,
-                0.0,
-                0.0,
-            ]
-        else:
-            threshold = self.settings.abstain_threshold
-            calibration = self.settings.confidence_calibration
-        return compose_answer(question, spans, documents, passages, threshold, calibration)
+            return self.settings.span_abstain_margin, (
+                self.settings.span_confidence_calibration or [1.0, 0.0, 0.0]
+            )
+        return self.settings.abstain_threshold, self.settings.confidence_calibration
 
     def read(self, question: str, passages: Sequence[Passage]) -> Answer:
         """Compose the answer from already retrieved passages (evaluation reuses retrieval)."""

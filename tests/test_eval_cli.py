@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from rag.cli import main
+from rag.pipeline import Pipeline
+from rag.settings import Settings
 
 pytestmark = pytest.mark.model
 
@@ -68,6 +70,10 @@ def test_eval_outputs_fit_and_compare(tmp_path: Path, capsys: pytest.CaptureFixt
     assert metrics["citations"]["faithful"] in (100.0, None)
     assert set(metrics["retrieval"]) == {"hybrid", "dense", "bm25"}
     assert metrics["retrieval"]["hybrid"]["recall_answer"]["5"] == 1.0
+    # The settings block names the reader that answered and the threshold it abstained at.
+    pipe = Pipeline(Settings(index_root=tmp_path / "idx"))
+    assert metrics["settings"]["reader"] == pipe.reader.kind
+    assert metrics["settings"]["abstain_threshold"] == pipe.abstention()[0]
     for name in ("report.md", "errors.jsonl", "recall_at_k.png", "latency.png", "f1_by_type.png"):
         assert (out_a / name).is_file(), name
     assert (out_a / "recall_at_k.png").read_bytes().startswith(b"\x89PNG")
