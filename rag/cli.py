@@ -309,6 +309,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UserError("--fit-threshold needs a gold set with answers")
         fit = {
             **fit_reader(run.results, kind, args.fit_keep),
+            # The span reader's margins shift a little with int8: fit with what will serve.
+            **({"span_quantize": settings.span_quantize} if kind == "span" else {}),
             "data": f"{args.gold.name}, open corpus, {len(run.results)} questions",
             "seed": args.seed,
             "command": " ".join(["rag", *sys.argv[1:]]) if sys.argv else "rag eval",

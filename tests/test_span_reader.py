@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from rag.models import Document, Passage
 from rag.span_reader import SpanModel, SpanReader, read_regions, save_reader
@@ -71,6 +72,40 @@ def test_quantized_reader_loads_and_reads(tmp_path: Path) -> None:
     reader = SpanReader(folder, quantize=True)
     spans = reader.read("Who built the ferry?", [passage(doc, 0, len(doc.text))], {"d": doc})
     assert spans and all(doc.text[s.start : s.end] == s.text for s in spans)
+
+
+@pytest.mark.model
+def test_shipped_int8_reader_finds_the_spans_of_fp32_with_a_scale_per_channel() -> None:
+    """Per-channel int8 is the quantisation that keeps quality (per tensor costs 2.3 F1 on
+    SQuAD dev): every encoder Linear has it, and on the seed article it picks the same best
+    spans as the fp32 model, give or take a word at an edge."""
+    from rag.settings import Settings
+    from tests.conftest import SEED_ID, SEEDS
+
+    doc = Document(SEED_ID, (SEEDS / SEED_ID).read_text(encoding="utf-8"))
+    questions = [
+        "Who said North Korean workers would be welcomed?",
+        "Who announced that North Korea would send military personnel to Kursk?",
+        "How many sappers will North Korea send to Russia?",
+    ]
+    weights = Settings().reader_weights
+    fp32, int8 = SpanReader(weights), SpanReader(weights, quantize=True)
+    whole = [[passage(doc, 0, len(doc.text))]] * len(questions)
+    best32 = [spans[0] for spans in fp32.read_batch(questions, whole, {doc.id: doc})]
+    best8 = [spans[0] for spans in int8.read_batch(questions, whole, {doc.id: doc})]
+    # int8 may move a boundary by a word or two (a title before a name), never to another
+    # place in the article; its scores stay close.
+    assert all(a.start < b.end and b.start < a.end for a, b in zip(best8, best32, strict=True))
+    assert all(
+        abs(a.score - b.score) < 0.1 * abs(b.score) + 1.0
+        for a, b in zip(best8, best32, strict=True)
+    )
+    assert int8._model is not None
+    linears = [
+        m for m in int8._model.encoder.modules() if hasattr(m, "weight") and callable(m.weight)
+    ]
+    assert len(linears) == 6 * 6 + 1  # q, k, v, attention out, intermediate, out; pooler
+    assert all(m.weight().qscheme() == torch.per_channel_affine for m in linears)
 
 
 @pytest.mark.model
