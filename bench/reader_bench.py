@@ -18,10 +18,7 @@ import random
 import statistics
 import sys
 import time
-import warnings
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,19 +26,14 @@ sys.path.insert(0, str(ROOT))
 from bench.common import SQUAD_DEV, gold_index, load_squad, percentile  # noqa: E402
 from rag.gold import exact_match, f1  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.span_reader import SpanReader  # noqa: E402
-
-warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated")
-warnings.filterwarnings("ignore", "torch.quantize_per_tensor, torch.quantize_per_channel")
+from rag.span_reader import SpanReader, quantize_encoder  # noqa: E402
 
 
 def per_tensor_int8(reader: SpanReader) -> None:
     """Swap the reader's encoder for int8 with one scale per tensor (the reference)."""
     reader.warm_up()
     assert reader._model is not None
-    reader._model.encoder = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-        reader._model.encoder, {torch.nn.Linear}, dtype=torch.qint8
-    )
+    reader._model.encoder = quantize_encoder(reader._model.encoder, per_channel=False)
 
 
 def diff(a: list[float], b: list[float]) -> list[float]:
