@@ -85,8 +85,8 @@ def test_shipped_int8_reader_finds_the_spans_of_fp32_with_a_scale_per_channel() 
     doc = Document(SEED_ID, (SEEDS / SEED_ID).read_text(encoding="utf-8"))
     questions = [
         "Who said North Korean workers would be welcomed?",
-        "Who announced that North Korea would send military personnel to Kursk?",
-        "How many sappers will North Korea send to Russia?",
+        "When did Russia back new UN sanctions on North Korea?",
+        "How many North Koreans worked abroad, by the State Department's estimate?",
     ]
     weights = Settings().reader_weights
     fp32, int8 = SpanReader(weights), SpanReader(weights, quantize=True)
