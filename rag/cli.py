@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -439,15 +440,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rag`` console script."""
     args = _parser().parse_args(argv)
     from rag.pipeline import QuestionError
+    from rag.validation import InvalidInput
 
     try:
         return COMMANDS[args.command](args)
-    except (UserError, StoreError, LoadError, QuestionError, GoldFormatError) as exc:
+    except (UserError, StoreError, LoadError, QuestionError, GoldFormatError, InvalidInput) as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("rag: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `rag ask ... | head`: the reader left; stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from rag.reader import Reader, SentenceReader, compose_answer, no_answer
 from rag.retrieval import Mode, Retriever
 from rag.settings import Settings
 from rag.store import Store, StoreError, Upsert
+from rag.validation import InvalidInput, check_document, check_filters, check_text
 
 log = logging.getLogger("rag.pipeline")
 # rag.span_reader.WEIGHTS_FILE, named here so that importing the pipeline does not import torch.
@@ -124,6 +125,10 @@ class Pipeline:
         ingest jobs want). ``plan`` is told how many chunks will be embedded.
         """
         t0 = time.perf_counter()
+        for doc in documents:  # refused before anything is written
+            check_document(
+                doc.id, doc.text, doc.title, doc.metadata, self.settings.max_metadata_depth
+            )
         if rebuild:
             return self._rebuild(documents, progress)
         manifest = self.build_manifest()
@@ -232,7 +237,19 @@ class Pipeline:
                 f"the question has {len(question)} characters; the limit is "
                 f"{self.settings.max_question_chars}"
             )
+        try:
+            check_text(question, "question")
+        except InvalidInput as exc:
+            raise QuestionError(str(exc)) from None
         return question.strip()
+
+    def check_filters(self, filters: Mapping[str, Any] | None) -> None:
+        """QuestionError unless the store can run ``filters`` (bounded, plain keys)."""
+        s = self.settings
+        try:
+            check_filters(filters, s.max_filter_keys, s.max_filter_values)
+        except InvalidInput as exc:
+            raise QuestionError(str(exc)) from None
 
     def ask(
         self,
@@ -259,6 +276,7 @@ class Pipeline:
     ) -> list[Answer]:
         """``ask`` for many questions: one encoder pass for the queries, one for the reader."""
         checked = [self.check_question(q) for q in questions]
+        self.check_filters(filters)
         if not checked:
             return []
         if not self.store.exists() or self.store.is_empty():
@@ -267,7 +285,7 @@ class Pipeline:
         self.store.check_compatible(self.embedder.manifest())
         contexts = list(contexts) if contexts is not None else [None] * len(checked)
         queries = [
-            f"{c.strip()} {q}" if c and c.strip() else q
+            f"{self._clip_context(c)} {q}" if c and c.strip() else q
             for q, c in zip(checked, contexts, strict=True)
         ]
         t0 = time.perf_counter()
@@ -288,6 +306,15 @@ class Pipeline:
         n = len(checked)
         timings = {"retrieve": (t1 - t0) * 1000 / n, "read": (t2 - t1) * 1000 / n}
         return [dataclasses.replace(a, timings_ms=timings) for a in answers]
+
+    def _clip_context(self, context: str) -> str:
+        """The end of a conversation context, at most a question's length: a long earlier
+        turn must not become a huge keyword query."""
+        limit = self.settings.max_question_chars
+        try:
+            return check_text(context.strip()[-limit:], "context")
+        except InvalidInput as exc:
+            raise QuestionError(str(exc)) from None
 
     def _documents(
         self, passages: Sequence[Passage], conn: sqlite3.Connection | None = None

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DATA_DIR = Path(__file__).parent / "data"
 READER_FIT_FILE = DATA_DIR / "sentence_reader_fit.json"
 SPAN_FIT_FILE = DATA_DIR / "span_reader_fit.json"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Used only when the fitted calibration file is missing (e.g. a trimmed install).
 UNFITTED_ABSTAIN_THRESHOLD = 0.0
 # The span reader's own decision: answer when the best span beats "no answer".
@@ -209,6 +210,54 @@ class Settings(BaseSettings):
         32, ge=1, description="Most concurrent questions answered in one batch."
     )
     max_page_size: int = Field(200, ge=1, description="Largest page of GET /documents.")
+    max_filter_keys: int = Field(
+        16, ge=1, description="Most keys in a question's filters (else 422)."
+    )
+    max_filter_values: int = Field(
+        1000,
+        ge=1,
+        description="Most values in a question's filters, over all keys (else 422): each "
+        "becomes a bound SQL parameter.",
+    )
+    max_metadata_depth: int = Field(
+        8, ge=1, description="Deepest nesting of a document's metadata object (else 422)."
+    )
+    max_upload_records: int = Field(
+        10_000, ge=1, description="Most documents in one upload (JSONL records; else 422)."
+    )
+    max_queued_jobs: int = Field(
+        16,
+        ge=1,
+        description="Background ingest jobs queued or running at once; another submission "
+        "gets 429 until one finishes.",
+    )
+    question_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest a question may wait for its answer (queue and work) before it "
+        "gets 504 with a message instead of holding the request open.",
+    )
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="On shutdown, how long to wait for a running ingest job to commit; "
+        "queued questions and jobs are not waited for (jobs left are marked interrupted).",
+    )
+    max_chat_messages: int = Field(
+        64, ge=1, description="Most messages in one chat completion request (else 422)."
+    )
+    max_chat_message_chars: int = Field(
+        32_000, ge=1, description="Longest single chat message (characters; else 422)."
+    )
+    max_chat_chars: int = Field(
+        256_000, ge=1, description="Longest conversation in all (characters; else 422)."
+    )
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host header values served (comma-separated in RAG_TRUSTED_HOSTS; '*' "
+        "for any); others get 400, which stops DNS rebinding. Empty: the loopback names "
+        "when the service binds to a loopback address, any host otherwise.",
+    )
     span_context_chars: int = Field(
         300, ge=0, description="Default characters of context on each side of a cited span."
     )
@@ -238,7 +287,7 @@ class Settings(BaseSettings):
     )
     log_requests: bool = Field(True, description="One JSON log line per HTTP request.")
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "trusted_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -252,11 +301,21 @@ class Settings(BaseSettings):
     def index_dir(self) -> Path:
         return self.index_root / self.index_name
 
+    def allowed_hosts(self) -> list[str]:
+        """The Host names served: ``trusted_hosts``, or the loopback names when bound to a
+        loopback address (a page on another site cannot rebind its name to us), else any."""
+        if self.trusted_hosts:
+            return list(self.trusted_hosts)
+        if self.host in LOOPBACK_HOSTS:
+            return sorted(LOOPBACK_HOSTS)
+        return ["*"]
+
 
 # Defaults that are computed, shown in words in the settings table.
 _COMPUTED_DEFAULTS = {
     "api_keys": "(empty: a key file)",
     "cors_origins": "(empty)",
+    "trusted_hosts": "(empty: loopback names on loopback)",
     "abstain_threshold": "(fitted)",
     "confidence_calibration": "(fitted)",
     "span_abstain_margin": "(fitted)",

@@ -17,9 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
 from rag.store import StoreError
+from rag.validation import InvalidInput
+from service.batching import Stopping, Timeout
 from service.chat import ChatService
+from service.jobs import QueueFull
 from service.metrics import Metrics
-from service.middleware import BodyLimit, FormDefaultIsJSON, RequestLog, access_log
+from service.middleware import BodyLimit, FormDefaultIsJSON, RequestLog, TrustedHosts, access_log
 from service.routers import ask, chat, documents, health, pages
 from service.routers.pages import STATIC_DIR
 from service.security import KeyChecker, resolve_api_keys
@@ -49,6 +52,7 @@ _OPENAI_ERROR_TYPES = {
     401: "authentication_error",
     404: "not_found_error",
     413: "invalid_request_error",
+    429: "rate_limit_error",
 }
 
 
@@ -74,6 +78,10 @@ ERROR_STATUS: dict[type[Exception], int] = {
     UnsupportedUpload: 415,
     NotFound: 404,
     StoreError: 409,
+    InvalidInput: 422,
+    QueueFull: 429,
+    Stopping: 503,
+    Timeout: 504,
 }
 
 
@@ -158,5 +166,6 @@ def create_app(
             expose_headers=["X-Request-ID"],
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts())
     app.add_middleware(RequestLog, metrics=metrics, log_requests=settings.log_requests)
     return app

@@ -19,6 +19,15 @@ from typing import Any
 
 from rag.models import Answer
 
+
+class Timeout(RuntimeError):
+    """A question not answered within its time budget (HTTP 504)."""
+
+
+class Stopping(RuntimeError):
+    """The service is shutting down and takes no more questions (HTTP 503)."""
+
+
 AskBatchFn = Callable[
     [Sequence[str], int | None, Mapping[str, Any] | None, Sequence[str | None]], list[Answer]
 ]
@@ -51,6 +60,7 @@ class AskBatcher:
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._stopping = False
 
     def _ensure_started(self) -> None:
         with self._lock:
@@ -62,13 +72,23 @@ class AskBatcher:
                 for t in self._threads:
                     t.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the workers: questions still queued fail at once with ``Stopping`` (their
+        callers get 503), the batches being answered finish within ``timeout``."""
         with self._lock:
             threads, self._threads = self._threads, []
+            self._stopping = True
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item.future.set_running_or_notify_cancel():
+                item.future.set_exception(Stopping("the service is shutting down"))
         for _ in threads:
             self._queue.put(None)
         for t in threads:
-            t.join()
+            t.join(timeout)
 
     def ask(
         self,
@@ -76,12 +96,21 @@ class AskBatcher:
         top_k: int | None,
         filters: Mapping[str, Any] | None,
         context: str | None,
+        timeout: float | None = None,
     ) -> Answer:
-        """Answer one question, batched with whatever else is waiting; blocks until done."""
+        """Answer one question, batched with whatever else is waiting; blocks until done,
+        or raises ``Timeout`` after ``timeout`` seconds (the question is dropped if it has
+        not started)."""
+        if self._stopping:
+            raise Stopping("the service is shutting down")
         self._ensure_started()
         future: Future[Answer] = Future()
         self._queue.put(_Request(question, top_k, filters, context, future))
-        return future.result()
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # a worker skips it if it has not started it yet
+            raise Timeout(f"no answer within {timeout:g} s: the service is busy") from None
 
     def _run(self) -> None:
         while True:
@@ -108,6 +137,10 @@ class AskBatcher:
                 return
 
     def _answer(self, requests: list[_Request]) -> None:
+        # Questions whose caller gave up (timed out) before they started are skipped.
+        requests = [r for r in requests if r.future.set_running_or_notify_cancel()]
+        if not requests:
+            return
         try:
             answers = self.ask_batch(
                 [r.question for r in requests],
@@ -115,9 +148,22 @@ class AskBatcher:
                 requests[0].filters,
                 [r.context for r in requests],
             )
-        except Exception as exc:  # each caller gets the error of its own batch
+        except Exception as exc:
+            if len(requests) == 1:
+                requests[0].future.set_exception(exc)
+                return
+            # One bad question must not fail its batch-mates: answer each on its own, so
+            # that only the one that fails gets the error.
             for r in requests:
-                r.future.set_exception(exc)
+                self._answer_alone(r)
             return
         for r, a in zip(requests, answers, strict=True):
             r.future.set_result(a)
+
+    def _answer_alone(self, r: _Request) -> None:
+        try:
+            answer = self.ask_batch([r.question], r.top_k, r.filters, [r.context])[0]
+        except Exception as exc:
+            r.future.set_exception(exc)
+            return
+        r.future.set_result(answer)

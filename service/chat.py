@@ -93,8 +93,29 @@ class ChatService:
     def models(self) -> ModelList:
         return ModelList(data=[ModelCard(id=self.settings.chat_model_id, created=0)])
 
+    def check_size(self, request: ChatRequest) -> None:
+        """QuestionError (422) for a conversation over the message, size or total limits."""
+        s = self.settings
+        if len(request.messages) > s.max_chat_messages:
+            raise QuestionError(
+                f"messages: {len(request.messages)} given; the limit is {s.max_chat_messages}"
+            )
+        total = 0
+        for i, m in enumerate(request.messages):
+            n = len(m.plain_text())
+            if n > s.max_chat_message_chars:
+                raise QuestionError(
+                    f"messages[{i}]: {n} characters; the limit is {s.max_chat_message_chars}"
+                )
+            total += n
+        if total > s.max_chat_chars:
+            raise QuestionError(
+                f"messages: {total} characters in all; the limit is {s.max_chat_chars}"
+            )
+
     def answer(self, request: ChatRequest) -> Answer:
         s = self.settings
+        self.check_size(request)
         question, context = split_turns(
             request.messages, s.chat_followup_turns, s.chat_followup_max_words
         )

@@ -167,6 +167,16 @@ class JobStore:
         return count
 
 
+STOPPED_BEFORE_START = (
+    "the service stopped before this ingest started; none of its documents were stored, "
+    "submit them again"
+)
+
+
+class QueueFull(RuntimeError):
+    """No room for another ingest job (HTTP 429)."""
+
+
 IngestFn = Callable[
     [Sequence[Document], Callable[[int], None], Callable[[int], None]], IngestReport
 ]
@@ -186,23 +196,53 @@ class IngestWorker:
         self.on_finish = on_finish
         self._queue: queue.Queue[tuple[str, Sequence[Document]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
-            self._thread.start()
+        with self._lock:
+            self._stopping = False
+        self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
+                self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish the jobs already queued, then stop."""
+        """Stop without working through the queue: jobs not yet started fail now ("submit
+        again"); the running one gets ``timeout`` seconds to commit. A job cut off by the
+        process exit stores nothing (one atomic commit) and is marked interrupted at the
+        next start."""
+        with self._lock:
+            self._stopping = True
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    self.jobs.failed(item[0], STOPPED_BEFORE_START)
+            if self._thread is not None:
+                self._queue.put(None)
         if self._thread is not None:
-            self._queue.put(None)
             self._thread.join(timeout)
             self._thread = None
 
-    def submit(self, documents: Sequence[Document]) -> Job:
-        job = self.jobs.create(len(documents))
-        self._queue.put((job.id, documents))
-        self.start()
+    def submit(self, documents: Sequence[Document], max_active: int | None = None) -> Job:
+        """Queue a job; ``QueueFull`` when ``max_active`` jobs are already queued or running."""
+        with self._lock:
+            if self._stopping:
+                raise QueueFull("the service is shutting down: submit again later")
+            if max_active is not None and self.jobs.active() >= max_active:
+                raise QueueFull(
+                    f"{max_active} ingest jobs are queued or running: submit again when one "
+                    "has finished (GET /jobs/{id})"
+                )
+            job = self.jobs.create(len(documents))
+            self._queue.put((job.id, documents))
+        self._ensure_thread()
         return job
 
     def _run(self) -> None:

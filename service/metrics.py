@@ -9,6 +9,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # Latency buckets (seconds) spanning a cached retrieval to a large synchronous ingest.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Label values come from this set only: a client inventing methods must not create series.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -50,6 +52,9 @@ class Metrics:
         self.chunks.set_function(lambda: float(counts()[1]))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request; unknown methods are counted as ``OTHER``, and ``route`` is a
+        route template (or "(unmatched)"), never the raw path."""
+        method = method if method in HTTP_METHODS else "OTHER"
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 

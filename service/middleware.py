@@ -106,6 +106,38 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class TrustedHosts:
+    """400 for a ``Host`` header naming a host this service does not serve.
+
+    With reads open, a page on another site could rebind its own name to 127.0.0.1 and read
+    answers and documents through the user's browser (DNS rebinding); the browser then
+    still sends the attacker's name as Host, which this refuses. ``"*"`` allows any.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.allowed = frozenset(h.lower().strip("[]") for h in allowed)
+
+    def _host_ok(self, scope: Scope) -> bool:
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").strip().lower()
+        if host.startswith("["):  # [::1]:8000
+            name = host[1:].split("]", 1)[0]
+        else:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return name in self.allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self.any or self._host_ok(scope):
+            await self.app(scope, receive, send)
+            return
+        await _json_error(
+            send,
+            400,
+            "this Host is not served here (set RAG_TRUSTED_HOSTS to the names clients use)",
+        )
+
+
 class RequestLog:
     """A request id on every response, one JSON log line per request, and the HTTP metrics."""
 

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from rag.validation import DOC_ID_MAX_CHARS, check_doc_id, check_metadata, check_text
+
+
+def _text(field: str) -> AfterValidator:
+    """Refuses lone surrogates and NUL at the edge (422), before any model sees the text."""
+    return AfterValidator(lambda v: v if v is None else check_text(v, field))
+
+
+Text = Annotated[str, _text("text")]
+DocId = Annotated[str, AfterValidator(check_doc_id)]
+Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
 
 Scalar = str | int | float | bool
 Filters = dict[str, Scalar | list[Scalar]]
@@ -20,7 +32,7 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(..., description="The question; blank or over the length limit is 422.")
+    question: Text = Field(..., description="The question; blank or over the length limit is 422.")
     top_k: int | None = Field(None, description="Passages to retrieve and read (1..RAG_MAX_TOP_K).")
     filters: Filters | None = Field(None, description=FILTERS_DESCRIPTION)
 
@@ -30,7 +42,7 @@ class AskBatchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    questions: list[str] = Field(
+    questions: list[Text] = Field(
         ..., description="The questions (1..RAG_MAX_BATCH_QUESTIONS), each as in POST /ask."
     )
     top_k: int | None = Field(None, description="Passages per question (1..RAG_MAX_TOP_K).")
@@ -38,7 +50,12 @@ class AskBatchRequest(BaseModel):
 
 
 # ---- documents -------------------------------------------------------------------------
-DOC_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,512}$"
+DOC_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+DOC_ID_DESCRIPTION = (
+    "Document id, addressable as /documents/{id}: 1-512 characters, no control characters, "
+    "no leading or trailing white space, no empty, '.' or '..' segments between slashes, "
+    "and no tail like '/spans/1-2'."
+)
 
 
 class DocumentIn(BaseModel):
@@ -46,12 +63,22 @@ class DocumentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(
-        None, pattern=DOC_ID_PATTERN, description="Document id; default 'sha256:<first 16 hex>'."
+    id: DocId | None = Field(
+        None,
+        min_length=1,
+        max_length=DOC_ID_MAX_CHARS,
+        pattern=DOC_ID_PATTERN,
+        description=DOC_ID_DESCRIPTION + " Default 'sha256:<first 16 hex of the text>'.",
     )
-    title: str | None = Field(None, max_length=1000, description="Title; default first line.")
-    text: str = Field(..., min_length=1, description="The text; citations point into it.")
-    metadata: dict[str, Any] | None = Field(None, description="Filterable metadata (JSON).")
+    title: Annotated[str, _text("title")] | None = Field(
+        None, max_length=1000, description="Title; default first line."
+    )
+    text: Annotated[str, _text("text")] = Field(
+        ..., min_length=1, description="The text; citations point into it."
+    )
+    metadata: Metadata | None = Field(
+        None, description="Filterable metadata: a JSON object (64-bit integers, finite numbers)."
+    )
 
 
 class DocumentSummary(BaseModel):
@@ -99,6 +126,11 @@ class IngestOut(BaseModel):
 
     status: Literal["done", "queued"]
     documents: list[str] = Field(description="Ids of the submitted documents.")
+    urls: list[str] = Field(
+        default=[],
+        description="Where each submitted document is read and deleted, in order (its id "
+        "percent-encoded into /documents/{id}).",
+    )
     added: list[str] = []
     updated: list[str] = []
     unchanged: list[str] = []
@@ -141,14 +173,14 @@ class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: str
-    text: str | None = None
+    text: Annotated[str, _text("text")] | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
+    content: Annotated[str, _text("content")] | list[ContentPart] | None = None
 
     def plain_text(self) -> str:
         if isinstance(self.content, list):

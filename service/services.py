@@ -12,6 +12,7 @@ from rag.models import Answer, Document, IngestReport
 from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
 from rag.store import DocumentInfo, StoreError
+from rag.validation import InvalidInput, check_document
 from service.batching import AskBatcher
 from service.jobs import JOBS_FILE, IngestWorker, Job, JobState, JobStore
 from service.metrics import Metrics
@@ -97,8 +98,11 @@ class QAService:
         self._ready = True
 
     def shutdown(self) -> None:
-        self.batcher.stop()
-        self.worker.stop(timeout=None)
+        """Stop without working through queues: waiting questions get 503, jobs not yet
+        started fail ("submit again"), a running job gets ``shutdown_grace_s`` to commit."""
+        grace = self.settings.shutdown_grace_s
+        self.batcher.stop(timeout=grace)
+        self.worker.stop(timeout=grace)
         self.pipeline.store.close()
 
     @property
@@ -127,8 +131,12 @@ class QAService:
     ) -> Answer:
         self._check_top_k(top_k)
         if self.settings.ask_batching:
-            self.pipeline.check_question(question)  # a bad question fails alone, not its batch
-            answer = self.batcher.ask(question, top_k, filters, context)
+            # A bad question or filter fails alone, before it can join a batch.
+            self.pipeline.check_question(question)
+            self.pipeline.check_filters(filters)
+            answer = self.batcher.ask(
+                question, top_k, filters, context, timeout=self.settings.question_timeout_s
+            )
         else:
             answer = self.pipeline.ask(question, top_k=top_k, filters=filters, context=context)
         self.metrics.observe_answer(answer.answered)
@@ -167,8 +175,15 @@ class QAService:
         """Ingest small single documents now; queue the rest for the background worker."""
         if not documents:
             raise BadDocument("the upload holds no document")
+        limit = self.settings.max_upload_records
+        if len(documents) > limit:
+            raise BadDocument(f"{len(documents)} documents in one upload; the limit is {limit}")
         seen: set[str] = set()
         for d in documents:
+            try:
+                check_document(d.id, d.text, d.title, d.metadata, self.settings.max_metadata_depth)
+            except InvalidInput as exc:
+                raise BadDocument(f"document {d.id[:80]!r}: {exc}") from None
             if not d.text.strip():
                 raise BadDocument(f"document {d.id!r} has no text")
             if d.id in seen:
@@ -185,7 +200,7 @@ class QAService:
             finally:
                 self._write_lock.release()
             return Submitted(documents, report=report)
-        job = self.worker.submit(documents)
+        job = self.worker.submit(documents, max_active=self.settings.max_queued_jobs)
         self.metrics.jobs_active.set(self.jobs.active())
         return Submitted(documents, job=job)
 
@@ -201,7 +216,7 @@ class QAService:
         name = filename.replace("\\", "/").rsplit("/", 1)[-1]  # never a path, only a name
         suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
         try:
-            docs = load_bytes(data, suffix, doc_id or name)
+            docs = load_bytes(data, suffix, doc_id or name, self.settings.max_upload_records)
         except LoadError as exc:
             if str(exc).startswith("unsupported file type"):
                 raise UnsupportedUpload(f"{name}: {exc}") from None

@@ -21,6 +21,8 @@ from service.testing import start_server
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
 SEED_ID = "000_99490361bb818e87.txt"
+# TestClient base URL: a loopback name, which the service serves by default (trusted hosts).
+LOCAL = "http://localhost"
 
 
 class FakeEmbedder(Embedder):

@@ -12,7 +12,7 @@ import pytest
 
 from rag.models import Answer
 from rag.reader import no_answer
-from service.batching import AskBatcher
+from service.batching import AskBatcher, Stopping, Timeout
 
 
 class Recorder:
@@ -96,3 +96,56 @@ def test_max_batch_bounds_a_batch() -> None:
         assert sum(len(q) for q, _ in rec.calls) == 6
     finally:
         batcher.stop()
+
+
+def test_a_bad_question_never_fails_its_batch_mates() -> None:
+    """The poisoned question shares a batch with good ones: only it gets the error."""
+    rec = Recorder(delay=0.3, fail_on="bad")
+    batcher = AskBatcher(rec, max_batch=32)
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            first = pool.submit(batcher.ask, "q0", None, None, None)
+            assert rec.started.wait(5)
+            good = [pool.submit(batcher.ask, f"g{i}", None, None, None) for i in range(18)]
+            bad = pool.submit(batcher.ask, "bad", None, None, None)
+            first.result()
+            assert [f.result().question for f in good] == [f"g{i}" for i in range(18)]
+            with pytest.raises(RuntimeError, match="boom"):
+                bad.result()
+        assert any("bad" in q and len(q) > 1 for q, _ in rec.calls)  # it did share a batch
+    finally:
+        batcher.stop()
+
+
+def test_a_question_over_its_time_budget_gets_timeout_and_is_dropped() -> None:
+    rec = Recorder(delay=1.0)
+    batcher = AskBatcher(rec, max_batch=1)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            slow = pool.submit(batcher.ask, "q0", None, None, None)
+            assert rec.started.wait(5)
+            with pytest.raises(Timeout, match="busy"):
+                batcher.ask("late", None, None, None, timeout=0.1)
+            slow.result()
+        time.sleep(0.2)
+        assert [q for q, _ in rec.calls] == [["q0"]]  # "late" was never answered
+    finally:
+        batcher.stop()
+
+
+def test_stop_does_not_work_through_the_queue() -> None:
+    rec = Recorder(delay=0.5)
+    batcher = AskBatcher(rec, max_batch=1)
+    with ThreadPoolExecutor(12) as pool:
+        first = pool.submit(batcher.ask, "q0", None, None, None)
+        assert rec.started.wait(5)
+        queued = [pool.submit(batcher.ask, f"q{i}", None, None, None) for i in range(1, 11)]
+        time.sleep(0.05)
+        batcher.stop(timeout=5)
+        first.result()
+        for f in queued:
+            with pytest.raises(Stopping):
+                f.result()
+    assert len(rec.calls) == 1
+    with pytest.raises(Stopping):
+        batcher.ask("after", None, None, None)

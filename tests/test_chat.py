@@ -14,7 +14,7 @@ from rag.pipeline import Pipeline, QuestionError
 from service.app import create_app
 from service.chat import is_followup, split_turns, stream_pieces
 from service.schemas import ChatMessage
-from tests.conftest import FakeEmbedder, unit_settings
+from tests.conftest import LOCAL, FakeEmbedder, unit_settings
 
 
 def msg(role: str, content: object) -> ChatMessage:
@@ -68,7 +68,7 @@ def test_stream_pieces_concatenate_to_the_text(text: str, size: int) -> None:
 def test_followup_retrieval_uses_the_earlier_question(tmp_path: Path) -> None:
     settings = unit_settings(index_root=tmp_path / "idx", abstain_threshold=0.0, api_keys=["k"])
     pipe = Pipeline(settings, embedder=FakeEmbedder())
-    with TestClient(create_app(settings, warm_up=False, pipeline=pipe)) as c:
+    with TestClient(create_app(settings, warm_up=False, pipeline=pipe), base_url=LOCAL) as c:
         auth = {"Authorization": "Bearer k"}
         c.post(
             "/documents", json={"id": "z", "text": "Zorblat was founded by Tobias."}, headers=auth
@@ -93,7 +93,7 @@ def test_followup_retrieval_uses_the_earlier_question(tmp_path: Path) -> None:
 def test_stream_over_http_is_sse_with_one_final_citation_chunk(tmp_path: Path) -> None:
     settings = unit_settings(index_root=tmp_path / "idx", abstain_threshold=0.0, api_keys=["k"])
     pipe = Pipeline(settings, embedder=FakeEmbedder())
-    with TestClient(create_app(settings, warm_up=False, pipeline=pipe)) as c:
+    with TestClient(create_app(settings, warm_up=False, pipeline=pipe), base_url=LOCAL) as c:
         c.post(
             "/documents",
             json={"id": "p", "text": "Paris is in France."},

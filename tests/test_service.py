@@ -10,13 +10,13 @@ from fastapi.testclient import TestClient
 
 from rag.settings import Settings
 from service.app import create_app
-from tests.conftest import SEED_ID, SEEDS
+from tests.conftest import LOCAL, SEED_ID, SEEDS
 
 
 @pytest.fixture(scope="module")
 def client(seed_index_root: Path) -> Iterator[TestClient]:
     app = create_app(Settings(index_root=seed_index_root, max_question_chars=200))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -89,7 +89,7 @@ def test_health_and_docs(client: TestClient) -> None:
 
 
 def test_missing_index_is_created_empty_and_answers_no_documents(tmp_path: Path) -> None:
-    with TestClient(create_app(Settings(index_root=tmp_path), warm_up=False)) as c:
+    with TestClient(create_app(Settings(index_root=tmp_path), warm_up=False), base_url=LOCAL) as c:
         r = c.post("/ask", json={"question": "Anyone there?"})
         assert r.status_code == 200 and "no documents" in r.json()["no_answer_reason"]
         assert c.get("/health").json()["documents"] == 0

@@ -16,7 +16,7 @@ from rag.pipeline import Pipeline
 from service.app import create_app
 from service.jobs import JobState, JobStore
 from service.security import KEY_FILE
-from tests.conftest import FakeEmbedder, unit_settings
+from tests.conftest import LOCAL, FakeEmbedder, unit_settings
 
 KEY = "s3cret-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -32,7 +32,7 @@ def make_client(tmp_path: Path, **overrides: Any) -> TestClient:
         **overrides,
     )
     pipeline = Pipeline(settings, embedder=FakeEmbedder())
-    return TestClient(create_app(settings, warm_up=False, pipeline=pipeline))
+    return TestClient(create_app(settings, warm_up=False, pipeline=pipeline), base_url=LOCAL)
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_without_configured_keys_a_key_file_is_created_once(tmp_path: Path) -> N
     key_file = tmp_path / "idx" / KEY_FILE
     key = key_file.read_text().strip()
     assert len(key) >= 32 and oct(key_file.stat().st_mode & 0o777) == "0o600"
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         assert c.post("/documents", json={"text": PARIS}).status_code == 401
         r = c.post("/documents", json={"text": PARIS}, headers={"Authorization": f"Bearer {key}"})
         assert r.status_code == 201
@@ -339,7 +339,7 @@ def test_one_json_log_line_per_request(tmp_path: Path, caplog: pytest.LogCapture
     access = logging.getLogger("rag.access")
     access.addHandler(caplog.handler)  # the logger does not propagate to the root
     try:
-        with TestClient(app) as c:
+        with TestClient(app, base_url=LOCAL) as c:
             c.get("/documents", headers={"X-Request-ID": "req-1"})
     finally:
         access.removeHandler(caplog.handler)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from rag.models import Document, text_sha256
+from rag.validation import InvalidInput, check_doc_id, check_metadata, check_text
 from service.routers.deps import qa_service
 from service.schemas import (
     DocumentIn,
@@ -26,6 +28,8 @@ from service.security import require_read_key, require_write_key
 from service.services import BadDocument, QAService, Submitted, UnsupportedUpload
 
 router = APIRouter(tags=["documents"])
+# Paging parameters stay far inside SQLite's 64-bit integers (LIMIT/OFFSET are bound).
+MAX_PAGE_PARAM = 2**53
 QA = Annotated[QAService, Depends(qa_service)]
 
 _UPLOAD_DOC = {
@@ -94,12 +98,21 @@ async def _documents_from_request(request: Request, qa: QAService) -> list[Docum
         if fields["metadata"]:
             try:
                 metadata = json.loads(fields["metadata"])
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # bad JSON, a 5,000-digit number, deep nesting
                 raise BadDocument("multipart field 'metadata' is not valid JSON") from None
             if not isinstance(metadata, dict):
                 raise BadDocument("multipart field 'metadata' must be a JSON object")
-        if fields["id"] is not None and not (0 < len(fields["id"]) <= 512):
-            raise BadDocument("multipart field 'id' must be 1 to 512 characters")
+        try:
+            if fields["id"] is not None:
+                check_doc_id(fields["id"], "multipart field 'id'")
+            if fields["title"] is not None:
+                check_text(fields["title"], "multipart field 'title'")
+            if metadata is not None:
+                check_metadata(
+                    metadata, "multipart field 'metadata'", qa.settings.max_metadata_depth
+                )
+        except InvalidInput as exc:
+            raise BadDocument(str(exc)) from None
         data = await upload.read()
         return await run_in_threadpool(
             qa.parse_upload, data, upload.filename or "", fields["id"], fields["title"], metadata
@@ -132,14 +145,26 @@ async def add_document(request: Request, qa: QA) -> Response:
     documents = await _documents_from_request(request, qa)
     submitted = await run_in_threadpool(qa.submit, documents)
     ids = [d.id for d in submitted.documents]
+    urls = [document_url(i) for i in ids]
+    headers = {"Location": urls[0]} if len(urls) == 1 else None
     if submitted.report is not None:
         r = submitted.report
         out = IngestOut(
-            status="done", documents=ids, added=r.added, updated=r.updated, unchanged=r.unchanged
+            status="done",
+            documents=ids,
+            urls=urls,
+            added=r.added,
+            updated=r.updated,
+            unchanged=r.unchanged,
         )
-        return JSONResponse(out.model_dump(mode="json"), status_code=201)
-    out = IngestOut(status="queued", documents=ids, job=_job_out(submitted))
-    return JSONResponse(out.model_dump(mode="json"), status_code=202)
+        return JSONResponse(out.model_dump(mode="json"), status_code=201, headers=headers)
+    out = IngestOut(status="queued", documents=ids, urls=urls, job=_job_out(submitted))
+    return JSONResponse(out.model_dump(mode="json"), status_code=202, headers=headers)
+
+
+def document_url(doc_id: str) -> str:
+    """The path of a document: its id percent-encoded, slashes kept (ids may hold them)."""
+    return "/documents/" + quote(doc_id, safe="/")
 
 
 @router.get(
@@ -150,8 +175,10 @@ async def add_document(request: Request, qa: QA) -> Response:
 )
 def list_documents(
     qa: QA,
-    limit: Annotated[int, Query(ge=1, description="Page size (<= RAG_MAX_PAGE_SIZE)")] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_PARAM, description="Page size (at most RAG_MAX_PAGE_SIZE)")
+    ] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_PAGE_PARAM, description="Documents to skip")] = 0,
 ) -> DocumentPage:
     limit = min(limit, qa.settings.max_page_size)
     items, total = qa.list_documents(limit, offset)
