@@ -214,10 +214,9 @@ class Settings(BaseSettings):
         16, ge=1, description="Most keys in a question's filters (else 422)."
     )
     max_filter_values: int = Field(
-        1000,
+        256,
         ge=1,
-        description="Most values in a question's filters, over all keys (else 422): each "
-        "becomes a bound SQL parameter.",
+        description="Most values of one filter key (else 422): each becomes a bound SQL parameter.",
     )
     max_metadata_depth: int = Field(
         8, ge=1, description="Deepest nesting of a document's metadata object (else 422)."
@@ -247,10 +246,14 @@ class Settings(BaseSettings):
         64, ge=1, description="Most messages in one chat completion request (else 422)."
     )
     max_chat_message_chars: int = Field(
-        32_000, ge=1, description="Longest single chat message (characters; else 422)."
+        32_000,
+        ge=1,
+        description="Longest text of one chat message, or of one of its content parts "
+        "(characters; else 422). The question itself is the last RAG_MAX_QUESTION_CHARS "
+        "characters of the last user message.",
     )
-    max_chat_chars: int = Field(
-        256_000, ge=1, description="Longest conversation in all (characters; else 422)."
+    max_chat_parts: int = Field(
+        16, ge=1, description="Most content parts in one chat message (else 422)."
     )
     trusted_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -13,15 +13,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
 from rag.store import StoreError
 from rag.validation import InvalidInput
+from service import openapi
 from service.batching import Stopping, Timeout
 from service.chat import ChatService
 from service.jobs import QueueFull
-from service.metrics import Metrics
+from service.metrics import HTTP_METHODS, Metrics
 from service.middleware import BodyLimit, FormDefaultIsJSON, RequestLog, TrustedHosts, access_log
 from service.routers import ask, chat, documents, health, pages
 from service.routers.pages import STATIC_DIR
@@ -74,7 +76,7 @@ def _error(
 ERROR_STATUS: dict[type[Exception], int] = {
     QuestionError: 422,
     BadDocument: 422,
-    BadSpan: 422,
+    BadSpan: 404,
     UnsupportedUpload: 415,
     NotFound: 404,
     StoreError: 409,
@@ -90,6 +92,17 @@ def _status_handler(status: int) -> Callable[[Request, Exception], Awaitable[JSO
         return _error(request, status, str(exc))
 
     return handler
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's,
+    and GET and POST /documents are two routes)."""
+    allowed = []
+    for method in sorted(HTTP_METHODS):
+        scope = {**request.scope, "method": method}
+        if any(r.matches(scope)[0] == Match.FULL for r in app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def create_app(
@@ -131,7 +144,10 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(app, request))}
+        return _error(request, exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -153,6 +169,7 @@ def create_app(
     app.include_router(chat.router)
     app.include_router(health.router)
     app.include_router(pages.router)
+    openapi.install(app, settings)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # add_middleware wraps: the last added runs first.

@@ -33,6 +33,7 @@ from service.schemas import (
     ChatMessage,
     ChatRequest,
     ChunkChoice,
+    ContentPart,
     Delta,
     ModelCard,
     ModelList,
@@ -55,14 +56,21 @@ def is_followup(question: str, max_words: int) -> bool:
 
 
 def split_turns(
-    messages: Sequence[ChatMessage], followup_turns: int, max_words: int
+    messages: Sequence[ChatMessage], followup_turns: int, max_words: int, max_chars: int = 1000
 ) -> tuple[str, str | None]:
-    """(question, retrieval context) from an OpenAI message list."""
-    last = messages[-1]
-    if last.role != "user":
-        raise QuestionError("the last message must be the user's question (role 'user')")
-    question = last.plain_text()
-    earlier = [m.plain_text() for m in messages[:-1] if m.role == "user" and m.plain_text().strip()]
+    """(question, retrieval context) from an OpenAI message list.
+
+    The question is the last user message with text (messages after it, such as an
+    assistant prefill, are ignored), clipped to its last ``max_chars`` characters: a long
+    turn usually ends with its question. Earlier user turns are the retrieval context of a
+    follow-up.
+    """
+    users = [m.plain_text() for m in messages if m.role == "user"]
+    users = [u for u in users if u.strip()]
+    if not users:
+        raise QuestionError("messages: no user message with text to answer")
+    question = users[-1].strip()[-max_chars:]
+    earlier = users[:-1]
     if followup_turns and earlier and is_followup(question, max_words):
         return question, " ".join(earlier[-followup_turns:])
     return question, None
@@ -94,31 +102,38 @@ class ChatService:
         return ModelList(data=[ModelCard(id=self.settings.chat_model_id, created=0)])
 
     def check_size(self, request: ChatRequest) -> None:
-        """QuestionError (422) for a conversation over the message, size or total limits."""
+        """QuestionError (422) for a conversation over the message, part or size limits."""
         s = self.settings
         if len(request.messages) > s.max_chat_messages:
             raise QuestionError(
                 f"messages: {len(request.messages)} given; the limit is {s.max_chat_messages}"
             )
-        total = 0
         for i, m in enumerate(request.messages):
-            n = len(m.plain_text())
-            if n > s.max_chat_message_chars:
+            parts = m.content if isinstance(m.content, list) else [m.content]
+            if len(parts) > s.max_chat_parts:
                 raise QuestionError(
-                    f"messages[{i}]: {n} characters; the limit is {s.max_chat_message_chars}"
+                    f"messages[{i}]: {len(parts)} content parts; the limit is {s.max_chat_parts}"
                 )
-            total += n
-        if total > s.max_chat_chars:
-            raise QuestionError(
-                f"messages: {total} characters in all; the limit is {s.max_chat_chars}"
-            )
+            for p in parts:
+                text = p.text if isinstance(p, ContentPart) else p
+                if text is not None and len(text) > s.max_chat_message_chars:
+                    raise QuestionError(
+                        f"messages[{i}]: {len(text)} characters; the limit is "
+                        f"{s.max_chat_message_chars}"
+                    )
+
+    def _turns(self, request: ChatRequest) -> tuple[str, str | None]:
+        s = self.settings
+        return split_turns(
+            request.messages,
+            s.chat_followup_turns,
+            s.chat_followup_max_words,
+            s.max_question_chars,
+        )
 
     def answer(self, request: ChatRequest) -> Answer:
-        s = self.settings
         self.check_size(request)
-        question, context = split_turns(
-            request.messages, s.chat_followup_turns, s.chat_followup_max_words
-        )
+        question, context = self._turns(request)
         return self.qa.ask(question, request.top_k, request.filters, context=context)
 
     def content(self, answer: Answer, sources_in_text: bool) -> str:
@@ -156,7 +171,12 @@ class ChatService:
         )
 
     def usage(self, request: ChatRequest, content: str) -> Usage:
-        prompt = sum(len(self._encoding.encode(m.plain_text())) for m in request.messages)
+        """Tokens (cl100k) of what the service read, the question and the part of earlier
+        turns added to retrieval, and of the reply: bounded, whatever the conversation's
+        size."""
+        question, context = self._turns(request)
+        read = question + " " + (context or "")[-self.settings.max_question_chars :]
+        prompt = len(self._encoding.encode(read))
         completion = len(self._encoding.encode(content))
         return Usage(
             prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion

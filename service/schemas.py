@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from rag.validation import DOC_ID_MAX_CHARS, check_doc_id, check_metadata, check_text
 
@@ -18,6 +18,19 @@ Text = Annotated[str, _text("text")]
 DocId = Annotated[str, AfterValidator(check_doc_id)]
 Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
 
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer includes 2.0: take it as 2 (strings and booleans stay refused)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+# Request bodies are read strictly: "5" is not a number, "true" not a boolean, as their
+# schemas say (FastAPI's default lax mode would accept both).
+STRICT = ConfigDict(extra="forbid", strict=True)
+
 Scalar = str | int | float | bool
 Filters = dict[str, Scalar | list[Scalar]]
 FILTERS_DESCRIPTION = (
@@ -30,27 +43,29 @@ FILTERS_DESCRIPTION = (
 class AskRequest(BaseModel):
     """A question, with optional retrieval depth and document filters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     question: Text = Field(..., description="The question; blank or over the length limit is 422.")
-    top_k: int | None = Field(None, description="Passages to retrieve and read (1..RAG_MAX_TOP_K).")
+    top_k: JsonInt | None = Field(
+        None, description="Passages to retrieve and read (1..RAG_MAX_TOP_K)."
+    )
     filters: Filters | None = Field(None, description=FILTERS_DESCRIPTION)
 
 
 class AskBatchRequest(BaseModel):
     """Many questions answered together (one encoder pass for all of them)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     questions: list[Text] = Field(
         ..., description="The questions (1..RAG_MAX_BATCH_QUESTIONS), each as in POST /ask."
     )
-    top_k: int | None = Field(None, description="Passages per question (1..RAG_MAX_TOP_K).")
+    top_k: JsonInt | None = Field(None, description="Passages per question (1..RAG_MAX_TOP_K).")
     filters: Filters | None = Field(None, description=FILTERS_DESCRIPTION)
 
 
 # ---- documents -------------------------------------------------------------------------
-DOC_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+TITLE_MAX_CHARS = 1000
 DOC_ID_DESCRIPTION = (
     "Document id, addressable as /documents/{id}: 1-512 characters, no control characters, "
     "no leading or trailing white space, no empty, '.' or '..' segments between slashes, "
@@ -61,17 +76,16 @@ DOC_ID_DESCRIPTION = (
 class DocumentIn(BaseModel):
     """A document given as JSON. Without ``id`` it is named by its content hash."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     id: DocId | None = Field(
         None,
         min_length=1,
         max_length=DOC_ID_MAX_CHARS,
-        pattern=DOC_ID_PATTERN,
         description=DOC_ID_DESCRIPTION + " Default 'sha256:<first 16 hex of the text>'.",
     )
     title: Annotated[str, _text("title")] | None = Field(
-        None, max_length=1000, description="Title; default first line."
+        None, max_length=TITLE_MAX_CHARS, description="Title; default first line."
     )
     text: Annotated[str, _text("text")] = Field(
         ..., min_length=1, description="The text; citations point into it."
@@ -170,14 +184,14 @@ class ErrorBody(BaseModel):
 
 # ---- OpenAI-compatible chat ------------------------------------------------------------
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     type: str
     text: Annotated[str, _text("text")] | None = None
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Annotated[str, _text("content")] | list[ContentPart] | None = None
@@ -191,7 +205,7 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     """OpenAI's chat completion request; sampling parameters are accepted and ignored."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str | None = Field(None, description="Any value; the answer is extractive.")
     messages: list[ChatMessage] = Field(..., min_length=1)
@@ -201,7 +215,7 @@ class ChatRequest(BaseModel):
         description="Extension: append the numbered sources to the content "
         "(default RAG_CHAT_SOURCES_IN_TEXT).",
     )
-    top_k: int | None = Field(None, description="Extension: passages to retrieve and read.")
+    top_k: JsonInt | None = Field(None, description="Extension: passages to retrieve and read.")
     filters: Filters | None = Field(None, description="Extension: " + FILTERS_DESCRIPTION)
 
 

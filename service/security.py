@@ -16,7 +16,19 @@ from rag.settings import Settings
 
 log = logging.getLogger("rag.service")
 KEY_FILE = ".api-key"
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
+# Two schemes of the same kind, so that the OpenAPI document can say which operations need
+# a key in this configuration (reads only when RAG_READ_REQUIRES_KEY is set).
+WRITE_SCHEME, READ_SCHEME = "WriteKey", "ReadKey"
+_write_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name=WRITE_SCHEME,
+    description="`Authorization: Bearer <key>`: document writes and deletes.",
+)
+_read_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name=READ_SCHEME,
+    description="`Authorization: Bearer <key>`: reads, when RAG_READ_REQUIRES_KEY is set.",
+)
 
 
 def resolve_api_keys(settings: Settings) -> list[str]:
@@ -68,7 +80,7 @@ def _check(request: Request, credentials: HTTPAuthorizationCredentials | None) -
 
 def require_write_key(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_write_bearer)],
 ) -> None:
     """Document writes and deletes: always keyed."""
     _check(request, credentials)
@@ -76,7 +88,7 @@ def require_write_key(
 
 def require_read_key(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_read_bearer)],
 ) -> None:
     """Questions and document reads: keyed only when ``read_requires_key`` is set."""
     settings: Settings = request.app.state.settings

@@ -30,8 +30,8 @@ class BadDocument(ValueError):
     """A document the service will not store (HTTP 422), with the reason."""
 
 
-class BadSpan(ValueError):
-    """A span that is not inside its document (HTTP 422)."""
+class BadSpan(LookupError):
+    """A span that is not inside its document (HTTP 404: no such span)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,15 +47,21 @@ def test_split_turns_uses_earlier_user_turns_only_for_followups() -> None:
     assert ctx is None
 
 
-def test_split_turns_reads_content_parts_and_refuses_a_non_user_last_turn() -> None:
+def test_split_turns_reads_content_parts_and_the_last_user_turn() -> None:
     parts = [
         {"type": "text", "text": "Where is"},
         {"type": "image_url"},
         {"type": "text", "text": "Oslo?"},
     ]
     assert split_turns([msg("user", parts)], 1, 3)[0] == "Where is\nOslo?"
-    with pytest.raises(QuestionError, match="user"):
-        split_turns([msg("user", "hi"), msg("assistant", "hello")], 1, 3)
+    # An assistant prefill after the question is ignored; the question is the user's.
+    assert split_turns([msg("user", "hi"), msg("assistant", "hello")], 1, 3)[0] == "hi"
+    # A long turn is read from its end, where its question is.
+    assert split_turns([msg("user", "x" * 5000 + " Where?")], 1, 3, 10)[0] == "xxx Where?"
+    with pytest.raises(QuestionError, match="no user message"):
+        split_turns([msg("system", "be brief"), msg("assistant", "hello")], 1, 3)
+    with pytest.raises(QuestionError, match="no user message"):
+        split_turns([msg("user", "   ")], 1, 3)
 
 
 @given(st.text(), st.integers(min_value=1, max_value=40))

@@ -80,7 +80,6 @@ def test_a_lone_surrogate_in_a_question_is_422(
         {"id": f"s3{SURROGATE}", "text": "ok"},
         {"id": "s4", "text": "ok", "metadata": {"k": SURROGATE}},
         {"id": "s5", "text": "ok", "metadata": {SURROGATE: 1}},
-        {"id": "s6", "text": "nul \x00 inside"},
     ],
 )
 def test_a_lone_surrogate_in_a_document_is_422_and_stores_nothing(
@@ -280,11 +279,9 @@ def test_deep_json_metadata_in_a_json_body_is_422(client: TestClient) -> None:
         "nl\n",
         "\x7f",
         "\x85",
-        " lead",
-        "trail ",
-        "a//b",
         "a/../b",
         ".",
+        "a/..",
         "x/spans/1-2",
     ],
 )
@@ -306,6 +303,10 @@ def test_ids_that_a_url_cannot_address_are_refused(client: TestClient, doc_id: s
         "ünï/cödé",
         "plus+amp&semi;",
         "sha256:ab",
+        " lead/trail ",
+        "a//b",
+        "dir/",
+        "...",
     ],
 )
 def test_an_id_created_through_the_api_is_read_and_deleted_at_the_url_it_returns(
@@ -352,16 +353,22 @@ def test_ids_with_percent_signs_round_trip_through_a_real_server(
 
 # ---- chat history ------------------------------------------------------------------------
 def test_chat_messages_and_conversations_are_bounded(tmp_path: Path) -> None:
-    with make_client(tmp_path, max_chat_message_chars=2000, max_chat_chars=5000) as c:
-        huge = {"role": "user", "content": "word " * 850_000}
+    with make_client(tmp_path, max_chat_message_chars=2000, max_chat_parts=3) as c:
         ask = {"role": "user", "content": "What is it?"}
+        huge = {"role": "user", "content": "word " * 850_000}
         assert_4xx(c.post("/v1/chat/completions", json={"messages": [huge, ask]}))
-        many = [{"role": "user", "content": "x" * 1500}] * 4 + [ask]
-        assert_4xx(c.post("/v1/chat/completions", json={"messages": many}))
-        too_many = [ask] * 65
-        assert_4xx(c.post("/v1/chat/completions", json={"messages": too_many}))
-        ok = [{"role": "user", "content": "Paris?"}, ask]
-        assert c.post("/v1/chat/completions", json={"messages": ok}).status_code == 200
+        long = {"role": "system", "content": "x" * 2001}
+        assert_4xx(c.post("/v1/chat/completions", json={"messages": [long, ask]}))
+        part = {"type": "text", "text": "x" * 2001}
+        parts = {"role": "user", "content": [part]}
+        assert_4xx(c.post("/v1/chat/completions", json={"messages": [parts, ask]}))
+        many_parts = {"role": "user", "content": [{"type": "text", "text": "x"}] * 4}
+        assert_4xx(c.post("/v1/chat/completions", json={"messages": [many_parts, ask]}))
+        assert_4xx(c.post("/v1/chat/completions", json={"messages": [ask] * 65}))
+        ok = [{"role": "user", "content": "Paris? " * 280}, ask]
+        r = c.post("/v1/chat/completions", json={"messages": ok})
+        assert r.status_code == 200
+        assert r.json()["usage"]["prompt_tokens"] < 1000  # what was read, not all it was sent
 
 
 def test_a_long_earlier_turn_is_clipped_before_it_becomes_the_keyword_query(

@@ -293,8 +293,9 @@ def test_span_view_round_trips(client: TestClient) -> None:
     v = client.get("/documents/p/spans/6-8", params={"context": 5}).json()
     assert v["quote"] == PARIS[6:8] and v["before"] == PARIS[1:6] and v["after"] == PARIS[8:13]
     assert v["before"] + v["quote"] + v["after"] == PARIS[v["context_start"] : v["context_end"]]
-    assert client.get("/documents/p/spans/8-6").status_code == 422
-    assert client.get(f"/documents/p/spans/0-{len(PARIS) + 1}").status_code == 422
+    # No such span of the document: 404, like a document that is not there.
+    assert client.get("/documents/p/spans/8-6").status_code == 404
+    assert client.get(f"/documents/p/spans/0-{len(PARIS) + 1}").status_code == 404
     assert client.get("/documents/q/spans/0-1").status_code == 404
 
 

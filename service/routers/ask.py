@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from rag.models import Answer
+from service.openapi import errors
 from service.routers.deps import qa_service
 from service.schemas import AskBatchRequest, AskRequest
 from service.security import require_read_key
@@ -20,7 +21,12 @@ class AskBatchResponse(BaseModel):
     answers: list[Answer]
 
 
-@router.post("/ask", response_model=Answer, summary="Answer a question with cited spans")
+@router.post(
+    "/ask",
+    response_model=Answer,
+    summary="Answer a question with cited spans",
+    responses=errors(409, 503, 504),
+)
 def ask(body: AskRequest, qa: Annotated[QAService, Depends(qa_service)]) -> Answer:
     return qa.ask(body.question, body.top_k, body.filters)
 
@@ -29,6 +35,7 @@ def ask(body: AskRequest, qa: Annotated[QAService, Depends(qa_service)]) -> Answ
     "/ask/batch",
     response_model=AskBatchResponse,
     summary="Answer many questions at once (batched encoder)",
+    responses=errors(409),
 )
 def ask_batch(
     body: AskBatchRequest, qa: Annotated[QAService, Depends(qa_service)]

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from service.chat import ChatService
+from service.openapi import errors
 from service.routers.deps import chat_service
 from service.schemas import ChatCompletion, ChatRequest, ModelList
 from service.security import require_read_key
@@ -26,7 +27,7 @@ def models(chat: Chat) -> ModelList:
     "/chat/completions",
     response_model=ChatCompletion,
     summary="Chat completion: the extractive answer with citation markers",
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(409, 503, 504)},
 )
 async def chat_completions(body: ChatRequest, chat: Chat) -> ChatCompletion | StreamingResponse:
     if body.stream:

@@ -10,12 +10,15 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
 from rag.models import Document, text_sha256
 from rag.validation import InvalidInput, check_doc_id, check_metadata, check_text
+from service.openapi import errors
 from service.routers.deps import qa_service
 from service.schemas import (
+    TITLE_MAX_CHARS,
     DocumentIn,
     DocumentOut,
     DocumentPage,
@@ -27,6 +30,15 @@ from service.schemas import (
 from service.security import require_read_key, require_write_key
 from service.services import BadDocument, QAService, Submitted, UnsupportedUpload
 
+
+class DocIdConvertor(PathConvertor):
+    """A document id in a path: like ``path``, except a tail that reads as a span
+    (``…/spans/1-2``), which no id has, so that such a path is only the span route's."""
+
+    regex = r"(?!.*/spans/[0-9]+-[0-9]+$).+"
+
+
+register_url_convertor("docid", DocIdConvertor())
 router = APIRouter(tags=["documents"])
 # Paging parameters stay far inside SQLite's 64-bit integers (LIMIT/OFFSET are bound).
 MAX_PAGE_PARAM = 2**53
@@ -107,6 +119,10 @@ async def _documents_from_request(request: Request, qa: QAService) -> list[Docum
                 check_doc_id(fields["id"], "multipart field 'id'")
             if fields["title"] is not None:
                 check_text(fields["title"], "multipart field 'title'")
+                if len(fields["title"]) > TITLE_MAX_CHARS:
+                    raise InvalidInput(
+                        f"multipart field 'title': over {TITLE_MAX_CHARS} characters"
+                    )
             if metadata is not None:
                 check_metadata(
                     metadata, "multipart field 'metadata'", qa.settings.max_metadata_depth
@@ -139,7 +155,10 @@ def _validation_message(exc: ValidationError) -> str:
     dependencies=[Depends(require_write_key)],
     summary="Add or replace documents (JSON, or a file upload)",
     openapi_extra=_UPLOAD_DOC,
-    responses={202: {"model": IngestOut, "description": "queued: poll GET /jobs/{id}"}},
+    responses={
+        202: {"model": IngestOut, "description": "queued: poll GET /jobs/{id}"},
+        **errors(409, 415, 429),
+    },
 )
 async def add_document(request: Request, qa: QA) -> Response:
     documents = await _documents_from_request(request, qa)
@@ -172,6 +191,7 @@ def document_url(doc_id: str) -> str:
     response_model=DocumentPage,
     dependencies=[Depends(require_read_key)],
     summary="List documents (paged, by id)",
+    responses=errors(409),
 )
 def list_documents(
     qa: QA,
@@ -200,6 +220,7 @@ def list_documents(
     response_model=JobOut,
     dependencies=[Depends(require_read_key)],
     summary="State and progress of a background ingest",
+    responses=errors(404),
 )
 def get_job(job_id: str, qa: QA) -> JobOut:
     out = _job_out(Submitted([], job=qa.job(job_id)))
@@ -213,6 +234,7 @@ def get_job(job_id: str, qa: QA) -> JobOut:
     response_model=SpanOut,
     dependencies=[Depends(require_read_key)],
     summary="A cited span with context, for showing a citation",
+    responses=errors(404, 409),
 )
 def get_span(
     doc_id: str,
@@ -225,10 +247,11 @@ def get_span(
 
 
 @router.get(
-    "/documents/{doc_id:path}",
+    "/documents/{doc_id:docid}",
     response_model=DocumentOut,
     dependencies=[Depends(require_read_key)],
     summary="A document with its text and chunk count",
+    responses=errors(404, 409),
 )
 def get_document(doc_id: str, qa: QA) -> DocumentOut:
     doc, info = qa.document(doc_id)
@@ -243,10 +266,11 @@ def get_document(doc_id: str, qa: QA) -> DocumentOut:
 
 
 @router.delete(
-    "/documents/{doc_id:path}",
+    "/documents/{doc_id:docid}",
     status_code=204,
     dependencies=[Depends(require_write_key)],
     summary="Delete a document and its vectors",
+    responses=errors(404, 409),
 )
 def delete_document(doc_id: str, qa: QA) -> Response:
     qa.delete(doc_id)
