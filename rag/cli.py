@@ -21,7 +21,7 @@ from rag.gold import GoldFormatError
 from rag.loaders import LoadError, load_paths
 from rag.models import Answer
 from rag.settings import READER_FIT_FILE, SPAN_FIT_FILE, Settings
-from rag.store import StoreError
+from rag.store import Store, StoreError
 
 EXIT_USAGE = 2
 EXIT_PARTIAL = 1
@@ -327,6 +327,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.app import create_app
 
     settings = _settings(args)
+    # A damaged index is told in one line before anything starts (the app itself would
+    # serve 503s with the reason).
+    store = Store(settings.index_dir, settings.faiss_index_type)
+    if store.exists() or any(store.path.glob("vectors.*.faiss")):
+        store.create()
+        store.check()
+        store.close()
     # The app logs one JSON line per request itself: uvicorn's access log would repeat it.
     uvicorn.run(
         create_app(settings),

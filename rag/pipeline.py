@@ -117,12 +117,14 @@ class Pipeline:
         rebuild: bool = False,
         commit_every: int | None = COMMIT_EVERY_CHUNKS,
         plan: ProgressFn | None = None,
+        stamp: Mapping[str, str] | None = None,
     ) -> IngestReport:
         """Add new documents, replace changed ones, skip unchanged ones (no embedding).
 
         Commits every ``commit_every`` chunks (an interrupted long ingest keeps what it
         committed), or once at the end when None (all of it or nothing, as the service's
-        ingest jobs want). ``plan`` is told how many chunks will be embedded.
+        ingest jobs want). ``plan`` is told how many chunks will be embedded; ``stamp``
+        entries are written into the manifest by the same commit(s).
         """
         t0 = time.perf_counter()
         for doc in documents:  # refused before anything is written
@@ -134,6 +136,20 @@ class Pipeline:
         manifest = self.build_manifest()
         self.store.create()
         self.store.check_compatible(manifest)
+        manifest = {**manifest, **(stamp or {})}
+        # The read-compare-write below is one writer's: other processes wait for it.
+        with self.store.writing():
+            return self._ingest(documents, manifest, progress, commit_every, plan, t0)
+
+    def _ingest(
+        self,
+        documents: Sequence[Document],
+        manifest: Mapping[str, str],
+        progress: ProgressFn | None,
+        commit_every: int | None,
+        plan: ProgressFn | None,
+        t0: float,
+    ) -> IngestReport:
         existing = self.store.document_hashes()
         report = IngestReport()
         todo: list[tuple[Document, list[Chunk]]] = []
@@ -200,31 +216,42 @@ class Pipeline:
         return np.concatenate(parts)
 
     def _rebuild(self, documents: Sequence[Document], progress: ProgressFn | None) -> IngestReport:
-        """Build a fresh index beside the old one, then swap it in."""
+        """Build a fresh index beside the old one, then swap it in.
+
+        Refused while a server holds the index (it would keep using the replaced files);
+        other writers wait, so two rebuilds never share the folder they build in."""
         final = self.store.path
-        tmp = final.with_name(final.name + ".rebuild")
-        shutil.rmtree(tmp, ignore_errors=True)
-        fresh = Pipeline(
-            self.settings.model_copy(update={"index_name": tmp.name}), self.embedder, self.reader
-        )
-        report = fresh.ingest(documents, progress)
-        fresh.store.close()
-        self.store.close()
-        old = final.with_name(final.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        with self.store.replacing(), self.store.writing():
+            tmp = final.with_name(final.name + ".rebuild")
+            shutil.rmtree(tmp, ignore_errors=True)
+            fresh = Pipeline(
+                self.settings.model_copy(update={"index_name": tmp.name}),
+                self.embedder,
+                self.reader,
+            )
+            report = fresh.ingest(documents, progress)
+            fresh.store.close()
+            self.store.close()
+            old = final.with_name(final.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            if final.exists():
+                final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+            for lock in (fresh.store.lock_path, fresh.store.serve_lock_path):
+                lock.unlink(missing_ok=True)
         self.store = Store(final, self.settings.faiss_index_type)
         self.retriever.store = self.store
         return report
 
     def delete(self, doc_id: str) -> bool:
         """Remove a document and its vectors; False when it was not there."""
-        if not self.store.exists() or doc_id not in self.store.document_hashes():
+        if not self.store.exists():
             return False
-        self.store.apply(deletes=[doc_id])
+        with self.store.writing():
+            if self.store.document_info(doc_id) is None:
+                return False
+            self.store.apply(deletes=[doc_id])
         return True
 
     # ---- reads -------------------------------------------------------------------------

@@ -23,6 +23,9 @@ behind, it gets a StoreError ("ask again") instead of a torn read.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -71,7 +74,15 @@ END;
 
 
 class StoreError(RuntimeError):
-    """The index cannot be used as asked (missing, built for another model, ...)."""
+    """The index cannot be used as asked (missing, built for another model, damaged, ...)."""
+
+
+class StoreWriteFailed(StoreError):
+    """A write that could not be made (disk full, I/O error); the index is as it was."""
+
+
+class StoreBusy(StoreError):
+    """Another process is writing this index (a non-blocking write was asked for)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +109,31 @@ class DocumentInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class IndexHealth:
+    """What ``Store.check`` counted: equal vectors, chunk rows and keyword rows."""
+
+    documents: int
+    chunks: int
+    vectors: int
+    keyword_rows: int
+
+
+@dataclass(frozen=True, slots=True)
 class Upsert:
     """A document to write, with its chunks and their vectors (row i of ``vectors``)."""
 
     document: Document
     chunks: Sequence[Chunk]
     vectors: np.ndarray
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -121,7 +151,13 @@ class Store:
         self.path = Path(path)
         self.faiss_index_type = faiss_index_type
         self._local = threading.local()
-        self._write_lock = threading.Lock()
+        # Writes: one thread at a time here (re-entrant: an ingest's read-compare-write
+        # holds it across its commits), and one process at a time through an flock on
+        # ``<name>.lock`` beside the index folder, which a rebuild's swap does not replace.
+        self._write_lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+        self._serve_fd: int | None = None
         # Guards the loaded generations and pins, and orders a reader's snapshot against
         # the writer's commit (see the module docstring).
         self._faiss_lock = threading.Lock()
@@ -149,23 +185,116 @@ class Store:
         return conn
 
     def create(self) -> None:
-        """Create an empty index (idempotent)."""
+        """Create an empty index (idempotent), never over the remains of another one.
+
+        An existing database must be an index; a missing or zero-byte one is created only
+        when no vector file is there (otherwise the next commit would delete vectors that
+        a restore could still pair with their rows).
+        """
         self.path.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.db_path, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
-            conn.execute(
-                "INSERT OR IGNORE INTO manifest VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+        vectors = sorted(p.name for p in self.path.glob("vectors.*.faiss"))
+        empty = not self.db_path.exists() or self.db_path.stat().st_size == 0
+        if empty and vectors:
+            what = "missing" if not self.db_path.exists() else "empty (0 bytes)"
+            raise StoreError(
+                f"the index database {self.db_path} is {what} but vector files are there "
+                f"({', '.join(vectors[:3])}): restore the database or move the folder away; "
+                "it is not recreated over them"
             )
+        try:
+            conn = sqlite3.connect(self.db_path, isolation_level=None)
+            try:
+                if not empty:
+                    self._check_is_index(conn)
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
+                conn.execute(
+                    "INSERT OR IGNORE INTO manifest VALUES ('schema_version', ?)",
+                    (SCHEMA_VERSION,),
+                )
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the index database {self.db_path} is damaged: {exc}") from None
+
+    def _check_is_index(self, conn: sqlite3.Connection) -> None:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if not {"manifest", "documents", "chunks", "chunks_fts"} <= tables:
+            raise StoreError(
+                f"{self.db_path} is not an index database (tables: "
+                f"{', '.join(sorted(tables)) or 'none'}); it is not overwritten"
+            )
+
+    # ---- inter-process locks -------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    @property
+    def serve_lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".serve.lock")
+
+    @contextlib.contextmanager
+    def writing(self, blocking: bool = True) -> Iterator[None]:
+        """Hold the index's write lock (re-entrant in this process; other processes wait,
+        or with ``blocking=False`` get StoreBusy at once)."""
+        if not self._write_lock.acquire(blocking=blocking):
+            raise StoreBusy(f"another writer is writing {self.path}")
+        try:
+            if self._lock_depth == 0:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    os.close(fd)
+                    raise StoreBusy(f"another process is writing {self.path}") from None
+                self._lock_fd = fd
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0 and self._lock_fd is not None:
+                    os.close(self._lock_fd)  # closing the descriptor releases the flock
+                    self._lock_fd = None
         finally:
-            conn.close()
+            self._write_lock.release()
+
+    def hold_serving(self) -> None:
+        """Mark the index as served by this process until ``close`` (a shared lock): a
+        rebuild, which replaces the folder under a server, is refused meanwhile."""
+        if self._serve_fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.serve_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self._serve_fd = fd
+
+    @contextlib.contextmanager
+    def replacing(self) -> Iterator[None]:
+        """Hold the serve lock exclusively: StoreError when a server holds the index."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.serve_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(
+                    f"a server is serving {self.path}: a rebuild would replace the index under "
+                    "it; stop the server first (or ingest without --rebuild, which it sees)"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._serve_fd is not None:
+            os.close(self._serve_fd)
+            self._serve_fd = None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -186,10 +315,11 @@ class Store:
                 try:
                     # The first read fixes the snapshot; its generation is pinned and loaded
                     # before any writer here can commit the next one and let this one go.
-                    pinned = self.manifest(conn).get("faiss_file")
+                    manifest = self.manifest(conn)
+                    pinned = manifest.get("faiss_file")
                     if pinned is not None:
                         self._pins[pinned] = self._pins.get(pinned, 0) + 1
-                        self._load(pinned)
+                        self._load(pinned, manifest.get("faiss_sha256"))
                 except BaseException:
                     if pinned is not None:
                         self._unpin(pinned)
@@ -229,23 +359,37 @@ class Store:
     def vectors(self, conn: sqlite3.Connection) -> faiss.Index | None:
         """The FAISS index named by the manifest of ``conn``'s snapshot (loaded once, kept
         while it is the newest loaded generation or a reader has it pinned)."""
-        name = self.manifest(conn).get("faiss_file")
+        manifest = self.manifest(conn)
+        name = manifest.get("faiss_file")
         if name is None:
             return None
         with self._faiss_lock:
-            index = self._load(name)
+            index = self._load(name, manifest.get("faiss_sha256"))
             if index is None:  # deleted by writers in another process, two commits ahead
                 raise StoreError(f"the index at {self.path} changed during this read; ask again")
             return index
 
-    def _load(self, name: str) -> faiss.Index | None:
-        """Generation ``name``, from memory or disk; None when its file is gone (lock held)."""
+    def _load(self, name: str, sha256: str | None = None) -> faiss.Index | None:
+        """Generation ``name``, from memory or disk; None when its file is gone (lock held).
+
+        A file read from disk must match the checksum its manifest recorded (indexes
+        written before checksums were recorded have none): a truncated or corrupt file is
+        a StoreError naming it, never a crash in FAISS or a wrong answer."""
         index = self._indexes.get(name)
         if index is None:
             path = self.path / name
             if not path.is_file():
                 return None
-            index = self._indexes[name] = faiss.read_index(str(path))
+            if sha256 is not None and file_sha256(path) != sha256:
+                raise StoreError(
+                    f"the vector file {path} is damaged (its checksum differs from the "
+                    "manifest's): restore it, or rebuild the index (rag ingest --rebuild)"
+                )
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                raise StoreError(f"the vector file {path} cannot be read: {exc}") from None
+            self._indexes[name] = index
             self._evict()
         return index
 
@@ -277,8 +421,41 @@ class Store:
         manifest: Mapping[str, str] | None = None,
         metadata_only: Sequence[Document] = (),
     ) -> None:
-        """Replace/insert documents, delete others, in one atomic step."""
-        with self._write_lock:
+        """Replace/insert documents, delete others, in one atomic step.
+
+        A failure on the way (a full disk while writing the vector file or committing)
+        leaves the previous state as it was and raises StoreError saying so."""
+        try:
+            self._apply(upserts, deletes, manifest, metadata_only)
+        except OSError as exc:
+            raise StoreWriteFailed(
+                f"could not write the index at {self.path} ({exc.strerror or exc}); "
+                "nothing was changed"
+            ) from None
+        except sqlite3.OperationalError as exc:
+            raise StoreWriteFailed(
+                f"could not commit to the index at {self.path} ({exc}); nothing was changed"
+            ) from None
+
+    def _write_vectors(self, index: faiss.Index, path: Path) -> str:
+        """Write ``index`` to ``path`` durably; its sha256. (The seam where tests inject a
+        full disk.)"""
+        try:
+            faiss.write_index(index, str(path))
+        except RuntimeError as exc:  # FAISS reports a short write (a full disk) this way
+            raise OSError(errno.EIO, f"could not write {path.name}: {exc}") from None
+        with open(path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        return file_sha256(path)
+
+    def _apply(
+        self,
+        upserts: Sequence[Upsert],
+        deletes: Sequence[str],
+        manifest: Mapping[str, str] | None,
+        metadata_only: Sequence[Document],
+    ) -> None:
+        with self.writing():
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
             committed = False
@@ -312,13 +489,16 @@ class Store:
                     generation = int(current.get("generation", "0")) + 1
                     new_file = self.path / f"vectors.{generation}.faiss"
                     tmp = new_file.with_suffix(".tmp")
-                    faiss.write_index(index, str(tmp))
-                    with open(tmp, "rb+") as fh:
-                        os.fsync(fh.fileno())
+                    try:
+                        digest = self._write_vectors(index, tmp)
+                    except BaseException:
+                        tmp.unlink(missing_ok=True)
+                        raise
                     os.replace(tmp, new_file)
                     _fsync_dir(self.path)
                     updates["generation"] = str(generation)
                     updates["faiss_file"] = new_file.name
+                    updates["faiss_sha256"] = digest
                 conn.executemany(
                     "INSERT OR REPLACE INTO manifest VALUES (?, ?)", sorted(updates.items())
                 )
@@ -334,7 +514,8 @@ class Store:
                         self._evict()
             finally:
                 if not committed:
-                    conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # the transaction may be gone
+                        conn.execute("ROLLBACK")
                     if new_file is not None:
                         new_file.unlink(missing_ok=True)
 
@@ -379,6 +560,34 @@ class Store:
         for f in self.path.glob("vectors.*"):
             if f.name not in keep:
                 f.unlink(missing_ok=True)
+
+    # ---- health --------------------------------------------------------------------------
+    def check(self) -> IndexHealth:
+        """Open the index and verify what start-up can afford: the database is an index,
+        the manifest's vector file is there with its recorded checksum, and vectors, chunk
+        rows and keyword rows agree in number. StoreError with the reason otherwise."""
+        if not self.exists():
+            raise StoreError(f"no index at {self.path} (run `rag ingest PATH` first)")
+        try:
+            with self.read() as conn:
+                self._check_is_index(conn)
+                manifest = self.manifest(conn)
+                chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+                fts = conn.execute("SELECT COUNT(*) FROM chunks_fts_docsize").fetchone()[0]
+                docs = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+                name = manifest.get("faiss_file")
+                if name is not None and not (self.path / name).is_file():
+                    raise StoreError(f"the vector file {self.path / name} is missing")
+                index = self.vectors(conn)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the index database {self.db_path} is damaged: {exc}") from None
+        vectors = 0 if index is None else int(index.ntotal)
+        if not vectors == chunks == fts:
+            raise StoreError(
+                f"the index at {self.path} is inconsistent: {vectors} vectors, {chunks} chunk "
+                f"rows, {fts} keyword rows"
+            )
+        return IndexHealth(int(docs), int(chunks), vectors, int(fts))
 
     # ---- reads -------------------------------------------------------------------------
     def document_hashes(self) -> dict[str, tuple[str, str, str]]:

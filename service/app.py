@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from starlette.routing import Match
 
 from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
-from rag.store import StoreError
+from rag.store import StoreError, StoreWriteFailed
 from rag.validation import InvalidInput
 from service import openapi
 from service.batching import Stopping, Timeout
@@ -28,7 +29,14 @@ from service.middleware import BodyLimit, FormDefaultIsJSON, RequestLog, Trusted
 from service.routers import ask, chat, documents, health, pages
 from service.routers.pages import STATIC_DIR
 from service.security import KeyChecker, resolve_api_keys
-from service.services import BadDocument, BadSpan, NotFound, QAService, UnsupportedUpload
+from service.services import (
+    BadDocument,
+    BadSpan,
+    NotFound,
+    NotReady,
+    QAService,
+    UnsupportedUpload,
+)
 
 log = logging.getLogger("rag.service")
 
@@ -80,8 +88,12 @@ ERROR_STATUS: dict[type[Exception], int] = {
     UnsupportedUpload: 415,
     NotFound: 404,
     StoreError: 409,
+    StoreWriteFailed: 507,
     InvalidInput: 422,
     QueueFull: 429,
+    NotReady: 503,
+    # A database found damaged while serving: the reason, not a 500 on every request.
+    sqlite3.DatabaseError: 503,
     Stopping: 503,
     Timeout: 504,
 }

@@ -118,8 +118,21 @@ class JobStore:
             (JobState.failed.value, time.time(), error, job_id),
         )
 
-    def mark_interrupted(self) -> int:
-        """Jobs a previous process left queued or running: failed, their writes never made."""
+    def mark_interrupted(self, committed: str | None = None) -> int:
+        """Jobs a previous process left queued or running: failed, their writes never made;
+        except ``committed``, the job the index says it committed (the process died between
+        that commit and recording it here), which is done."""
+        if committed is not None:
+            self._exec(
+                "UPDATE jobs SET state = ?, finished = ?, result = ? WHERE id = ? AND state = ?",
+                (
+                    JobState.done.value,
+                    time.time(),
+                    json.dumps({"added": [], "updated": [], "unchanged": []}),
+                    committed,
+                    JobState.running.value,
+                ),
+            )
         rows = self._exec(
             "UPDATE jobs SET state = ?, finished = ?, error = ? WHERE state IN (?, ?) RETURNING id",
             (
@@ -177,8 +190,9 @@ class QueueFull(RuntimeError):
     """No room for another ingest job (HTTP 429)."""
 
 
+# (job id, documents, progress, plan) -> report
 IngestFn = Callable[
-    [Sequence[Document], Callable[[int], None], Callable[[int], None]], IngestReport
+    [str, Sequence[Document], Callable[[int], None], Callable[[int], None]], IngestReport
 ]
 
 
@@ -252,6 +266,7 @@ class IngestWorker:
             state = JobState.done
             try:
                 report = self.ingest(
+                    job_id,
                     documents,
                     lambda n, j=job_id: self.jobs.progressed(j, n),  # type: ignore[misc]
                     lambda n, j=job_id: self.jobs.planned(j, n),  # type: ignore[misc]

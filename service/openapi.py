@@ -42,8 +42,10 @@ DESCRIPTIONS = {
     415: "An upload of a type the loaders do not read, or another content type.",
     422: "The request is not valid: the message says which field and why.",
     429: "RAG_MAX_QUEUED_JOBS ingest jobs are already queued or running.",
-    503: "The service is shutting down.",
+    503: "The index cannot be served now (damaged, or not loaded yet: the message says "
+    "why), or the service is shutting down.",
     504: "No answer within RAG_QUESTION_TIMEOUT_S.",
+    507: "The write could not be made (disk full, I/O error); nothing was changed.",
 }
 NON_BLANK = r"\S"
 # Numbers the service stores exactly (rag.validation.check_number).

@@ -40,18 +40,40 @@ def resolve_api_keys(settings: Settings) -> list[str]:
     if settings.api_keys:
         return list(settings.api_keys)
     path = Path(settings.index_root) / KEY_FILE
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key + "\n")
+    if not path.is_file() and _create_key_file(path):
         log.info("created an API key for document writes in %s", path)
     key = path.read_text().strip()
     if not key:
         raise RuntimeError(f"{path} is empty: delete it to get a new key, or set RAG_API_KEYS")
     log.info("document writes need the API key in %s (or set RAG_API_KEYS)", path)
     return [key]
+
+
+def _create_key_file(path: Path) -> bool:
+    """Create ``path`` holding a new random key, atomically: the key is written and fsynced
+    under a temporary name, then linked into place, so a reader never sees the file empty
+    or half-written, and of two processes starting together exactly one creates it (the
+    other reads the winner's key). True when this call created it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # fails if another process linked its key first
+        except FileExistsError:
+            return False
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class KeyChecker:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,11 +12,15 @@ from rag.loaders import LoadError, load_bytes
 from rag.models import Answer, Document, IngestReport
 from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
-from rag.store import DocumentInfo, StoreError
+from rag.store import DocumentInfo, StoreBusy, StoreError
 from rag.validation import InvalidInput, check_document
 from service.batching import AskBatcher
 from service.jobs import JOBS_FILE, IngestWorker, Job, JobState, JobStore
 from service.metrics import Metrics
+
+log = logging.getLogger("rag.service")
+# Manifest key naming the last ingest job whose documents were committed.
+COMMITTED_JOB_KEY = "committed_job"
 
 
 class NotFound(LookupError):
@@ -28,6 +33,10 @@ class UnsupportedUpload(ValueError):
 
 class BadDocument(ValueError):
     """A document the service will not store (HTTP 422), with the reason."""
+
+
+class NotReady(RuntimeError):
+    """The index cannot be served (damaged, not loaded yet): HTTP 503 with the reason."""
 
 
 class BadSpan(LookupError):
@@ -85,17 +94,27 @@ class QAService:
         self.start()
 
     def start(self) -> None:
-        """Open (or create) the index, fail interrupted jobs, start the ingest worker."""
+        """Open (or create) and check the index, fail interrupted jobs, start the ingest
+        worker. A damaged index leaves the service up but not ready: /ready and every
+        route that needs the index answer 503 with the reason, never a 500."""
+        store = self.pipeline.store
         try:
-            store = self.pipeline.store
             store.create()
             store.check_compatible(self.pipeline.build_manifest())
+            store.check()
         except StoreError as exc:
             self.not_ready_reason = str(exc)
-            raise
-        self.jobs.mark_interrupted()
+            log.error("the index cannot be served: %s", exc)
+            return
+        store.hold_serving()
+        self.jobs.mark_interrupted(committed=store.manifest().get(COMMITTED_JOB_KEY))
         self.worker.start()
         self._ready = True
+
+    def require_ready(self) -> None:
+        """NotReady (503) unless the index was opened and checked."""
+        if not self._ready:
+            raise NotReady(self.not_ready_reason)
 
     def shutdown(self) -> None:
         """Stop without working through queues: waiting questions get 503, jobs not yet
@@ -111,11 +130,15 @@ class QAService:
 
     def counts(self) -> tuple[int, int]:
         store = self.pipeline.store
-        return store.counts() if store.exists() else (0, 0)
+        if not self._ready or not store.exists():
+            return (0, 0)
+        return store.counts()
 
     def document_count(self) -> int | None:
         store = self.pipeline.store
-        return store.counts()[0] if store.exists() else None
+        if not self._ready or not store.exists():
+            return None
+        return store.counts()[0]
 
     # ---- questions ---------------------------------------------------------------------
     def _check_top_k(self, top_k: int | None) -> None:
@@ -129,6 +152,7 @@ class QAService:
         filters: Mapping[str, Any] | None = None,
         context: str | None = None,
     ) -> Answer:
+        self.require_ready()
         self._check_top_k(top_k)
         if self.settings.ask_batching:
             # A bad question or filter fails alone, before it can join a batch.
@@ -154,6 +178,7 @@ class QAService:
     def ask_batch(
         self, questions: Sequence[str], top_k: int | None, filters: Mapping[str, Any] | None
     ) -> list[Answer]:
+        self.require_ready()
         self._check_top_k(top_k)
         limit = self.settings.max_batch_questions
         if not questions:
@@ -173,6 +198,7 @@ class QAService:
     # ---- documents ---------------------------------------------------------------------
     def submit(self, documents: list[Document]) -> Submitted:
         """Ingest small single documents now; queue the rest for the background worker."""
+        self.require_ready()
         if not documents:
             raise BadDocument("the upload holds no document")
         limit = self.settings.max_upload_records
@@ -196,10 +222,14 @@ class QAService:
         # behind that job instead of holding the request open for the job's duration.
         if small and self._write_lock.acquire(blocking=False):
             try:
-                report = self.pipeline.ingest(documents, commit_every=None)
+                # Another process (`rag ingest`) may hold the index: then queue, not wait.
+                with self.pipeline.store.writing(blocking=False):
+                    report = self.pipeline.ingest(documents, commit_every=None)
+                return Submitted(documents, report=report)
+            except StoreBusy:
+                pass
             finally:
                 self._write_lock.release()
-            return Submitted(documents, report=report)
         job = self.worker.submit(documents, max_active=self.settings.max_queued_jobs)
         self.metrics.jobs_active.set(self.jobs.active())
         return Submitted(documents, job=job)
@@ -235,23 +265,23 @@ class QAService:
             ]
         return docs
 
-    def _ingest(
-        self,
-        documents: Sequence[Document],
-        progress: Callable[[int], None] | None = None,
-        plan: Callable[[int], None] | None = None,
-    ) -> IngestReport:
-        with self._write_lock:
-            # One commit for the whole submission: it is stored entirely or not at all.
-            return self.pipeline.ingest(documents, progress, commit_every=None, plan=plan)
-
     def _ingest_job(
         self,
+        job_id: str,
         documents: Sequence[Document],
         progress: Callable[[int], None],
         plan: Callable[[int], None],
     ) -> IngestReport:
-        return self._ingest(documents, progress, plan)
+        with self._write_lock:
+            # One commit for the whole submission: it is stored entirely or not at all, and
+            # the commit names the job, so a restart after it knows the job is done.
+            return self.pipeline.ingest(
+                documents,
+                progress,
+                commit_every=None,
+                plan=plan,
+                stamp={COMMITTED_JOB_KEY: job_id},
+            )
 
     def _job_finished(self, state: JobState) -> None:
         self.metrics.jobs.labels(state.value).inc()
@@ -264,12 +294,14 @@ class QAService:
         return job
 
     def list_documents(self, limit: int, offset: int) -> tuple[list[DocumentInfo], int]:
+        self.require_ready()
         store = self.pipeline.store
         if not store.exists():
             return [], 0
         return store.documents(limit, offset), store.counts()[0]
 
     def document(self, doc_id: str) -> tuple[Document, DocumentInfo]:
+        self.require_ready()
         store = self.pipeline.store
         if store.exists():
             with store.read():
@@ -279,11 +311,13 @@ class QAService:
         raise NotFound(f"no document {doc_id!r}")
 
     def delete(self, doc_id: str) -> None:
+        self.require_ready()
         with self._write_lock:
             if not self.pipeline.delete(doc_id):
                 raise NotFound(f"no document {doc_id!r}")
 
     def span(self, doc_id: str, start: int, end: int, context: int | None) -> SpanView:
+        self.require_ready()
         doc = self.pipeline.document(doc_id)
         if doc is None:
             raise NotFound(f"no document {doc_id!r}")

@@ -65,6 +65,14 @@ class FakeEmbedder(Embedder):
         return out
 
 
+# Runs the `rag` CLI in a child process with FakeEmbedder in place of the model.
+FAKE_MODEL_CLI = (
+    "import sys; from tests.conftest import FakeEmbedder; import rag.pipeline as p; "
+    "from rag import cli; p.Embedder = lambda *a, **k: FakeEmbedder(); "
+    "sys.exit(cli.main(sys.argv[1:]))"
+)
+
+
 def unit_settings(**overrides: object) -> Settings:
     """Settings for model-free tests: the sentence reader (with the fake embedder), since
     the default span reader runs a trained model."""

@@ -35,7 +35,7 @@ def ask(body: AskRequest, qa: Annotated[QAService, Depends(qa_service)]) -> Answ
     "/ask/batch",
     response_model=AskBatchResponse,
     summary="Answer many questions at once (batched encoder)",
-    responses=errors(409),
+    responses=errors(409, 503),
 )
 def ask_batch(
     body: AskBatchRequest, qa: Annotated[QAService, Depends(qa_service)]

@@ -157,7 +157,7 @@ def _validation_message(exc: ValidationError) -> str:
     openapi_extra=_UPLOAD_DOC,
     responses={
         202: {"model": IngestOut, "description": "queued: poll GET /jobs/{id}"},
-        **errors(409, 415, 429),
+        **errors(409, 415, 429, 503, 507),
     },
 )
 async def add_document(request: Request, qa: QA) -> Response:
@@ -191,7 +191,7 @@ def document_url(doc_id: str) -> str:
     response_model=DocumentPage,
     dependencies=[Depends(require_read_key)],
     summary="List documents (paged, by id)",
-    responses=errors(409),
+    responses=errors(409, 503),
 )
 def list_documents(
     qa: QA,
@@ -234,7 +234,7 @@ def get_job(job_id: str, qa: QA) -> JobOut:
     response_model=SpanOut,
     dependencies=[Depends(require_read_key)],
     summary="A cited span with context, for showing a citation",
-    responses=errors(404, 409),
+    responses=errors(404, 409, 503),
 )
 def get_span(
     doc_id: str,
@@ -251,7 +251,7 @@ def get_span(
     response_model=DocumentOut,
     dependencies=[Depends(require_read_key)],
     summary="A document with its text and chunk count",
-    responses=errors(404, 409),
+    responses=errors(404, 409, 503),
 )
 def get_document(doc_id: str, qa: QA) -> DocumentOut:
     doc, info = qa.document(doc_id)
@@ -270,7 +270,7 @@ def get_document(doc_id: str, qa: QA) -> DocumentOut:
     status_code=204,
     dependencies=[Depends(require_write_key)],
     summary="Delete a document and its vectors",
-    responses=errors(404, 409),
+    responses=errors(404, 409, 503, 507),
 )
 def delete_document(doc_id: str, qa: QA) -> Response:
     qa.delete(doc_id)
