@@ -41,6 +41,7 @@ import numpy as np
 from rag.models import Chunk, Document
 
 SCHEMA_VERSION = "1"
+LOCK_DIR = ".locks"
 DB_FILE = "index.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -125,6 +126,38 @@ class Upsert:
     document: Document
     chunks: Sequence[Chunk]
     vectors: np.ndarray
+
+
+def _repair(value: Any) -> Any:
+    """``value`` with lone surrogates replaced by U+FFFD (pairs kept), walked iteratively."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    root: list[Any] = [value]
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        keys = range(len(node)) if isinstance(node, list) else list(node)
+        for k in keys:
+            v = node[k]
+            if isinstance(v, str):
+                node[k] = _repair(v)
+            elif isinstance(v, dict | list):
+                stack.append(v)
+            if isinstance(node, dict) and isinstance(k, str):
+                fixed = _repair(k)
+                if fixed != k:
+                    node[fixed] = node.pop(k)
+    return root[0]
+
+
+def load_metadata(stored: str) -> dict[str, Any]:
+    """A document's metadata as stored. Metadata stored before input was validated may hold
+    a lone surrogate (stored escaped in the JSON text), which no response can encode: it
+    reads back as U+FFFD, so the document stays readable."""
+    metadata: dict[str, Any] = json.loads(stored)
+    if "\\ud" in stored.lower():  # escapes of surrogates: repair the lone ones
+        metadata = _repair(metadata)
+    return metadata
 
 
 def file_sha256(path: Path) -> str:
@@ -228,11 +261,13 @@ class Store:
     # ---- inter-process locks -------------------------------------------------------------
     @property
     def lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
+        """``<index_root>/.locks/<name>.lock``: outside the folder a rebuild replaces, and
+        out of the way of anything listing the indexes."""
+        return self.path.parent / LOCK_DIR / f"{self.path.name}.lock"
 
     @property
     def serve_lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".serve.lock")
+        return self.path.parent / LOCK_DIR / f"{self.path.name}.serve.lock"
 
     @contextlib.contextmanager
     def writing(self, blocking: bool = True) -> Iterator[None]:
@@ -242,7 +277,7 @@ class Store:
             raise StoreBusy(f"another writer is writing {self.path}")
         try:
             if self._lock_depth == 0:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.lock_path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -265,7 +300,7 @@ class Store:
         """Mark the index as served by this process until ``close`` (a shared lock): a
         rebuild, which replaces the folder under a server, is refused meanwhile."""
         if self._serve_fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.serve_lock_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.serve_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_SH)
             self._serve_fd = fd
@@ -273,7 +308,7 @@ class Store:
     @contextlib.contextmanager
     def replacing(self) -> Iterator[None]:
         """Hold the serve lock exclusively: StoreError when a server holds the index."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.serve_lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.serve_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -601,7 +636,7 @@ class Store:
             .execute("SELECT id, text, title, metadata FROM documents WHERE id = ?", (doc_id,))
             .fetchone()
         )
-        return None if row is None else Document(row[0], row[1], row[2], json.loads(row[3]))
+        return None if row is None else Document(row[0], row[1], row[2], load_metadata(row[3]))
 
     def document_info(self, doc_id: str) -> DocumentInfo | None:
         row = (
@@ -615,7 +650,7 @@ class Store:
         return (
             None
             if row is None
-            else DocumentInfo(row[0], row[1], row[2], json.loads(row[3]), row[4])
+            else DocumentInfo(row[0], row[1], row[2], load_metadata(row[3]), row[4])
         )
 
     def documents(self, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
@@ -624,7 +659,7 @@ class Store:
             "LIMIT ? OFFSET ?",
             (limit, offset),
         )
-        return [DocumentInfo(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+        return [DocumentInfo(r[0], r[1], r[2], load_metadata(r[3]), r[4]) for r in rows]
 
     def is_empty(self) -> bool:
         """True when no document is stored (cheap, unlike counting)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag.models import Answer
+from service.queues import drain
 
 
 class Timeout(RuntimeError):
@@ -78,11 +79,7 @@ class AskBatcher:
         with self._lock:
             threads, self._threads = self._threads, []
             self._stopping = True
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        for item in drain(self._queue):
             if item is not None and item.future.set_running_or_notify_cancel():
                 item.future.set_exception(Stopping("the service is shutting down"))
         for _ in threads:

@@ -21,6 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from rag.models import Document, IngestReport
+from service.queues import drain
 
 JOBS_FILE = "jobs.sqlite"
 _SCHEMA = """
@@ -231,11 +232,7 @@ class IngestWorker:
         next start."""
         with self._lock:
             self._stopping = True
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+            for item in drain(self._queue):
                 if item is not None:
                     self.jobs.failed(item[0], STOPPED_BEFORE_START)
             if self._thread is not None:

@@ -506,3 +506,24 @@ def test_shutdown_does_not_wait_for_a_long_job_queue(tmp_path: Path) -> None:
     assert states[0] == JobState.running
     assert states[1:] == [JobState.failed] * 4
     assert "submit them again" in (qa.jobs.get(ids[1]).error or "")
+
+
+def test_a_surrogate_already_stored_in_metadata_no_longer_makes_its_document_unreadable(
+    tmp_path: Path,
+) -> None:
+    """An index written before input was validated may hold one (escaped in the JSON text);
+    it reads back as U+FFFD instead of a 500 on every read of the document."""
+    import sqlite3
+
+    with make_client(tmp_path) as c:
+        c.post("/documents", json={"id": "old", "text": PARIS}, headers=AUTH)
+    db = sqlite3.connect(tmp_path / "idx" / "default" / "index.sqlite")
+    db.execute(
+        "UPDATE documents SET metadata = ? WHERE id = 'old'", (json.dumps({"k": SURROGATE}),)
+    )
+    db.commit()
+    db.close()
+    with make_client(tmp_path) as c:
+        r = c.get("/documents/old")
+        assert r.status_code == 200 and r.json()["metadata"] == {"k": "\ufffd"}
+        assert c.get("/documents").status_code == 200
