@@ -28,6 +28,7 @@ from service.metrics import HTTP_METHODS, Metrics
 from service.middleware import BodyLimit, FormDefaultIsJSON, RequestLog, TrustedHosts, access_log
 from service.routers import ask, chat, documents, health, pages
 from service.routers.pages import STATIC_DIR
+from service.schemas import validation_message
 from service.security import KeyChecker, resolve_api_keys
 from service.services import (
     BadDocument,
@@ -163,13 +164,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        messages = [
-            "the request body is not valid JSON"
-            if e.get("type") == "json_invalid"
-            else f"{'.'.join(str(x) for x in e['loc'] if x != 'body') or 'body'}: {e['msg']}"
-            for e in exc.errors()
-        ]
-        return _error(request, 422, "; ".join(messages))
+        return _error(request, 422, validation_message(exc.errors()))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -9,12 +10,27 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from rag.validation import DOC_ID_MAX_CHARS, check_doc_id, check_metadata, check_text
 
 
+def validation_message(errors: Iterable[Any]) -> str:
+    """One line for pydantic's errors: ``field: message``, each once ("Value error, " and
+    a field name our own checks put in front are dropped)."""
+    parts = []
+    for e in errors:
+        if e.get("type") == "json_invalid":
+            parts.append("the request body is not valid JSON")
+            continue
+        where = ".".join(str(x) for x in e["loc"] if x != "body") or "body"
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        last = str(e["loc"][-1]) if e["loc"] else ""
+        parts.append(f"{where}: {msg.removeprefix(f'{last}: ')}")
+    return "; ".join(parts)
+
+
 def _text(field: str) -> AfterValidator:
     """Refuses lone surrogates and NUL at the edge (422), before any model sees the text."""
     return AfterValidator(lambda v: v if v is None else check_text(v, field))
 
 
-Text = Annotated[str, _text("text")]
+Question = Annotated[str, _text("question")]
 DocId = Annotated[str, AfterValidator(check_doc_id)]
 Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
 
@@ -45,7 +61,9 @@ class AskRequest(BaseModel):
 
     model_config = STRICT
 
-    question: Text = Field(..., description="The question; blank or over the length limit is 422.")
+    question: Question = Field(
+        ..., description="The question; blank or over the length limit is 422."
+    )
     top_k: JsonInt | None = Field(
         None, description="Passages to retrieve and read (1..RAG_MAX_TOP_K)."
     )
@@ -57,7 +75,7 @@ class AskBatchRequest(BaseModel):
 
     model_config = STRICT
 
-    questions: list[Text] = Field(
+    questions: list[Question] = Field(
         ..., description="The questions (1..RAG_MAX_BATCH_QUESTIONS), each as in POST /ask."
     )
     top_k: JsonInt | None = Field(None, description="Passages per question (1..RAG_MAX_TOP_K).")

@@ -26,6 +26,7 @@ from service.schemas import (
     IngestOut,
     JobOut,
     SpanOut,
+    validation_message,
 )
 from service.security import require_read_key, require_write_key
 from service.services import BadDocument, QAService, Submitted, UnsupportedUpload
@@ -91,7 +92,7 @@ async def _documents_from_request(request: Request, qa: QAService) -> list[Docum
         try:
             body = DocumentIn.model_validate_json(await request.body())
         except ValidationError as exc:
-            raise BadDocument(_validation_message(exc)) from None
+            raise BadDocument(validation_message(exc.errors())) from None
         doc_id = body.id or f"sha256:{text_sha256(body.text)[:16]}"
         title = body.title if body.title is not None else body.text.strip().split("\n")[0][:200]
         return [Document(doc_id, body.text, title, body.metadata or {})]
@@ -136,15 +137,6 @@ async def _documents_from_request(request: Request, qa: QAService) -> list[Docum
     raise UnsupportedUpload(
         f"content type {kind or '(none)'} is not accepted: send application/json "
         "or multipart/form-data with a .txt, .md, .html or .jsonl file"
-    )
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(
-        "the request body is not valid JSON"
-        if e["type"] == "json_invalid"
-        else f"{'.'.join(str(x) for x in e['loc']) or 'body'}: {e['msg']}"
-        for e in exc.errors()
     )
 
 
