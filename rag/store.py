@@ -224,6 +224,12 @@ class Store:
         when no vector file is there (otherwise the next commit would delete vectors that
         a restore could still pair with their rows).
         """
+        # Under the write lock: a second process creating the same new index waits for
+        # the first one's schema instead of finding it half made.
+        with self.writing():
+            self._create()
+
+    def _create(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         vectors = sorted(p.name for p in self.path.glob("vectors.*.faiss"))
         empty = not self.db_path.exists() or self.db_path.stat().st_size == 0

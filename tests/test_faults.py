@@ -341,3 +341,31 @@ def test_a_job_committed_before_a_crash_is_done_after_the_restart(tmp_path: Path
         assert c.get(f"/jobs/{committed.id}").json()["state"] == JobState.done
         assert c.get(f"/jobs/{lost.id}").json()["state"] == JobState.failed
         assert c.get("/documents/late.txt").status_code == 200
+
+
+def _create(path: str, out: Any) -> None:
+    try:
+        Store(Path(path)).create()
+        out.put("ok")
+    except Exception as exc:  # reported to the test, which fails on it
+        out.put(f"error: {exc!r}")
+
+
+def test_processes_creating_one_new_index_together_never_see_it_half_made(
+    tmp_path: Path,
+) -> None:
+    """CI caught two `rag ingest` into a new index: one saw the other's schema half made
+    and refused it as "not an index". Creation now waits for the write lock."""
+    ctx = mp.get_context("fork")
+    for attempt in range(10):
+        out = ctx.Queue()
+        procs = [
+            ctx.Process(target=_create, args=(str(tmp_path / f"i{attempt}" / "default"), out))
+            for _ in range(6)
+        ]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(60)
+        assert results == ["ok"] * 6, results
