@@ -21,9 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import SQUAD_V2_HALF  # noqa: E402
-from rag.evaluation import Evaluator  # noqa: E402
+from rag.eval import (  # noqa: E402
+    Evaluator,
+    write_outputs,
+)
 from rag.gold import load_gold  # noqa: E402
-from rag.report import write_outputs  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 
 from rag.gold import GoldSet, load_squad
-from rag.loaders import LoadResult
+from rag.ingest import LoadResult
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 

@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -73,12 +74,16 @@ def check(index: Path, done: set[str]) -> dict[str, Any]:
     store = Store(index)
     try:
         health = store.check()
-        with store.read() as conn:
+        # An audit of the rows beside the store's own check: read the database directly.
+        conn = sqlite3.connect(store.db_path)
+        try:
             ids = {r[0] for r in conn.execute("SELECT id FROM documents")}
             bad = conn.execute(
                 "SELECT d.id FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id "
                 "GROUP BY d.id HAVING COUNT(c.id) != d.n_chunks"
             ).fetchall()
+        finally:
+            conn.close()
     finally:
         store.close()
     missing = done - ids

@@ -160,7 +160,7 @@ def main() -> int:
     args = ap.parse_args()
 
     gold = load_squad(SQUAD_DEV)
-    gold_index(gold, INDEX_NAME).store.close()
+    gold_index(gold, INDEX_NAME).close()
     questions = [q.question for q in gold.questions]
     docs = train_paragraphs(args.ingest_docs, args.seed)
 

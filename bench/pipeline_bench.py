@@ -33,13 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import SQUAD_DEV, percentile  # noqa: E402
-from rag.embedding import Embedder  # noqa: E402
 from rag.gold import (  # noqa: E402
     exact_match,
     f1,
     load_squad,
 )
-from rag.loaders import load_paths  # noqa: E402
+from rag.ingest import (  # noqa: E402
+    Embedder,
+    load_paths,
+)
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
@@ -55,7 +57,7 @@ def encode_alone(embedder: Embedder, texts: list[str]) -> float:
 def ingest_and_encode(workdir: Path, embedder: Embedder) -> tuple[dict[str, object], Pipeline]:
     gold = load_squad(SQUAD_DEV)
     pipe = Pipeline(Settings(index_root=workdir), embedder=embedder)
-    chunks = [c for d in gold.documents for c in pipe.chunker.chunk(d)]
+    chunks = [c for d in gold.documents for c in pipe.chunk(d)]
     texts = [c.text for c in chunks]
     wordpieces = [embedder.wordpiece_count(t) for t in texts]
     embedder.embed(texts[:64])  # warm the kernels before anything is timed

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import SQUAD_DEV, gold_index, load_squad, percentile  # noqa: E402
 from rag.gold import exact_match, f1  # noqa: E402
+from rag.reader import SpanReader, quantize_encoder  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.span_reader import SpanReader, quantize_encoder  # noqa: E402
 
 
 def per_tensor_int8(reader: SpanReader) -> None:
@@ -68,8 +68,8 @@ def main() -> int:
     em: dict[str, list[float]] = {n: [] for n in readers}
     f1s: dict[str, list[float]] = {n: [] for n in readers}
     for i, q in enumerate(questions):
-        passages = pipe.retriever.retrieve(q.question, args.top_k)
-        documents = pipe._documents(passages)
+        passages = pipe.retrieve(q.question, args.top_k)
+        documents = pipe.documents_of(passages)
         names = list(readers)
         order = names[i % len(names) :] + names[: i % len(names)]  # rotate: same load for all
         for name in order:

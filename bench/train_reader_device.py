@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from rag.gold import load_squad
-from rag.reader_training import (
+from rag.reader import (
     ReaderTrainer,
     TrainConfig,
     TrainExample,

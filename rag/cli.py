@@ -18,13 +18,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from rag.gold import GoldFormatError
-from rag.loaders import LoadError, load_paths
+from rag.ingest import LoadError, load_paths
 from rag.models import Answer
-from rag.settings import READER_FIT_FILE, SPAN_FIT_FILE, Settings
-from rag.store import Store, StoreError
+from rag.settings import Settings
+from rag.store import StoreError
 
 EXIT_USAGE = 2
 EXIT_PARTIAL = 1
+# The entry-point group `rag serve` runs (the service package registers itself there).
+SERVE_ENTRY_POINTS = "rag.serve"
 
 
 class UserError(Exception):
@@ -85,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         const=FIT_FOR_READER,
         type=Path,
         metavar="FILE",
-        help="fit the abstention threshold and confidence of the reader in use (RAG_READER); "
-        f"write FILE (default {READER_FIT_FILE.name} or {SPAN_FIT_FILE.name})",
+        help="fit the abstention threshold and confidence of the reader that answers "
+        "(RAG_READER); write FILE (default: that reader's fit file in rag/data/)",
     )
     ev.add_argument(
         "--fit-keep",
@@ -106,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
     tr = sub.add_parser(
-        "train-reader", help="train the span reader (resumable; see rag/reader_training.py)"
+        "train-reader", help="train the span reader (resumable; see rag/reader/training.py)"
     )
     tr.add_argument("train", type=Path, help="SQuAD-format training JSON (.json or .json.gz)")
     tr.add_argument("--dev", type=Path, help="SQuAD-format dev set for EM/F1 after training")
@@ -217,8 +219,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from rag.pipeline import Pipeline
 
     pipe = Pipeline(_settings(args))
-    if not pipe.store.exists():
-        raise UserError(f"no index at {pipe.store.path}; run `rag ingest PATH` first")
+    if not pipe.exists():
+        raise UserError(f"no index at {pipe.index_path}; run `rag ingest PATH` first")
     answer = pipe.ask(args.question, filters=_parse_filters(args.filter) or None)
     if args.json:
         print(json.dumps(dataclasses.asdict(answer), ensure_ascii=False, indent=2))
@@ -239,7 +241,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     pipe = Pipeline(_settings(args))
     if not pipe.delete(args.doc_id):
-        raise UserError(f"no document {args.doc_id!r} in {pipe.store.path}")
+        raise UserError(f"no document {args.doc_id!r} in {pipe.index_path}")
     print(f"deleted {args.doc_id}")
     return 0
 
@@ -260,9 +262,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import random
 
-    from rag.evaluation import Evaluator, fit_reader
+    from rag.eval import Evaluator, compare, fit_abstention, write_outputs
     from rag.gold import load_gold
-    from rag.report import compare, write_outputs
+    from rag.reader import save_abstention
 
     if args.compare:
         metrics = []
@@ -282,19 +284,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.sample < len(gold.questions):
             gold.questions = random.Random(args.seed).sample(gold.questions, args.sample)
     settings = _settings(args)
-    kind = "span" if settings.reader == "span" else "sentence"
     if not 0.0 <= args.fit_keep <= 1.0:
         raise UserError(f"--fit-keep wants a share in [0, 1], got {args.fit_keep}")
     if args.fit_threshold:
-        if args.fit_threshold == FIT_FOR_READER:
-            args.fit_threshold = SPAN_FIT_FILE if kind == "span" else READER_FIT_FILE
+        # Abstention off: every question answered, so the fit sees every score.
         settings = settings.model_copy(
-            update={
-                "abstain_threshold": float("-inf"),
-                "confidence_calibration": None,
-                "span_abstain_margin": float("-inf"),
-                "span_confidence_calibration": None,
-            }
+            update={"abstain_threshold": float("-inf"), "span_abstain_margin": float("-inf")}
         )
     evaluator = Evaluator(settings, ablation=args.ablation, progress=not args.quiet)
     run = evaluator.run(gold, index_name=args.index)
@@ -306,50 +301,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
         files = write_outputs(run, args.out, args.gold.name)
         print(f"wrote {len(files)} files to {args.out}")
     if args.fit_threshold:
-        if gold.retrieval_only:
+        if gold.retrieval_only or run.reader is None:
             raise UserError("--fit-threshold needs a gold set with answers")
-        fit = {
-            **fit_reader(run.results, kind, args.fit_keep),
+        # The reader that answered is the one fitted, into its own fit file by default.
+        reader = run.reader
+        path = reader.fit_file if args.fit_threshold == FIT_FOR_READER else args.fit_threshold
+        fit = fit_abstention(run.results, reader.abstention, args.fit_keep)
+        report = {
+            **fit.report,
             # The span reader's margins shift a little with int8: fit with what will serve.
-            **({"span_quantize": settings.span_quantize} if kind == "span" else {}),
+            **({"span_quantize": settings.span_quantize} if reader.kind == "span" else {}),
             "data": f"{args.gold.name}, open corpus, {len(run.results)} questions",
             "seed": args.seed,
             "command": " ".join(["rag", *sys.argv[1:]]) if sys.argv else "rag eval",
         }
-        args.fit_threshold.write_text(json.dumps(fit, indent=2) + "\n")
-        print(f"fitted: {json.dumps(fit)}\nwrote {args.fit_threshold}")
+        save_abstention(path, reader.kind, fit.abstention, **report)
+        print(f"fitted: {path.read_text()}wrote {path}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    # The library does not import the HTTP layer: the service registers its entry point
+    # (pyproject's ``rag.serve`` group) and `rag serve` runs whatever is installed there.
+    from importlib.metadata import entry_points
 
-    from service.app import create_app
-
-    settings = _settings(args)
-    # A damaged index is told in one line before anything starts (the app itself would
-    # serve 503s with the reason).
-    store = Store(settings.index_dir, settings.faiss_index_type)
-    if store.exists() or any(store.path.glob("vectors.*.faiss")):
-        store.create()
-        store.check()
-        store.close()
-    # The app logs one JSON line per request itself: uvicorn's access log would repeat it.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-    )
-    return 0
+    found = sorted(entry_points(group=SERVE_ENTRY_POINTS), key=lambda ep: ep.name)
+    if not found:
+        raise UserError("no HTTP service is installed (the `service` package of this project)")
+    serve = found[0].load()
+    return int(serve(_settings(args)))
 
 
 def cmd_train_reader(args: argparse.Namespace) -> int:
     import dataclasses
 
     from rag.gold import load_squad
-    from rag.reader_training import (
+    from rag.reader import (
+        WEIGHTS_FILE,
         ReaderTrainer,
         TrainConfig,
         build_examples,
@@ -385,8 +373,8 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         raise UserError(f"{args.base}: no encoder config.json there")
     if args.save_every < 1:
         raise UserError("--save-every must be at least 1")
-    if args.init is not None and not (args.init / "model.safetensors").is_file():
-        raise UserError(f"{args.init}: no model.safetensors there")
+    if args.init is not None and not (args.init / WEIGHTS_FILE).is_file():
+        raise UserError(f"{args.init}: no {WEIGHTS_FILE} there")
     trainer = ReaderTrainer(cfg, args.out, init=args.init, base=args.base, device=device)
     try:
         resumed = trainer.load_checkpoint()

@@ -7,8 +7,11 @@ Every offset is a character offset into ``Document.text`` (the stored text), so 
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 
 def text_sha256(text: str) -> str:
@@ -56,6 +59,14 @@ class Passage:
     bm25_score: float | None = None
     dense_rank: int | None = None
     bm25_rank: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One retriever's hit: a chunk id of the store and its score (higher is better)."""
+
+    id: int
+    score: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +127,73 @@ class IngestReport:
     seconds: float = 0.0
     # Time inside the encoder only (model loading excluded): chunks_embedded / this = chunks/s.
     embed_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """A stored document's identity, without its text."""
+
+    id: str
+    title: str
+    sha256: str
+    metadata: dict[str, Any]
+    n_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStats:
+    """What an index holds and how it was built."""
+
+    path: str
+    documents: int
+    chunks: int
+    manifest: dict[str, str]
+
+
+# Signals of an answer that a reader's confidence may weigh (names of Span/QuestionResult
+# values): the reader's score, and whether the answer was narrowed inside its sentence.
+AbstentionFeature = Literal["score", "narrowed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Abstention:
+    """When a reader abstains, and how sure it is when it answers; each reader owns one.
+
+    ``threshold``: the reader abstains when its best span scores below it. ``calibration``:
+    logistic weights, one per name in ``features`` and then a bias, giving P(correct);
+    None when unfitted (the reader then says what its raw score means). ``objective`` is
+    what a fit maximises: "f1" (the official SQuAD v2.0 F1, for phrase answers) or "cited"
+    (right decisions: an answer whose cited sentence holds a gold answer).
+    """
+
+    threshold: float = 0.0
+    calibration: tuple[float, ...] | None = None
+    features: tuple[AbstentionFeature, ...] = ("score",)
+    objective: Literal["f1", "cited"] = "f1"
+
+    def __post_init__(self) -> None:
+        if self.calibration is not None and len(self.calibration) != len(self.features) + 1:
+            raise ValueError(
+                f"a calibration over {list(self.features)} has {len(self.features) + 1} "
+                f"weights, not {len(self.calibration)}"
+            )
+
+    def abstains(self, score: float) -> bool:
+        return score < self.threshold
+
+    def probability(self, values: Mapping[str, float]) -> float | None:
+        """The calibrated P(correct) of an answer with these feature values, or None."""
+        if self.calibration is None:
+            return None
+        *weights, bias = self.calibration
+        z = sum(w * values[f] for w, f in zip(weights, self.features, strict=True)) + bias
+        return 1.0 / (1.0 + math.exp(-z))
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderInfo:
+    """Which reader a pipeline answers with, its abstention, and where its fit is kept."""
+
+    kind: str
+    abstention: Abstention
+    fit_file: Path

@@ -7,29 +7,32 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rag.chunking import Chunker
-from rag.embedding import Embedder
-from rag.models import Answer, Chunk, Document, IngestReport, Passage, Span
-from rag.reader import Reader, SentenceReader, compose_answer, no_answer
+from rag.ingest import Chunker, Embedder
+from rag.models import (
+    Answer,
+    Chunk,
+    Document,
+    DocumentInfo,
+    IndexStats,
+    IngestReport,
+    Passage,
+    ReaderInfo,
+    Span,
+)
+from rag.reader import Reader, build_reader, compose_answer, no_answer
 from rag.retrieval import Mode, Retriever
 from rag.settings import Settings
-from rag.store import Store, StoreError, Upsert
+from rag.store import IndexHealth, Store, StoreError, Upsert
 from rag.validation import InvalidInput, check_document, check_filters, check_text
 
-log = logging.getLogger("rag.pipeline")
-# rag.span_reader.WEIGHTS_FILE, named here so that importing the pipeline does not import torch.
-SPAN_WEIGHTS_FILE = "model.safetensors"
 ProgressFn = Callable[[int], None]
 # Chunks embedded per atomic commit: an interrupted long ingest keeps what it committed.
 COMMIT_EVERY_CHUNKS = 2048
@@ -41,16 +44,6 @@ class QuestionError(ValueError):
     """A question the service will not process (empty, blank, too long)."""
 
 
-@dataclass(frozen=True, slots=True)
-class IndexStats:
-    """What an index holds and how it was built."""
-
-    path: str
-    documents: int
-    chunks: int
-    manifest: dict[str, str]
-
-
 class Pipeline:
     """Documents in, cited extractive answers out."""
 
@@ -59,55 +52,75 @@ class Pipeline:
         settings: Settings | None = None,
         embedder: Embedder | None = None,
         reader: Reader | None = None,
+        store: Store | None = None,
     ) -> None:
+        """Collaborators not given are built from ``settings`` (tests and benches pass their
+        own: a fake embedder, a reader variant, a store they also inspect)."""
         self.settings = settings or Settings()
         s = self.settings
         self.embedder = embedder or Embedder(batch_size=s.embed_batch_size)
-        self.chunker = Chunker(s.chunk_tokens, s.chunk_overlap, s.sentence_snap_tokens)
-        self.store = Store(s.index_dir, s.faiss_index_type)
-        self.retriever = Retriever(
-            self.store, self.embedder, s.retrieve_depth, s.rrf_k, s.retrievers
-        )
-        self.reader: Reader = reader or self._default_reader()
-
-    def _default_reader(self) -> Reader:
-        """The configured reader; the sentence reader when span weights are absent."""
-        s = self.settings
-        if s.reader == "span" and (Path(s.reader_weights) / SPAN_WEIGHTS_FILE).is_file():
-            from rag.span_reader import SpanReader  # torch is imported only when needed
-
-            return SpanReader(
-                Path(s.reader_weights),
-                s.span_margin_chars,
-                s.span_max_answer_tokens,
-                s.span_batch_windows,
-                s.span_quantize,
-            )
-        if s.reader == "span":
-            log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)
-        return SentenceReader(self.embedder, s.reader_dense_weight, s.reader_max_sentences)
+        self._chunker = Chunker(s.chunk_tokens, s.chunk_overlap, s.sentence_snap_tokens)
+        self._store = store or Store(s.index_dir, s.faiss_index_type)
+        self._retriever = Retriever(self.embedder, s.retrieve_depth, s.rrf_k, s.retrievers)
+        self._reader: Reader = reader or build_reader(s, self.embedder)
 
     def warm_up(self) -> None:
         """Load the models so that the first question is not slow."""
         self.embedder.warm_up()
-        self.reader.warm_up()
+        self._reader.warm_up()
+
+    @property
+    def reader(self) -> ReaderInfo:
+        """Which reader answers, its abstention, and the file its fit is written to."""
+        r = self._reader
+        return ReaderInfo(r.kind, r.abstention, r.fit_file)
 
     def build_manifest(self) -> dict[str, str]:
         """Keys an index must agree on with this pipeline before it is written to."""
-        c = self.chunker
         return {
             **self.embedder.manifest(),
-            "chunker": json.dumps(
-                {
-                    "tokenizer": "cl100k_base",
-                    "max_tokens": c.max_tokens,
-                    "overlap": c.overlap,
-                    "snap_tokens": c.snap_tokens,
-                },
-                sort_keys=True,
-            ),
-            "faiss_index_type": self.store.faiss_index_type,
+            **self._chunker.manifest(),
+            "faiss_index_type": self._store.faiss_index_type,
         }
+
+    def chunk(self, document: Document) -> list[Chunk]:
+        """The chunks this pipeline would index ``document`` as."""
+        return self._chunker.chunk(document)
+
+    # ---- the index -----------------------------------------------------------------------
+    @property
+    def index_path(self) -> Path:
+        return self._store.path
+
+    def exists(self) -> bool:
+        """Whether the index has been built."""
+        return self._store.exists()
+
+    def open_index(self) -> IndexHealth:
+        """Create the index if missing, check that it was built the way this pipeline builds
+        and that its files are whole, and hold it as served (a rebuild is refused while
+        this process lives): StoreError with the reason otherwise."""
+        self._store.create()
+        self._store.check_compatible(self.build_manifest())
+        health = self._store.check()
+        self._store.hold_serving()
+        return health
+
+    def manifest(self) -> dict[str, str]:
+        return self._store.manifest()
+
+    def stamp(self, entries: Mapping[str, str]) -> None:
+        """Write ``entries`` into the index's manifest (one atomic commit)."""
+        with self._store.writing():
+            self._store.apply(manifest=entries)
+
+    def counts(self) -> tuple[int, int]:
+        """(documents, chunks) of the index; (0, 0) before it exists."""
+        return self._store.counts() if self._store.exists() else (0, 0)
+
+    def close(self) -> None:
+        """Close this thread's connection and stop holding the index as served."""
+        self._store.close()
 
     # ---- writes ------------------------------------------------------------------------
     def ingest(
@@ -118,6 +131,7 @@ class Pipeline:
         commit_every: int | None = COMMIT_EVERY_CHUNKS,
         plan: ProgressFn | None = None,
         stamp: Mapping[str, str] | None = None,
+        wait: bool = True,
     ) -> IngestReport:
         """Add new documents, replace changed ones, skip unchanged ones (no embedding).
 
@@ -134,11 +148,12 @@ class Pipeline:
         if rebuild:
             return self._rebuild(documents, progress)
         manifest = self.build_manifest()
-        self.store.create()
-        self.store.check_compatible(manifest)
-        manifest = {**manifest, **(stamp or {})}
-        # The read-compare-write below is one writer's: other processes wait for it.
-        with self.store.writing():
+        # The read-compare-write below is one writer's: other threads and processes wait
+        # for it (or, with ``wait=False``, StoreBusy at once).
+        with self._store.writing(blocking=wait):
+            self._store.create()
+            self._store.check_compatible(manifest)
+            manifest = {**manifest, **(stamp or {})}
             return self._ingest(documents, manifest, progress, commit_every, plan, t0)
 
     def _ingest(
@@ -150,21 +165,22 @@ class Pipeline:
         plan: ProgressFn | None,
         t0: float,
     ) -> IngestReport:
-        existing = self.store.document_hashes()
+        existing = self._store.document_infos()
         report = IngestReport()
         todo: list[tuple[Document, list[Chunk]]] = []
         metadata_only: list[Document] = []
         for doc in documents:
             old = existing.get(doc.id)
-            if old is not None and old[0] == doc.sha256:
-                if (old[1], old[2]) != (doc.title, json.dumps(doc.metadata, sort_keys=True)):
+            if old is not None and old.sha256 == doc.sha256:
+                stored = (old.title, json.dumps(old.metadata, sort_keys=True))
+                if stored != (doc.title, json.dumps(doc.metadata, sort_keys=True)):
                     metadata_only.append(doc)
                     report.updated.append(doc.id)
                 else:
                     report.unchanged.append(doc.id)
                 continue
             (report.updated if old is not None else report.added).append(doc.id)
-            todo.append((doc, self.chunker.chunk(doc)))
+            todo.append((doc, self._chunker.chunk(doc)))
         if plan is not None:
             plan(sum(len(c) for _, c in todo))
         embedded, embed_seconds = 0, 0.0
@@ -201,7 +217,7 @@ class Pipeline:
         for doc, chunks in batch:
             upserts.append(Upsert(doc, chunks, vectors[row : row + len(chunks)]))
             row += len(chunks)
-        self.store.apply(upserts, manifest=manifest, metadata_only=metadata_only)
+        self._store.apply(upserts, manifest=manifest, metadata_only=metadata_only)
         return len(texts), embed_seconds
 
     def _embed_with_progress(self, texts: Sequence[str], progress: ProgressFn | None) -> np.ndarray:
@@ -220,38 +236,38 @@ class Pipeline:
 
         Refused while a server holds the index (it would keep using the replaced files);
         other writers wait, so two rebuilds never share the folder they build in."""
-        final = self.store.path
-        with self.store.replacing(), self.store.writing():
+        final = self._store.path
+        with self._store.replacing(), self._store.writing():
             tmp = final.with_name(final.name + ".rebuild")
             shutil.rmtree(tmp, ignore_errors=True)
             fresh = Pipeline(
                 self.settings.model_copy(update={"index_name": tmp.name}),
                 self.embedder,
-                self.reader,
+                self._reader,
             )
             report = fresh.ingest(documents, progress)
-            fresh.store.close()
-            self.store.close()
+            fresh.close()
+            self._store.close()
             old = final.with_name(final.name + ".old")
             shutil.rmtree(old, ignore_errors=True)
             if final.exists():
                 final.rename(old)
             tmp.rename(final)
             shutil.rmtree(old, ignore_errors=True)
-            for lock in (fresh.store.lock_path, fresh.store.serve_lock_path):
+            for lock in (fresh._store.lock_path, fresh._store.serve_lock_path):
                 lock.unlink(missing_ok=True)
-        self.store = Store(final, self.settings.faiss_index_type)
-        self.retriever.store = self.store
+        # The swapped-in folder is new: open it afresh (the old connection saw the old one).
+        self._store = Store(final, self.settings.faiss_index_type)
         return report
 
     def delete(self, doc_id: str) -> bool:
         """Remove a document and its vectors; False when it was not there."""
-        if not self.store.exists():
+        if not self._store.exists():
             return False
-        with self.store.writing():
-            if self.store.document_info(doc_id) is None:
+        with self._store.writing():
+            if self._store.document_info(doc_id) is None:
                 return False
-            self.store.apply(deletes=[doc_id])
+            self._store.apply(deletes=[doc_id])
         return True
 
     # ---- reads -------------------------------------------------------------------------
@@ -306,10 +322,10 @@ class Pipeline:
         self.check_filters(filters)
         if not checked:
             return []
-        if not self.store.exists() or self.store.is_empty():
+        if not self._store.exists() or self._store.is_empty():
             return [no_answer(q, "no documents: the index is empty") for q in checked]
         # Vectors of another model would be silent garbage: refuse them.
-        self.store.check_compatible(self.embedder.manifest())
+        self._store.check_compatible(self.embedder.manifest())
         contexts = list(contexts) if contexts is not None else [None] * len(checked)
         queries = [
             f"{self._clip_context(c)} {q}" if c and c.strip() else q
@@ -318,13 +334,13 @@ class Pipeline:
         t0 = time.perf_counter()
         # One snapshot for retrieval and the documents it cites: a concurrent ingest or delete
         # is seen entirely or not at all.
-        with self.store.read() as conn:
-            passages = self.retriever.retrieve_batch(
-                queries, top_k or self.settings.top_k, filters, mode
+        with self._store.read() as snap:
+            passages = self._retriever.retrieve_batch(
+                snap, queries, top_k or self.settings.top_k, filters, mode
             )
-            documents = self._documents([p for ps in passages for p in ps], conn)
+            documents = snap.documents_by_id([p.doc_id for ps in passages for p in ps])
         t1 = time.perf_counter()
-        spans = self.reader.read_batch(checked, passages, documents)
+        spans = self._reader.read_batch(checked, passages, documents)
         answers = [
             self._compose(q, ps, sp, documents)
             for q, ps, sp in zip(checked, passages, spans, strict=True)
@@ -343,16 +359,34 @@ class Pipeline:
         except InvalidInput as exc:
             raise QuestionError(str(exc)) from None
 
-    def _documents(
-        self, passages: Sequence[Passage], conn: sqlite3.Connection | None = None
-    ) -> dict[str, Document]:
-        documents: dict[str, Document] = {}
-        for p in passages:
-            if p.doc_id not in documents:
-                doc = self.store.document(p.doc_id, conn)
-                if doc is not None:
-                    documents[p.doc_id] = doc
-        return documents
+    def retrieve(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        mode: Mode | None = None,
+    ) -> list[Passage]:
+        """The fused passages for ``question`` without reading them (evaluation, benches)."""
+        return self.retrieve_batch([question], top_k, filters, mode)[0]
+
+    def retrieve_batch(
+        self,
+        questions: Sequence[str],
+        top_k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        mode: Mode | None = None,
+    ) -> list[list[Passage]]:
+        """``retrieve`` for many questions: one query encoder pass, one snapshot."""
+        self.check_filters(filters)
+        with self._store.read() as snap:
+            return self._retriever.retrieve_batch(
+                snap, questions, top_k or self.settings.top_k, filters, mode
+            )
+
+    def documents_of(self, passages: Sequence[Passage]) -> dict[str, Document]:
+        """The stored documents the passages come from, by id (one snapshot)."""
+        with self._store.read() as snap:
+            return snap.documents_by_id([p.doc_id for p in passages])
 
     def _compose(
         self,
@@ -361,38 +395,40 @@ class Pipeline:
         spans: Sequence[Span],
         documents: Mapping[str, Document],
     ) -> Answer:
-        threshold, calibration = self.abstention()
-        return compose_answer(question, spans, documents, passages, threshold, calibration)
-
-    def abstention(self) -> tuple[float, list[float] | None]:
-        """The abstention threshold and confidence calibration of the reader in use."""
-        if self.reader.kind == "span":
-            # Span scores are logit margins over "no answer": their own threshold, and a
-            # Platt-scaled logistic of the margin as confidence (plain sigmoid if unfitted).
-            return self.settings.span_abstain_margin, (
-                self.settings.span_confidence_calibration or [1.0, 0.0, 0.0]
-            )
-        return self.settings.abstain_threshold, self.settings.confidence_calibration
+        return compose_answer(question, spans, documents, passages, self._reader)
 
     def read(self, question: str, passages: Sequence[Passage]) -> Answer:
         """Compose the answer from already retrieved passages (evaluation reuses retrieval)."""
-        with self.store.read() as conn:
-            documents = self._documents(passages, conn)
-        spans = self.reader.read(question, passages, documents)
+        documents = self.documents_of(passages)
+        spans = self._reader.read(question, passages, documents)
         return self._compose(question, passages, spans, documents)
 
     # ---- documents ---------------------------------------------------------------------
     def document(self, doc_id: str) -> Document | None:
         """A stored document with its text, or None."""
-        if not self.store.exists():
+        if not self._store.exists():
             return None
-        return self.store.document(doc_id)
+        return self._store.document(doc_id)
+
+    def document_with_info(self, doc_id: str) -> tuple[Document, DocumentInfo] | None:
+        """A stored document and its identity (chunk count), read from one snapshot."""
+        if not self._store.exists():
+            return None
+        with self._store.read() as snap:
+            doc, info = snap.document(doc_id), snap.document_info(doc_id)
+        return None if doc is None or info is None else (doc, info)
+
+    def documents(self, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
+        """A page of the stored documents, by id."""
+        if not self._store.exists():
+            return []
+        return self._store.documents(limit, offset)
 
     def stats(self) -> IndexStats:
-        if not self.store.exists():
-            raise StoreError(f"no index at {self.store.path} (run `rag ingest PATH` first)")
-        docs, chunks = self.store.counts()
-        return IndexStats(str(self.store.path), docs, chunks, self.store.manifest())
+        if not self._store.exists():
+            raise StoreError(f"no index at {self._store.path} (run `rag ingest PATH` first)")
+        docs, chunks = self._store.counts()
+        return IndexStats(str(self._store.path), docs, chunks, self._store.manifest())
 
 
 def index_exists(settings: Settings) -> bool:

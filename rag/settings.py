@@ -1,7 +1,8 @@
 """Settings for the library, the CLI and the service (``RAG_*`` environment variables).
 
-Nothing is read at import time: ``Settings()`` reads the environment (and the fitted reader
-calibration shipped in ``rag/data/``) when it is constructed.
+Nothing is read at import time: ``Settings()`` reads the environment when it is constructed.
+The readers' fitted abstention is not a setting: each reader loads its own fit file
+(``rag.reader``); the ``*_abstain_*`` and ``*_calibration`` settings only override it.
 """
 
 from __future__ import annotations
@@ -14,44 +15,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATA_DIR = Path(__file__).parent / "data"
-READER_FIT_FILE = DATA_DIR / "sentence_reader_fit.json"
-SPAN_FIT_FILE = DATA_DIR / "span_reader_fit.json"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-# Used only when the fitted calibration file is missing (e.g. a trimmed install).
-UNFITTED_ABSTAIN_THRESHOLD = 0.0
-# The span reader's own decision: answer when the best span beats "no answer".
-UNFITTED_SPAN_MARGIN = 0.0
-
-
-def _fitted(key: str, path: Path = READER_FIT_FILE) -> Any:
-    try:
-        return json.loads(path.read_text())[key]
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def fitted_span_margin() -> float:
-    """The span reader's abstention margin fitted by ``make fit-threshold``."""
-    value = _fitted("abstain_threshold", SPAN_FIT_FILE)
-    return UNFITTED_SPAN_MARGIN if value is None else float(value)
-
-
-def fitted_span_calibration() -> list[float] | None:
-    """Platt scaling of the span margin, [1/temperature, 0, bias], fitted with the margin."""
-    value = _fitted("confidence_calibration", SPAN_FIT_FILE)
-    return None if value is None else [float(v) for v in value]
-
-
-def fitted_abstain_threshold() -> float:
-    """The abstention threshold fitted by ``rag eval --fit-threshold`` (make fit-threshold)."""
-    value = _fitted("abstain_threshold")
-    return UNFITTED_ABSTAIN_THRESHOLD if value is None else float(value)
-
-
-def fitted_confidence_calibration() -> list[float] | None:
-    """Logistic weights (score, narrowed, bias) fitted with the threshold, if any."""
-    value = _fitted("confidence_calibration")
-    return None if value is None else [float(v) for v in value]
 
 
 class Settings(BaseSettings):
@@ -122,20 +86,20 @@ class Settings(BaseSettings):
         "5 passages) for 0.4-1.3 F1 on SQuAD dev (bench/reader_bench.py). Off by default: "
         "int8 margins run lower, and with the fp32-fitted margin it abstains more.",
     )
-    span_abstain_margin: float = Field(
-        default_factory=fitted_span_margin,
+    span_abstain_margin: float | None = Field(
+        None,
         description="The span reader abstains when its best span's logit beats the no-answer "
-        "logit by less than this. Fitted on SQuAD v2.0 dev (half) by `make fit-threshold` "
-        "(best official F1 among margins keeping 90% of the answerable F1); stored in "
-        "rag/data/span_reader_fit.json (0 when absent).",
+        "logit by less than this. Unset: the margin fitted on SQuAD v2.0 dev (half) by `make "
+        "fit-threshold` (best official F1 among margins keeping 90% of the answerable F1), "
+        "stored in rag/data/span_reader_fit.json (0 when absent).",
     )
     span_confidence_calibration: list[float] | None = Field(
-        default_factory=fitted_span_calibration,
-        min_length=3,
-        max_length=3,
+        None,
+        min_length=2,
+        max_length=2,
         description="Span confidence = sigmoid(a * margin + c) (Platt scaling: a = "
-        "1/temperature), [a, 0, c] fitted with the margin on P(F1 > 0.5 or exact match). "
-        "None: sigmoid(margin).",
+        "1/temperature), [a, c]. Unset: fitted with the margin on P(F1 > 0.5 or exact match) "
+        "(sigmoid(margin) when absent).",
     )
     reader_dense_weight: float = Field(
         0.5,
@@ -150,17 +114,19 @@ class Settings(BaseSettings):
         description="Sentences embedded per question: the ones sharing most question words. "
         "Sentence encoding dominates read time, so this bounds it.",
     )
-    abstain_threshold: float = Field(
-        default_factory=fitted_abstain_threshold,
-        description="Answers whose sentence score is below this abstain. Fitted on SQuAD v2.0 "
-        "dev (half) by `make fit-threshold`; stored in rag/data/sentence_reader_fit.json.",
+    abstain_threshold: float | None = Field(
+        None,
+        description="Answers whose sentence score is below this abstain. Unset: fitted on "
+        "SQuAD v2.0 dev (half) by `make fit-threshold`, stored in "
+        "rag/data/sentence_reader_fit.json.",
     )
     confidence_calibration: list[float] | None = Field(
-        default_factory=fitted_confidence_calibration,
+        None,
         min_length=3,
         max_length=3,
-        description="Confidence = sigmoid(a * score + b * narrowed + c), [a, b, c] fitted on "
-        "gold data with the threshold (P(F1 > 0.5 or exact match)). None: clipped score.",
+        description="Sentence confidence = sigmoid(a * score + b * narrowed + c), [a, b, c]. "
+        "Unset: fitted on gold data with the threshold (P(F1 > 0.5 or exact match); the "
+        "clipped score when absent).",
     )
     max_question_chars: int = Field(
         1000, ge=1, description="Longest question accepted (characters)."

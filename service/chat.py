@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 
-from rag.chunking import cl100k
+from rag.ingest import cl100k
 from rag.models import Answer
 from rag.pipeline import QuestionError
 from rag.settings import Settings

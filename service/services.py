@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.loaders import LoadError, load_bytes
-from rag.models import Answer, Document, IngestReport
+from rag.ingest import LoadError, load_bytes
+from rag.models import Answer, Document, DocumentInfo, IngestReport
 from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
-from rag.store import DocumentInfo, StoreBusy, StoreError
+from rag.store import StoreBusy, StoreError
 from rag.validation import InvalidInput, check_document
 from service.batching import AskBatcher
 from service.jobs import JOBS_FILE, IngestWorker, Job, JobState, JobStore
@@ -78,8 +77,6 @@ class QAService:
         self.pipeline = pipeline or Pipeline(settings)
         self.jobs = JobStore(settings.index_dir / JOBS_FILE)
         self.worker = IngestWorker(self.jobs, self._ingest_job, self._job_finished)
-        # Writes are serialised here: ingest's read-compare-write must not interleave.
-        self._write_lock = threading.Lock()
         self._ready = False
         self.not_ready_reason = "starting: the model is not loaded yet"
         self.metrics.bind_index(self.counts)
@@ -97,17 +94,13 @@ class QAService:
         """Open (or create) and check the index, fail interrupted jobs, start the ingest
         worker. A damaged index leaves the service up but not ready: /ready and every
         route that needs the index answer 503 with the reason, never a 500."""
-        store = self.pipeline.store
         try:
-            store.create()
-            store.check_compatible(self.pipeline.build_manifest())
-            store.check()
+            self.pipeline.open_index()
         except StoreError as exc:
             self.not_ready_reason = str(exc)
             log.error("the index cannot be served: %s", exc)
             return
-        store.hold_serving()
-        self.jobs.mark_interrupted(committed=store.manifest().get(COMMITTED_JOB_KEY))
+        self.jobs.mark_interrupted(committed=self.pipeline.manifest().get(COMMITTED_JOB_KEY))
         self.worker.start()
         self._ready = True
 
@@ -122,23 +115,19 @@ class QAService:
         grace = self.settings.shutdown_grace_s
         self.batcher.stop(timeout=grace)
         self.worker.stop(timeout=grace)
-        self.pipeline.store.close()
+        self.pipeline.close()
 
     @property
     def ready(self) -> bool:
         return self._ready
 
     def counts(self) -> tuple[int, int]:
-        store = self.pipeline.store
-        if not self._ready or not store.exists():
-            return (0, 0)
-        return store.counts()
+        return self.pipeline.counts() if self._ready else (0, 0)
 
     def document_count(self) -> int | None:
-        store = self.pipeline.store
-        if not self._ready or not store.exists():
+        if not self._ready or not self.pipeline.exists():
             return None
-        return store.counts()[0]
+        return self.pipeline.counts()[0]
 
     # ---- questions ---------------------------------------------------------------------
     def _check_top_k(self, top_k: int | None) -> None:
@@ -218,18 +207,14 @@ class QAService:
         small = (
             len(documents) == 1 and len(documents[0].text) <= self.settings.sync_ingest_max_chars
         )
-        # A small document is ingested now unless a job holds the writer: then it queues
-        # behind that job instead of holding the request open for the job's duration.
-        if small and self._write_lock.acquire(blocking=False):
+        # A small document is ingested now unless a writer holds the index (a job here, or
+        # `rag ingest` in another process): then it queues instead of waiting for it.
+        if small:
             try:
-                # Another process (`rag ingest`) may hold the index: then queue, not wait.
-                with self.pipeline.store.writing(blocking=False):
-                    report = self.pipeline.ingest(documents, commit_every=None)
+                report = self.pipeline.ingest(documents, commit_every=None, wait=False)
                 return Submitted(documents, report=report)
             except StoreBusy:
                 pass
-            finally:
-                self._write_lock.release()
         job = self.worker.submit(documents, max_active=self.settings.max_queued_jobs)
         self.metrics.jobs_active.set(self.jobs.active())
         return Submitted(documents, job=job)
@@ -272,16 +257,15 @@ class QAService:
         progress: Callable[[int], None],
         plan: Callable[[int], None],
     ) -> IngestReport:
-        with self._write_lock:
-            # One commit for the whole submission: it is stored entirely or not at all, and
-            # the commit names the job, so a restart after it knows the job is done.
-            return self.pipeline.ingest(
-                documents,
-                progress,
-                commit_every=None,
-                plan=plan,
-                stamp={COMMITTED_JOB_KEY: job_id},
-            )
+        # One commit for the whole submission: it is stored entirely or not at all, and
+        # the commit names the job, so a restart after it knows the job is done.
+        return self.pipeline.ingest(
+            documents,
+            progress,
+            commit_every=None,
+            plan=plan,
+            stamp={COMMITTED_JOB_KEY: job_id},
+        )
 
     def _job_finished(self, state: JobState) -> None:
         self.metrics.jobs.labels(state.value).inc()
@@ -295,26 +279,19 @@ class QAService:
 
     def list_documents(self, limit: int, offset: int) -> tuple[list[DocumentInfo], int]:
         self.require_ready()
-        store = self.pipeline.store
-        if not store.exists():
-            return [], 0
-        return store.documents(limit, offset), store.counts()[0]
+        return self.pipeline.documents(limit, offset), self.pipeline.counts()[0]
 
     def document(self, doc_id: str) -> tuple[Document, DocumentInfo]:
         self.require_ready()
-        store = self.pipeline.store
-        if store.exists():
-            with store.read():
-                doc, info = store.document(doc_id), store.document_info(doc_id)
-            if doc is not None and info is not None:
-                return doc, info
-        raise NotFound(f"no document {doc_id!r}")
+        found = self.pipeline.document_with_info(doc_id)
+        if found is None:
+            raise NotFound(f"no document {doc_id!r}")
+        return found
 
     def delete(self, doc_id: str) -> None:
         self.require_ready()
-        with self._write_lock:
-            if not self.pipeline.delete(doc_id):
-                raise NotFound(f"no document {doc_id!r}")
+        if not self.pipeline.delete(doc_id):
+            raise NotFound(f"no document {doc_id!r}")
 
     def span(self, doc_id: str, start: int, end: int, context: int | None) -> SpanView:
         self.require_ready()

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embedding import Embedder
-from rag.loaders import load_paths
+from rag.ingest import Embedder, load_paths
 from rag.pipeline import Pipeline
 from rag.settings import Settings
+from rag.store import Store
 from service.testing import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,10 +80,16 @@ def unit_settings(**overrides: object) -> Settings:
 
 
 @pytest.fixture
-def fake_pipeline(tmp_path: Path) -> Pipeline:
+def fake_store(tmp_path: Path) -> Store:
+    """The store of ``fake_pipeline`` (store tests inspect what the pipeline writes)."""
+    return Store(unit_settings(index_root=tmp_path / "idx").index_dir)
+
+
+@pytest.fixture
+def fake_pipeline(tmp_path: Path, fake_store: Store) -> Pipeline:
     """A pipeline over a fresh index in tmp_path, with the fake embedder."""
     settings = unit_settings(index_root=tmp_path / "idx", abstain_threshold=0.0)
-    return Pipeline(settings, embedder=FakeEmbedder())
+    return Pipeline(settings, embedder=FakeEmbedder(), store=fake_store)
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +114,7 @@ def seed_index_root(tmp_path_factory: pytest.TempPathFactory, real_embedder: Emb
 def seed_pipeline(seed_index_root: Path, real_embedder: Embedder) -> Iterator[Pipeline]:
     pipe = Pipeline(Settings(index_root=seed_index_root), embedder=real_embedder)
     yield pipe
-    pipe.store.close()
+    pipe.close()
 
 
 @dataclass(frozen=True)

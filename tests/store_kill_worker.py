@@ -29,13 +29,11 @@ def documents(generation: int) -> list[Document]:
 def main() -> None:
     root = Path(sys.argv[1])
     pipe = Pipeline(unit_settings(index_root=root), embedder=FakeEmbedder())
-    generation = (
-        int(pipe.store.manifest().get("test_generation", "0")) if pipe.store.exists() else 0
-    )
+    generation = int(pipe.manifest().get("test_generation", "0")) if pipe.exists() else 0
     while True:
         generation += 1
         pipe.ingest(documents(generation))
-        pipe.store.apply(manifest={"test_generation": str(generation)})
+        pipe.stamp({"test_generation": str(generation)})
         print(f"committed {generation}", flush=True)
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from rag.pipeline import Pipeline, QuestionError
 from service.app import create_app

@@ -6,11 +6,10 @@ import hashlib
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from rag import chunking
-from rag.chunking import Chunker, covered, token_offsets
+from rag.ingest import chunking
+from rag.ingest.chunking import Chunker, covered, token_offsets
 from rag.models import Document
 from rag.pipeline import Pipeline
 from rag.validation import InvalidInput

@@ -73,7 +73,7 @@ def test_eval_outputs_fit_and_compare(tmp_path: Path, capsys: pytest.CaptureFixt
     # The settings block names the reader that answered and the threshold it abstained at.
     pipe = Pipeline(Settings(index_root=tmp_path / "idx"))
     assert metrics["settings"]["reader"] == pipe.reader.kind
-    assert metrics["settings"]["abstain_threshold"] == pipe.abstention()[0]
+    assert metrics["settings"]["abstain_threshold"] == pipe.reader.abstention.threshold
     for name in ("report.md", "errors.jsonl", "recall_at_k.png", "latency.png", "f1_by_type.png"):
         assert (out_a / name).is_file(), name
     assert (out_a / "recall_at_k.png").read_bytes().startswith(b"\x89PNG")
@@ -84,9 +84,10 @@ def test_eval_outputs_fit_and_compare(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(list((tmp_path / "idx").glob("eval-*"))) == 1
     fitted = json.loads(fit.read_text())
     assert isinstance(fitted["abstain_threshold"], float)
-    assert len(fitted["confidence_calibration"]) == 3
-    # The default reader is the span reader: its fit is Platt scaling of the margin alone.
-    assert fitted["reader"] == "span" and fitted["confidence_calibration"][1] == 0.0
+    # The default reader is the span reader: its fit is Platt scaling of the margin alone
+    # (one weight and a bias), and the file says so.
+    assert fitted["reader"] == "span" and fitted["features"] == ["score"]
+    assert len(fitted["confidence_calibration"]) == 2
 
     capsys.readouterr()
     assert (

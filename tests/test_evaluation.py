@@ -6,19 +6,18 @@ import math
 
 import pytest
 
-from rag.evaluation import (
+from rag.eval.fit import best_threshold, fit_abstention, fit_logistic
+from rag.eval.metrics import (
     QuestionResult,
     answer_metrics,
-    best_threshold,
     calibration,
-    fit_logistic,
-    fit_reader,
     ndcg_at,
     question_kind,
     retrieval_metrics,
 )
+from rag.eval.report import compare, markdown
 from rag.gold import exact_match, f1, normalize_answer
-from rag.report import compare, markdown
+from rag.models import Abstention
 
 
 @pytest.mark.parametrize(
@@ -184,6 +183,11 @@ def test_compare_and_markdown() -> None:
     assert markdown({"questions": 3, "retrieval": {}}, "t", []).startswith("# Evaluation: t")
 
 
+# The abstentions the two readers fit (their UNFITTED defaults' features and objectives).
+SPAN = Abstention(features=("score",), objective="f1")
+SENTENCE = Abstention(features=("score", "narrowed"), objective="cited")
+
+
 def test_fit_reader_span_maximises_f1_and_scales_the_margin() -> None:
     """Span fit: the margin splits unanswerables (low margins) from good answers (high);
     a wrong answer whose citation holds the gold (sentence reader's gain) does not count."""
@@ -194,15 +198,16 @@ def test_fit_reader_span_maximises_f1_and_scales_the_margin() -> None:
     right = [_result(score=s) for s in (1.0, 2.0, 3.0)]
     # Cited sentence holds the answer but the span is wrong: F1 0.
     wrong = [_result(score=-1.75, em=0.0, f1=0.0, citation_holds_answer=True)]
-    fit = fit_reader(unanswerable + right + wrong, kind="span")
-    assert fit["reader"] == "span"
-    assert -1.0 < fit["abstain_threshold"] < 1.0
-    assert fit["no_answer_recall"] == 1.0 and fit["no_answer_precision"] == 0.75
-    assert fit["has_answer_f1_at_threshold"] == 75.0
-    a, b, _ = fit["confidence_calibration"]
-    assert a > 0 and b == 0.0
-    assert fit["has_answer_f1_never_abstain"] == 75.0
+    fit = fit_abstention(unanswerable + right + wrong, SPAN)
+    assert fit.abstention.features == ("score",) and fit.abstention.objective == "f1"
+    assert -1.0 < fit.abstention.threshold < 1.0
+    assert fit.report["no_answer_recall"] == 1.0 and fit.report["no_answer_precision"] == 0.75
+    assert fit.report["has_answer_f1_at_threshold"] == 75.0
+    assert fit.abstention.calibration is not None
+    a, _ = fit.abstention.calibration  # the margin's weight and a bias: Platt scaling
+    assert a > 0
+    assert fit.report["has_answer_f1_never_abstain"] == 75.0
     # Keeping all of the answerable F1 forbids abstaining on the right answers only.
-    assert fit_reader(unanswerable + right + wrong, "span", keep=1.0)["abstain_threshold"] < 1.0
-    sentence = fit_reader(unanswerable + right + wrong, kind="sentence")
-    assert sentence["abstain_threshold"] < -1.75  # the wrong span's sentence counts there
+    assert fit_abstention(unanswerable + right + wrong, SPAN, keep=1.0).abstention.threshold < 1.0
+    sentence = fit_abstention(unanswerable + right + wrong, SENTENCE).abstention
+    assert sentence.threshold < -1.75  # the wrong span's sentence counts there

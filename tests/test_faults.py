@@ -41,7 +41,7 @@ def settings(root: Path, **overrides: Any) -> Settings:
 def built(root: Path) -> Pipeline:
     pipe = Pipeline(settings(root), embedder=FakeEmbedder())
     pipe.ingest([Document(k, v, k) for k, v in TEXTS.items()])
-    pipe.store.close()
+    pipe.close()
     return pipe
 
 
@@ -195,7 +195,7 @@ def test_a_full_disk_during_a_commit_changes_nothing(
         pipe.ingest([Document("berlin.txt", "Berlin is the capital of Germany.")])
     with pytest.raises(StoreWriteFailed):
         pipe.delete("paris.txt")
-    pipe.store.close()
+    pipe.close()
     with client(tmp_path) as c:
         r = c.post(
             "/documents", json={"id": "b.txt", "text": "Bern is in Switzerland."}, headers=AUTH
@@ -336,7 +336,7 @@ def test_a_job_committed_before_a_crash_is_done_after_the_restart(tmp_path: Path
         commit_every=None,
         stamp={COMMITTED_JOB_KEY: committed.id},
     )
-    pipe.store.close()
+    pipe.close()
     with client(tmp_path) as c:
         assert c.get(f"/jobs/{committed.id}").json()["state"] == JobState.done
         assert c.get(f"/jobs/{lost.id}").json()["state"] == JobState.failed

@@ -381,13 +381,13 @@ def test_a_long_earlier_turn_is_clipped_before_it_becomes_the_keyword_query(
     pipe = Pipeline(settings, embedder=FakeEmbedder())
     pipe.ingest([__import__("rag.models").models.Document("p", PARIS)])
     seen: list[str] = []
-    real = pipe.retriever.retrieve_batch
+    real = pipe.embedder.embed
 
-    def spy(queries: Any, *a: Any, **k: Any) -> Any:
-        seen.extend(queries)
-        return real(queries, *a, **k)
+    def spy(texts: Any, *a: Any, **k: Any) -> Any:
+        seen.extend(texts)  # the first text embedded is the retrieval query
+        return real(texts, *a, **k)
 
-    pipe.retriever.retrieve_batch = spy  # type: ignore[method-assign]
+    pipe.embedder.embed = spy  # type: ignore[method-assign]
     pipe.ask("What is it?", context="capital " * 100_000)
     assert len(seen[0]) <= 2 * settings.max_question_chars + 1
 

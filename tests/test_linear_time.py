@@ -75,10 +75,10 @@ def _cost(fn: Callable[[str], Any], text: str, runs: int = 1) -> float:
 
 
 def _functions() -> dict[str, Callable[[str], Any]]:
-    from rag.chunking import Chunker
-    from rag.loaders import LoadError, html_to_text
+    from rag.ingest import Chunker
+    from rag.ingest.loaders import LoadError, html_to_text
     from rag.models import Document
-    from rag.reader import content_terms, narrow, split_sentences
+    from rag.reader.sentences import content_terms, narrow, split_sentences
     from rag.retrieval import fts_query
     from service.chat import is_followup, stream_pieces
 
@@ -149,7 +149,7 @@ def test_hostile_inputs_cost_what_ordinary_ones_do(
 
 
 def test_deep_html_is_refused_quickly_not_read_in_part() -> None:
-    from rag.loaders import LoadError, html_to_text
+    from rag.ingest.loaders import LoadError, html_to_text
 
     with pytest.raises(LoadError, match="nested deeper"):
         html_to_text("<div>" * 200_000 + "text")

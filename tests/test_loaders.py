@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.loaders import LoadError, html_to_text, load_paths, parse_jsonl
+from rag.ingest.loaders import LoadError, html_to_text, load_paths, parse_jsonl
 
 
 def test_txt_md_html_jsonl(tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedding import Embedder
 from rag.gold import load_jsonl
-from rag.loaders import load_paths
+from rag.ingest import Embedder, load_paths
 from rag.models import Answer, Document
 from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
@@ -22,11 +21,11 @@ GOLD = ROOT / "eval" / "gold" / "seeds.jsonl"
 
 def assert_round_trip(pipe: Pipeline, answer: Answer) -> None:
     for c in answer.citations:
-        doc = pipe.store.document(c.doc_id)
+        doc = pipe.document(c.doc_id)
         assert doc is not None and doc.text[c.start : c.end] == c.quote
         assert c.title == doc.title
     if answer.answered:
-        doc = pipe.store.document(answer.doc_id or "")
+        doc = pipe.document(answer.doc_id or "")
         assert doc is not None and doc.text[answer.start : answer.end] == answer.text
         c = answer.citations[0]
         assert c.start <= (answer.start or 0) < (answer.end or 0) <= c.end
@@ -34,7 +33,7 @@ def assert_round_trip(pipe: Pipeline, answer: Answer) -> None:
 
 def test_seed_chunks_fit_the_embedder(seed_pipeline: Pipeline, real_embedder: Embedder) -> None:
     doc = load_paths([SEEDS]).documents[0]
-    chunks = seed_pipeline.chunker.chunk(doc)
+    chunks = seed_pipeline.chunk(doc)
     counts = [real_embedder.wordpiece_count(c.text) for c in chunks]
     assert max(counts) <= real_embedder.max_seq_length, counts
 
@@ -59,7 +58,7 @@ def test_who_welcomed_north_korean_workers(seed_pipeline: Pipeline) -> None:
     assert_round_trip(seed_pipeline, answer)
     assert answer.timings_ms["retrieve"] > 0 and answer.timings_ms["read"] > 0
     # Platt scaling of the margin over "no answer" (plain sigmoid when not fitted).
-    a, _, c = seed_pipeline.settings.span_confidence_calibration or [1.0, 0.0, 0.0]
+    a, c = seed_pipeline.reader.abstention.calibration or (1.0, 0.0)
     assert answer.confidence == pytest.approx(1 / (1 + math.exp(-(a * answer.score + c))))
 
 
@@ -77,8 +76,8 @@ def test_sentence_reader_stays_available(seed_index_root: Path, real_embedder: E
     answer = pipe.ask("Who said North Korean workers would be welcomed?")
     assert answer.answered and "Khusnullin" in answer.text
     assert_round_trip(pipe, answer)
-    if pipe.settings.confidence_calibration is not None:
-        a, b, c = pipe.settings.confidence_calibration
+    if pipe.reader.abstention.calibration is not None:
+        a, b, c = pipe.reader.abstention.calibration
         expected = 1 / (1 + math.exp(-(a * answer.score + b + c)))  # a narrowed span
         assert answer.confidence == pytest.approx(expected)
 
@@ -191,8 +190,8 @@ SQUAD_DEV = ROOT.parent / "shared" / "data" / "squad" / "dev-v1.1.json.gz"
 
 @pytest.mark.skipif(not SQUAD_DEV.is_file(), reason="needs ../shared/data/squad")
 def test_squad_dev_chunks_fit_the_embedder(real_embedder: Embedder) -> None:
-    from rag.chunking import Chunker
     from rag.gold import load_squad
+    from rag.ingest import Chunker
 
     chunker = Chunker(**_chunker_defaults())
     longest = max(

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from rag.embedding import Embedder
-from rag.evaluation import Evaluator
+from rag.eval import Evaluator
 from rag.gold import load_gold
+from rag.ingest import Embedder
 from rag.settings import Settings
 from tests.conftest import ROOT
 

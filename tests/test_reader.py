@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
-from rag.models import Document, Passage, Span
+from rag.models import Abstention, Document, Passage, Span
 from rag.reader import (
     SentenceReader,
     compose_answer,
@@ -125,27 +124,31 @@ def test_sentences_cut_by_chunk_edges_are_read_whole() -> None:
     assert spans[0].context_start == DOC.text.index("The Eiffel")  # test oracle only
 
 
+def _reader(threshold: float, calibration: tuple[float, ...] | None = None) -> SentenceReader:
+    """A sentence reader whose abstention is ``threshold`` (and ``calibration``)."""
+    abstention = Abstention(threshold, calibration, ("score", "narrowed"), "cited")
+    return SentenceReader(FakeEmbedder(), abstention=abstention)
+
+
 def test_compose_answer_cites_round_trip_and_abstains_below_threshold() -> None:
     span = Span("d", 60, 64, "1889", 0.7, 42, 66)
-    answer = compose_answer("When?", [span], {"d": DOC}, [_passage(0, 10, 1)], threshold=0.5)
+    answer = compose_answer("When?", [span], {"d": DOC}, [_passage(0, 10, 1)], _reader(0.5))
     assert answer.answered and answer.text == "1889"
     (c,) = answer.citations
     assert DOC.text[c.start : c.end] == c.quote and c.start <= answer.start < answer.end <= c.end  # type: ignore[operator]
-    low = compose_answer("When?", [span], {"d": DOC}, [_passage(0, 10, 1)], threshold=0.9)
+    low = compose_answer("When?", [span], {"d": DOC}, [_passage(0, 10, 1)], _reader(0.9))
     assert not low.answered and "threshold" in (low.no_answer_reason or "")
     assert low.citations == []
-    none = compose_answer("When?", [], {"d": DOC}, [], threshold=0.0)
+    none = compose_answer("When?", [], {"d": DOC}, [], _reader(0.0))
     assert not none.answered
 
 
 def test_confidence_is_the_fitted_logistic() -> None:
     import math
 
-    from rag.reader import confidence
-
     narrowed = Span("d", 60, 64, "1889", 0.7, 42, 66)
     whole = Span("d", 42, 66, DOC.text[42:66], 0.7, 42, 66)
-    weights = [5.0, 2.0, -4.0]
-    assert confidence(narrowed, weights) == pytest.approx(1 / (1 + math.exp(-1.5)))
-    assert confidence(whole, weights) == pytest.approx(1 / (1 + math.exp(0.5)))
-    assert confidence(whole, None) == pytest.approx(0.7)
+    fitted = _reader(0.0, (5.0, 2.0, -4.0))
+    assert fitted.confidence(narrowed) == pytest.approx(1 / (1 + math.exp(-1.5)))
+    assert fitted.confidence(whole) == pytest.approx(1 / (1 + math.exp(0.5)))
+    assert _reader(0.0).confidence(whole) == pytest.approx(0.7)

@@ -11,17 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rag.embedding import default_model_path
 from rag.gold import GoldAnswer, GoldQuestion, GoldSet
+from rag.ingest import default_model_path
 from rag.models import Document
-from rag.reader_training import (
-    ReaderTrainer,
-    TrainConfig,
-    TrainExample,
-    build_examples,
-    featurize,
-)
-from rag.span_reader import (
+from rag.reader.span_format import WindowConfig
+from rag.reader.span_model import (
     CLS_INDEX,
     collate,
     decode,
@@ -29,6 +23,13 @@ from rag.span_reader import (
     load_reader,
     load_tokenizer,
     span_targets,
+)
+from rag.reader.training import (
+    ReaderTrainer,
+    TrainConfig,
+    TrainExample,
+    build_examples,
+    featurize,
 )
 
 pytestmark = pytest.mark.model
@@ -77,7 +78,7 @@ def test_examples_are_seeded_and_negatives_come_from_the_same_article() -> None:
 def test_offsets_map_tricky_text_back_exactly(tokenizer: object, answer: str) -> None:
     context = f"Ünïcødé prelude — 🚢 emoji, then {answer}, then more text after it."
     start = context.index(answer)
-    (w,) = encode_windows(tokenizer, ["Who?"], [context], 64, 16, 16)
+    (w,) = encode_windows(tokenizer, ["Who?"], [context], WindowConfig(64, 16, 16))
     s, e = span_targets(w, start, start + len(answer))
     assert s != CLS_INDEX
     a, b = w.offsets[s], w.offsets[e]
@@ -89,7 +90,7 @@ def test_answer_at_a_window_edge_targets_cls_where_it_is_cut(tokenizer: object) 
     filler = " ".join(f"word{i}" for i in range(60))
     context = f"{filler} The answer is Tobias Wrenfield of Quillmouth. {filler}"
     start = context.index("Tobias Wrenfield")
-    windows = encode_windows(tokenizer, ["Who?"], [context], 48, 16, 8)
+    windows = encode_windows(tokenizer, ["Who?"], [context], WindowConfig(48, 16, 8))
     assert len(windows) > 2
     found = 0
     for w in windows:
@@ -125,7 +126,7 @@ def test_tiny_run_loss_falls_and_export_round_trips(tmp_path: Path, tokenizer: o
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
 
     feats = featurize(tokenizer, examples[:6], cfg)
-    batch = collate([w for w, _, _ in feats], tokenizer.pad_token_id)  # type: ignore[attr-defined]
+    batch = collate([f.window for f in feats], tokenizer.pad_token_id)  # type: ignore[attr-defined]
     trainer.model.eval()
     with torch.inference_mode():
         s0, e0 = trainer.model(**batch)
@@ -197,7 +198,7 @@ def test_training_needs_neither_faiss_nor_the_web_stack() -> None:
     code = (
         "import sys\n"
         f"for m in {blocked!r}: sys.modules[m] = None\n"
-        "import rag.reader_training, rag.gold\n"
+        "import rag.reader.training, rag.gold\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

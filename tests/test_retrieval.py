@@ -47,40 +47,40 @@ def indexed(fake_pipeline: Pipeline) -> Pipeline:
 
 
 def test_hybrid_returns_passages_with_offsets_and_scores(indexed: Pipeline) -> None:
-    passages = indexed.retriever.retrieve("Why do dogs bark?", top_k=3)
+    passages = indexed.retrieve("Why do dogs bark?", top_k=3)
     assert passages[0].doc_id == "dogs.txt"
     top = passages[0]
     assert top.bm25_rank == 1 and top.dense_score is not None and top.score > 0
     for p in passages:
-        doc = indexed.store.document(p.doc_id)
+        doc = indexed.document(p.doc_id)
         assert doc is not None and doc.text[p.start : p.end] == p.text
 
 
 @pytest.mark.parametrize("mode", ["dense", "bm25"])
 def test_single_retriever_modes(indexed: Pipeline, mode: str) -> None:
-    passages = indexed.retriever.retrieve("granite magma rock", top_k=2, mode=mode)  # type: ignore[arg-type]
+    passages = indexed.retrieve("granite magma rock", top_k=2, mode=mode)  # type: ignore[arg-type]
     assert passages[0].doc_id == "rocks.txt"
     assert (passages[0].bm25_score is None) == (mode == "dense")
     assert (passages[0].dense_score is None) == (mode == "bm25")
 
 
 def test_filters_by_doc_id_and_metadata(indexed: Pipeline) -> None:
-    only_cats = indexed.retriever.retrieve("dogs bark", top_k=5, filters={"doc_id": "cats.txt"})
+    only_cats = indexed.retrieve("dogs bark", top_k=5, filters={"doc_id": "cats.txt"})
     assert {p.doc_id for p in only_cats} == {"cats.txt"}
-    geo = indexed.retriever.retrieve("dogs bark", top_k=5, filters={"kind": "geo"})
+    geo = indexed.retrieve("dogs bark", top_k=5, filters={"kind": "geo"})
     assert {p.doc_id for p in geo} == {"rocks.txt"}
-    pets = indexed.retriever.retrieve("rock", top_k=5, filters={"kind": ["pet"]})
+    pets = indexed.retrieve("rock", top_k=5, filters={"kind": ["pet"]})
     assert {p.doc_id for p in pets} <= {"cats.txt", "dogs.txt"}
-    none = indexed.retriever.retrieve("rock", top_k=5, filters={"doc_id": "missing"})
+    none = indexed.retrieve("rock", top_k=5, filters={"doc_id": "missing"})
     assert none == []
-    assert indexed.retriever.retrieve("rock", top_k=5, filters={"kind": []}) == []
+    assert indexed.retrieve("rock", top_k=5, filters={"kind": []}) == []
 
 
 def test_batch_form_matches_single(indexed: Pipeline) -> None:
     qs = ["Why do dogs bark?", "What is granite?"]
-    batch = indexed.retriever.retrieve_batch(qs, top_k=2)
+    batch = indexed.retrieve_batch(qs, top_k=2)
     assert [[p.id for p in ps] for ps in batch] == [
-        [p.id for p in indexed.retriever.retrieve(q, top_k=2)] for q in qs
+        [p.id for p in indexed.retrieve(q, top_k=2)] for q in qs
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from rag.models import Document
 from rag.pipeline import Pipeline
 from service.app import create_app
 from service.jobs import JobState, JobStore
@@ -380,8 +382,24 @@ def test_openai_errors_carry_the_openai_error_shape(client: TestClient) -> None:
 
 def test_a_small_document_queues_behind_a_running_job(client: TestClient) -> None:
     qa = client.app.state.qa  # type: ignore[attr-defined]
-    with qa._write_lock:  # as if a long job were writing
+    started, release = threading.Event(), threading.Event()
+
+    def progress(_: int) -> None:  # holds the ingest inside its write, as a long job does
+        started.set()
+        release.wait(30)
+
+    writer = threading.Thread(
+        target=qa.pipeline.ingest,
+        args=([Document("long", PARIS + " More text.")],),
+        kwargs={"progress": progress},
+    )
+    writer.start()
+    try:
+        assert started.wait(30)
         r = client.post("/documents", json={"id": "small", "text": PARIS}, headers=AUTH)
         assert r.status_code == 202
+    finally:
+        release.set()
+        writer.join()
     job = wait_job(client, r.json()["job"]["id"])
     assert job["state"] == "done" and job["added"] == ["small"]

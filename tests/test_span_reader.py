@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rag.models import Document, Passage
-from rag.span_reader import SpanModel, SpanReader, read_regions, save_reader
+from rag.reader.span import Region, SpanReader, read_regions
+from rag.reader.span_model import SpanModel, save_reader
 
 
 def passage(doc: Document, start: int, end: int, pid: int = 0) -> Passage:
@@ -25,8 +26,12 @@ def test_regions_widen_and_merge_per_document() -> None:
         passage(doc, 800, 900),
         passage(other, 0, 50),
     ]
-    assert read_regions(ps, docs, 40) == [("d", 60, 340), ("d", 760, 940), ("e", 0, 50)]
-    assert read_regions(ps, {"e": other}, 40) == [("e", 0, 50)]  # unknown documents skipped
+    assert read_regions(ps, docs, 40) == [
+        Region("d", 60, 340),
+        Region("d", 760, 940),
+        Region("e", 0, 50),
+    ]
+    assert read_regions(ps, {"e": other}, 40) == [Region("e", 0, 50)]  # unknown documents skipped
 
 
 @pytest.fixture(scope="module")

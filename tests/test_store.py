@@ -23,10 +23,12 @@ from tests.conftest import ROOT, FakeEmbedder, unit_settings
 
 
 def assert_consistent(store: Store) -> dict[str, str]:
-    """Rows, FTS and FAISS agree; returns the manifest."""
-    with store.read() as conn:
-        manifest = store.manifest(conn)
-        index = store.vectors(conn)
+    """Rows, FTS and FAISS agree; returns the manifest. (An audit of the store's own
+    tables: it reads the snapshot's connection, which nothing outside the store does.)"""
+    with store.read() as snap:
+        conn = snap._conn
+        manifest = snap.manifest()
+        index = snap.vectors()
         chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
         fts = conn.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0]
         per_doc = dict(conn.execute("SELECT doc_id, COUNT(*) FROM chunks GROUP BY doc_id"))
@@ -46,7 +48,7 @@ def assert_consistent(store: Store) -> dict[str, str]:
     return manifest
 
 
-def test_incremental_ingest_update_and_delete(fake_pipeline: Pipeline) -> None:
+def test_incremental_ingest_update_and_delete(fake_pipeline: Pipeline, fake_store: Store) -> None:
     emb = fake_pipeline.embedder
     assert isinstance(emb, FakeEmbedder)
     docs = [Document("a", "Alpha text. " * 50), Document("b", "Beta text. " * 50)]
@@ -58,7 +60,7 @@ def test_incremental_ingest_update_and_delete(fake_pipeline: Pipeline) -> None:
     assert emb.texts_embedded == embedded  # unchanged documents do no embedding work
     r3 = fake_pipeline.ingest([Document("a", "Alpha changed. " * 10), docs[1]])
     assert r3.updated == ["a"] and r3.unchanged == ["b"]
-    store = fake_pipeline.store
+    store = fake_store
     assert_consistent(store)
     assert "changed" in (store.document("a") or Document("x", "")).text
     r4 = fake_pipeline.ingest([Document("b", docs[1].text, title="New title", metadata={"k": 1})])
@@ -94,19 +96,21 @@ def test_changed_chunk_settings_are_refused(tmp_path: Path) -> None:
 def test_rebuild_swaps_in_a_fresh_index(fake_pipeline: Pipeline) -> None:
     fake_pipeline.ingest([Document("old", "Old text.")])
     fake_pipeline.ingest([Document("new", "New text.")], rebuild=True)
-    assert [d.id for d in fake_pipeline.store.documents()] == ["new"]
-    assert_consistent(fake_pipeline.store)
+    assert [d.id for d in fake_pipeline.documents()] == ["new"]
+    assert_consistent(Store(fake_pipeline.index_path))  # the folder swapped in
 
 
-def test_failed_write_rolls_back_and_leaves_no_file(fake_pipeline: Pipeline) -> None:
+def test_failed_write_rolls_back_and_leaves_no_file(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
     fake_pipeline.ingest([Document("a", "Alpha. " * 30)])
-    store = fake_pipeline.store
+    store = fake_store
     before = assert_consistent(store)
     bad = Document("bad", "Bad. " * 30)
     from rag.store import Upsert
 
     with pytest.raises(ValueError):
-        store.apply([Upsert(bad, fake_pipeline.chunker.chunk(bad), np.zeros((0, 64), np.float32))])
+        store.apply([Upsert(bad, fake_pipeline.chunk(bad), np.zeros((0, 64), np.float32))])
     assert assert_consistent(store) == before
     assert [d.id for d in store.documents()] == ["a"]
 
@@ -150,11 +154,13 @@ def test_sigkill_mid_ingest_leaves_a_consistent_index(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_read_snapshot_does_not_see_a_concurrent_write(fake_pipeline: Pipeline) -> None:
+def test_a_read_snapshot_does_not_see_a_concurrent_write(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
     fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
-    store = fake_pipeline.store
+    store = fake_store
     with store.read() as conn:
-        before = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        before = conn.counts()[1]
         writer = threading.Thread(
             target=fake_pipeline.ingest, args=([Document("b", "Beta is the second letter.")],)
         )
@@ -162,10 +168,10 @@ def test_a_read_snapshot_does_not_see_a_concurrent_write(fake_pipeline: Pipeline
         writer.join()
         with store.read() as inner:  # nested: joins the same snapshot
             assert inner is conn
-            assert store.document("b", inner) is None
-            assert inner.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == before
+            assert inner.document("b") is None
+            assert inner.counts()[1] == before
     with store.read() as conn:
-        assert store.document("b", conn) is not None
+        assert conn.document("b") is not None
 
 
 def _ingest_in_thread(pipe: Pipeline, doc: Document) -> None:
@@ -175,16 +181,18 @@ def _ingest_in_thread(pipe: Pipeline, doc: Document) -> None:
     writer.join()
 
 
-def test_a_read_keeps_its_generation_through_later_writes(fake_pipeline: Pipeline) -> None:
+def test_a_read_keeps_its_generation_through_later_writes(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
     """The race CI once hit: a reader's snapshot names generation N, writers commit N+1 and
     N+2 (whose cleanup deletes N's file), and only then does the reader ask for vectors."""
     fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
-    store = fake_pipeline.store
-    with store.read() as conn:
-        ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
+    store = fake_store
+    with store.read() as snap:
+        ids = {r[0] for r in snap._conn.execute("SELECT id FROM chunks")}
         for i in range(3):
             _ingest_in_thread(fake_pipeline, Document(f"b{i}", f"Beta number {i}."))
-        index = store.vectors(conn)
+        index = snap.vectors()
         assert index is not None
         assert set(faiss.vector_to_array(index.id_map).tolist()) == ids
     manifest = assert_consistent(store)
@@ -201,16 +209,16 @@ def _writes_after_snapshot(
     """Make ``reader``'s next snapshot see ``docs`` ingested by another process (``pipe``'s
     Store, whose lock and pins are its own) right after its first SELECT, before it loads
     the generation that snapshot names: the only window a pin cannot cover."""
-    original = reader.manifest
+    original = reader._manifest
 
-    def manifest(conn: sqlite3.Connection | None = None) -> dict[str, str]:
+    def manifest(conn: sqlite3.Connection) -> dict[str, str]:
         result = original(conn)
-        monkeypatch.setattr(reader, "manifest", original)
+        monkeypatch.setattr(reader, "_manifest", original)
         for doc in docs:
             _ingest_in_thread(pipe, doc)
         return result
 
-    monkeypatch.setattr(reader, "manifest", manifest)
+    monkeypatch.setattr(reader, "_manifest", manifest)
 
 
 def test_a_reader_in_another_process_keeps_its_generation_or_is_told_to_ask_again(
@@ -221,31 +229,33 @@ def test_a_reader_in_another_process_keeps_its_generation_or_is_told_to_ask_agai
     between its snapshot and that load finds the replaced generation still on disk; two
     writes there make it ask again, never hand out a torn index."""
     fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
-    other = Store(fake_pipeline.store.path)
-    with other.read() as conn:
+    other = Store(fake_pipeline.index_path)
+    with other.read() as snap:
         for doc in [Document("b", "Beta."), Document("c", "Gamma.")]:
             _ingest_in_thread(fake_pipeline, doc)  # deletes the file this read pinned
-        index = other.vectors(conn)
+        index = snap.vectors()
         assert index is not None and index.ntotal == 1
     _writes_after_snapshot(other, fake_pipeline, [Document("d", "Delta.")], monkeypatch)
-    with other.read() as conn:
-        index = other.vectors(conn)
+    with other.read() as snap:
+        index = snap.vectors()
         assert index is not None and index.ntotal == 3  # one behind: "a", "b", "c"
     two = [Document("e", "Epsilon."), Document("f", "Zeta.")]
     _writes_after_snapshot(other, fake_pipeline, two, monkeypatch)
-    with other.read() as conn:
-        assert conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 4
+    with other.read() as snap:
+        assert snap.counts()[0] == 4
         with pytest.raises(StoreError, match="ask again"):
-            other.vectors(conn)
-    with other.read() as conn:
-        index = other.vectors(conn)
+            snap.vectors()
+    with other.read() as snap:
+        index = snap.vectors()
         assert index is not None and index.ntotal == 6
     assert list(other._indexes) == [other.manifest()["faiss_file"]]
     other.close()
 
 
-def test_a_write_removes_older_generations_and_temp_files(fake_pipeline: Pipeline) -> None:
-    store = fake_pipeline.store
+def test_a_write_removes_older_generations_and_temp_files(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
+    store = fake_store
     for i in range(3):
         fake_pipeline.ingest([Document(f"d{i}", f"Document number {i}.")])
     (store.path / "vectors.0.faiss").write_bytes(b"stale")

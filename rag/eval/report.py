@@ -11,7 +11,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.evaluation import QUESTION_TYPES, EvalRun, QuestionResult
+from rag.eval.metrics import QUESTION_TYPES, QuestionResult
+from rag.eval.runner import EvalRun
 
 
 def write_outputs(run: EvalRun, out: Path, title: str) -> list[Path]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,7 +24,9 @@ from tiktoken.load import load_tiktoken_bpe
 from rag.models import Chunk, Document
 from rag.settings import DATA_DIR
 
-CL100K_FILE = DATA_DIR / "cl100k_base.tiktoken"
+# The tokenizer chunks are counted in; an index records it (``Chunker.manifest``).
+TOKENIZER_NAME = "cl100k_base"
+CL100K_FILE = DATA_DIR / f"{TOKENIZER_NAME}.tiktoken"
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 # cl100k_base's pre-tokeniser pattern, as published with tiktoken (tiktoken_ext.openai_public).
 CL100K_PAT = (
@@ -103,6 +106,16 @@ class Chunker:
         self.max_tokens = max_tokens
         self.overlap = overlap
         self.snap_tokens = min(snap_tokens, max_tokens - 1)
+
+    def manifest(self) -> dict[str, str]:
+        """What an index built with this chunker must record (its chunks depend on it)."""
+        config = {
+            "tokenizer": TOKENIZER_NAME,
+            "max_tokens": self.max_tokens,
+            "overlap": self.overlap,
+            "snap_tokens": self.snap_tokens,
+        }
+        return {"chunker": json.dumps(config, sort_keys=True)}
 
     def windows(self, offsets: TokenOffsets) -> list[tuple[int, int]]:
         """Token index ranges ``[i, j)`` of the chunks."""

@@ -1,4 +1,4 @@
-"""The span reader: all-MiniLM-L6-v2's BERT encoder with a start/end head (``SpanModel``).
+"""The span reader's model: all-MiniLM-L6-v2's BERT encoder with a start/end head.
 
 Windows of text are encoded as ``[CLS] question [SEP] context [SEP]`` with the encoder's own
 wordpiece tokenizer (the fast one, for its offset mapping); long contexts are cut into
@@ -10,9 +10,8 @@ construction. Position 0 (``[CLS]``) is the "no answer" target and score.
 from __future__ import annotations
 
 import json
-import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from rag.embedding import default_model_path
-from rag.models import Document, Passage, Span
-from rag.reader import sentence_bounds
+from rag.ingest import default_model_path
+from rag.reader.span_format import CONFIG_FILE, WEIGHTS_FILE, WindowConfig
 
 CLS_INDEX = 0
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "reader.json"
 
 
 def load_tokenizer(model_path: Path | None = None) -> Any:
@@ -92,14 +88,14 @@ def encode_windows(
     tokenizer: Any,
     questions: Sequence[str],
     contexts: Sequence[str],
-    max_length: int,
-    stride: int,
-    max_question_tokens: int,
+    window: WindowConfig,
 ) -> list[Window]:
     """Windows of (question, context) pairs, with context character offsets per token.
 
     Questions are clipped so that every window keeps more context tokens than ``stride``
     (3 special tokens: [CLS] and two [SEP])."""
+    max_length, stride = window.max_length, window.stride
+    max_question_tokens = window.max_question_tokens
     max_question_tokens = max(1, min(max_question_tokens, max_length - stride - 4))
     questions = _clip_questions(tokenizer, questions, max_question_tokens)
     enc = tokenizer(
@@ -238,43 +234,6 @@ def decode(
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Region:
-    """A character range of a document that the reader reads for one question."""
-
-    question: int
-    doc_id: str
-    start: int
-    end: int
-
-
-def read_regions(
-    passages: Sequence[Passage], documents: Mapping[str, Document], margin: int
-) -> list[tuple[str, int, int]]:
-    """(doc id, start, end) ranges of the *documents* around the passages, ``margin``
-    characters wider on each side and merged where they overlap, so that an answer that
-    crosses a chunk boundary is inside one range."""
-    by_doc: dict[str, list[tuple[int, int]]] = {}
-    for p in passages:
-        doc = documents.get(p.doc_id)
-        if doc is None:
-            continue
-        by_doc.setdefault(p.doc_id, []).append(
-            (max(0, p.start - margin), min(len(doc.text), p.end + margin))
-        )
-    out: list[tuple[str, int, int]] = []
-    for doc_id, ranges in by_doc.items():
-        ranges.sort()
-        merged = [list(ranges[0])]
-        for a, b in ranges[1:]:
-            if a <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], b)
-            else:
-                merged.append([a, b])
-        out += [(doc_id, a, b) for a, b in merged]
-    return out
-
-
 def quantize_encoder(encoder: nn.Module, per_channel: bool = True) -> nn.Module:
     """int8 dynamic quantisation of the encoder's Linear layers, by default one scale per
     output channel: one scale per tensor costs 2.3 F1 on SQuAD dev, one per channel 0.4-1.3,
@@ -293,91 +252,3 @@ def quantize_encoder(encoder: nn.Module, per_channel: bool = True) -> nn.Module:
             encoder, {nn.Linear: qconfig}, dtype=torch.qint8
         )
     return quantized
-
-
-class SpanReader:
-    """The trained span reader behind the ``Reader`` interface.
-
-    Reads the document text around each retrieved passage (``margin_chars`` either side,
-    merged), all questions and windows of a batch in one encoder pass per ``batch_size``
-    windows. A span's score is its start + end logit minus the no-answer (``[CLS]``) score
-    of its window: positive when the model prefers the span to "no answer here".
-    """
-
-    kind = "span"
-
-    def __init__(
-        self,
-        folder: Path,
-        margin_chars: int = 200,
-        max_answer_tokens: int = 30,
-        batch_size: int = 16,
-        quantize: bool = False,
-    ) -> None:
-        self.folder = folder
-        self.margin_chars = margin_chars
-        self.max_answer_tokens = max_answer_tokens
-        self.batch_size = batch_size
-        self.quantize = quantize
-        self._model: SpanModel | None = None
-        self._tokenizer: Any = None
-        self._config: dict[str, Any] = {}
-
-    def warm_up(self) -> None:
-        if self._model is not None:
-            return
-        model, config = load_reader(self.folder)
-        if self.quantize:
-            model.encoder = quantize_encoder(model.encoder)
-        self._model, self._config = model, config
-        self._tokenizer = load_tokenizer()
-
-    def read(
-        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
-    ) -> list[Span]:
-        return self.read_batch([question], [passages], documents)[0]
-
-    @torch.inference_mode()
-    def read_batch(
-        self,
-        questions: Sequence[str],
-        passages: Sequence[Sequence[Passage]],
-        documents: Mapping[str, Document],
-    ) -> list[list[Span]]:
-        self.warm_up()
-        assert self._model is not None
-        cfg = self._config.get("config", {})
-        regions: list[_Region] = []
-        for qi, ps in enumerate(passages):
-            for doc_id, a, b in read_regions(ps, documents, self.margin_chars):
-                regions.append(_Region(qi, doc_id, a, b))
-        if not regions:
-            return [[] for _ in questions]
-        windows = encode_windows(
-            self._tokenizer,
-            [questions[r.question] for r in regions],
-            [documents[r.doc_id].text[r.start : r.end] for r in regions],
-            int(cfg.get("max_length", 256)),
-            int(cfg.get("stride", 128)),
-            int(cfg.get("max_question_tokens", 48)),
-        )
-        best: list[dict[tuple[str, int, int], float]] = [{} for _ in questions]
-        for i in range(0, len(windows), self.batch_size):
-            block = windows[i : i + self.batch_size]
-            s, e = self._model(**collate(block, self._tokenizer.pad_token_id))
-            for c in decode(block, s, e, self.max_answer_tokens, top_n=10):
-                r = regions[c.sample]
-                key = (r.doc_id, r.start + c.start, r.start + c.end)
-                score = c.score - c.null_score
-                found = best[r.question]
-                if score > found.get(key, -math.inf):
-                    found[key] = score
-        out: list[list[Span]] = []
-        for found in best:
-            spans = []
-            for (doc_id, a, b), score in sorted(found.items(), key=lambda kv: -kv[1]):
-                doc = documents[doc_id]
-                ca, cb = sentence_bounds(doc.text, a, b)
-                spans.append(Span(doc_id, a, b, doc.text[a:b], score, ca, cb))
-            out.append(spans)
-        return out

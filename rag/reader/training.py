@@ -29,7 +29,14 @@ from typing import Any
 import torch
 
 from rag.gold import GoldSet, exact_match, f1
-from rag.span_reader import (
+from rag.reader.span_format import (
+    MAX_LENGTH,
+    MAX_QUESTION_TOKENS,
+    STRIDE,
+    WEIGHTS_FILE,
+    WindowConfig,
+)
+from rag.reader.span_model import (
     SpanModel,
     Window,
     collate,
@@ -52,9 +59,9 @@ LOG = "train_log.jsonl"
 class TrainConfig:
     """Hyper-parameters; every one is recorded in the checkpoint and the model card."""
 
-    max_length: int = 256
-    stride: int = 128
-    max_question_tokens: int = 48
+    max_length: int = MAX_LENGTH
+    stride: int = STRIDE
+    max_question_tokens: int = MAX_QUESTION_TOKENS
     batch_size: int = 16
     lr: float = 1e-4
     weight_decay: float = 0.01
@@ -72,6 +79,10 @@ class TrainConfig:
             raise ValueError(f"stride {self.stride} must be below max_length {self.max_length}")
         if self.batch_size < 1 or self.lr <= 0 or self.epochs <= 0:
             raise ValueError("batch_size, lr and epochs must be positive")
+
+    @property
+    def window(self) -> WindowConfig:
+        return WindowConfig(self.max_length, self.stride, self.max_question_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,23 +120,27 @@ def build_examples(gold: GoldSet, negative_ratio: float, seed: int) -> list[Trai
     return examples
 
 
+@dataclass(frozen=True, slots=True)
+class Featurized:
+    """A training window with its answer's token positions (CLS twice: no answer in it)."""
+
+    window: Window
+    start: int
+    end: int
+
+
 def featurize(
     tokenizer: Any, examples: Sequence[TrainExample], cfg: TrainConfig
-) -> list[tuple[Window, int, int]]:
+) -> list[Featurized]:
     """Windows of the examples with their (start, end) token targets."""
     windows = encode_windows(
-        tokenizer,
-        [e.question for e in examples],
-        [e.context for e in examples],
-        cfg.max_length,
-        cfg.stride,
-        cfg.max_question_tokens,
+        tokenizer, [e.question for e in examples], [e.context for e in examples], cfg.window
     )
     out = []
     for w in windows:
         e = examples[w.sample]
-        target = (0, 0) if e.start < 0 else span_targets(w, e.start, e.end)
-        out.append((w, *target))
+        start, end = (0, 0) if e.start < 0 else span_targets(w, e.start, e.end)
+        out.append(Featurized(w, start, end))
     return out
 
 
@@ -223,9 +238,7 @@ class ReaderTrainer:
         torch.set_rng_state(ck["rng"].cpu())
         return True
 
-    def batches(
-        self, examples: Sequence[TrainExample]
-    ) -> Iterator[tuple[int, list[tuple[Window, int, int]]]]:
+    def batches(self, examples: Sequence[TrainExample]) -> Iterator[tuple[int, list[Featurized]]]:
         """(examples consumed so far, batch of windows), from the recorded position on.
 
         Tokenisation runs ``PREFETCH_BLOCKS`` blocks ahead in one thread (the tokenizer
@@ -235,9 +248,9 @@ class ReaderTrainer:
         n = len(examples)
         limit = int(self.cfg.epochs * n)
         starts = iter(range(position, limit, BLOCK_EXAMPLES))
-        pending: list[tuple[Window, int, int]] = []
+        pending: list[Featurized] = []
         with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead: deque[tuple[int, Future[list[tuple[Window, int, int]]]]] = deque()
+            ahead: deque[tuple[int, Future[list[Featurized]]]] = deque()
 
             def submit_next() -> None:
                 p = next(starts, None)
@@ -252,9 +265,9 @@ class ReaderTrainer:
                 feats = future.result()
                 submit_next()
                 # Windows of one example stay together so that the position is exact.
-                by_sample: dict[int, list[tuple[Window, int, int]]] = {}
+                by_sample: dict[int, list[Featurized]] = {}
                 for f in feats:
-                    by_sample.setdefault(f[0].sample, []).append(f)
+                    by_sample.setdefault(f.window.sample, []).append(f)
                 for i in range(min(BLOCK_EXAMPLES, limit - p)):
                     pending.extend(by_sample.get(i, []))
                     position = p + i + 1
@@ -298,10 +311,10 @@ class ReaderTrainer:
                     g["lr"] = lr
                 inputs = {
                     k: v.to(self.device, non_blocking=True)
-                    for k, v in collate([w for w, _, _ in batch], pad).items()
+                    for k, v in collate([f.window for f in batch], pad).items()
                 }
-                starts = torch.tensor([s for _, s, _ in batch], device=self.device)
-                ends = torch.tensor([e for _, _, e in batch], device=self.device)
+                starts = torch.tensor([f.start for f in batch], device=self.device)
+                ends = torch.tensor([f.end for f in batch], device=self.device)
                 with torch.autocast(
                     self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
                 ):
@@ -401,7 +414,7 @@ def model_card(card: dict[str, Any], fp16: bool) -> str:
   {t["seconds"] / 3600:.2f} h; settings `{json.dumps(card["config"], sort_keys=True)}`;
   {t["examples_seen"]} examples seen in all (the position in the seeded example order).{earlier}
   Command: `{command}`; resumable, and a later run continues with `--init rag/data/reader`.
-- **Weights**: `model.safetensors`, {"fp16" if fp16 else "fp32"}; loaded in fp32 on the CPU.
+- **Weights**: `{WEIGHTS_FILE}`, {"fp16" if fp16 else "fp32"}; loaded in fp32 on the CPU.
 - **Dev**: {dev_line}.{curve}
 """
 
@@ -424,14 +437,7 @@ def evaluate_gold_paragraph(
     for i in range(0, len(questions), batch_size):
         block = questions[i : i + batch_size]
         contexts = [texts[q.doc_id] for q in block]  # type: ignore[index]
-        windows = encode_windows(
-            tokenizer,
-            [q.question for q in block],
-            contexts,
-            cfg.max_length,
-            cfg.stride,
-            cfg.max_question_tokens,
-        )
+        windows = encode_windows(tokenizer, [q.question for q in block], contexts, cfg.window)
         device = next(model.parameters()).device
         inputs = {k: v.to(device) for k, v in collate(windows, tokenizer.pad_token_id).items()}
         s, e = (t.float().cpu() for t in model(**inputs))

@@ -1,32 +1,19 @@
-"""Readers turn retrieved passages into answer spans; the composer turns spans into an Answer.
+"""Sentences and typed short answers: the text primitives both readers stand on.
 
-``Reader`` is the interface every reader implements (the trained span reader will too).
-``SentenceReader`` is extractive and generates nothing: it scores the sentences around the
-retrieved passages (taken from the original document, so a sentence cut by a chunk boundary
-is read whole) and, for question types with a typed answer (who, when, where, how many,
-how much, which), narrows the answer to a short span inside the best sentence.
-
-Sentence score = ``w * cos(question, sentence) + (1 - w) * overlap``, where ``overlap`` is the
-share of the question's content words (lower-cased, crude plural stripping) that occur in the
-sentence: the cosine catches paraphrase, the overlap rewards the exact terms that
-extractive questions usually repeat from their answer sentence.
+``split_sentences`` cuts a text into sentences with their offsets (linear on any input);
+``sentence_bounds`` gives the whole sentences around a span, the context an answer is cited
+with; ``narrow`` finds the short typed answer (a name, date, number, place) inside a
+sentence for the question types that have one.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-import math
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
 
-import numpy as np
-
-from rag.embedding import Embedder
-from rag.models import Answer, Citation, Document, Passage, Span
 from rag.text import STOPWORDS
 
 # ---- sentences -------------------------------------------------------------------------
@@ -122,8 +109,6 @@ _NOT_NAMES = frozenset(
     "the a an he she it they we i this that these those in on at but and or if when while "
     "after before as for from with by his her their its our mr mrs ms dr".split()
 )
-
-QUESTION_TYPES = ("how many", "how much", "who", "when", "where", "which")
 
 
 def question_type(question: str) -> str | None:
@@ -231,202 +216,27 @@ def narrow(question: str, sentence: str) -> tuple[int, int] | None:
     return best[0], best[1]
 
 
-# ---- readers ---------------------------------------------------------------------------
-class Reader(Protocol):
-    """Finds answer spans for a question in retrieved passages of the given documents."""
-
-    # What ``Span.score`` means: "sentence" (a similarity in [0, 1]) or "span" (a logit
-    # margin over "no answer"); the composer picks its threshold and calibration by it.
-    kind: str
-
-    def warm_up(self) -> None: ...
-
-    def read(
-        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
-    ) -> list[Span]:
-        """Spans in document coordinates, best first, merged on absolute offsets."""
-        ...
-
-    def read_batch(
-        self,
-        questions: Sequence[str],
-        passages: Sequence[Sequence[Passage]],
-        documents: Mapping[str, Document],
-    ) -> list[list[Span]]:
-        """``read`` for many questions, with one encoder pass over all of them."""
-        ...
-
-
-# (doc_id, start, end) of a sentence: its identity across the passages of one question.
-_SentenceKey = tuple[str, int, int]
-
-
-class SentenceReader:
-    """Extractive sentence scorer with typed narrowing (see module docstring)."""
-
-    kind = "sentence"
-
-    def __init__(
-        self, embedder: Embedder, dense_weight: float = 0.5, max_sentences: int = 8
-    ) -> None:
-        self.embedder = embedder
-        self.dense_weight = dense_weight
-        self.max_sentences = max_sentences
-
-    def warm_up(self) -> None:
-        self.embedder.warm_up()
-
-    def read(
-        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
-    ) -> list[Span]:
-        return self.read_batch([question], [passages], documents)[0]
-
-    def read_batch(
-        self,
-        questions: Sequence[str],
-        passages: Sequence[Sequence[Passage]],
-        documents: Mapping[str, Document],
-    ) -> list[list[Span]]:
-        plans = [self._plan(q, ps, documents) for q, ps in zip(questions, passages, strict=True)]
-        # One encoder call for every question and every chosen sentence of the batch.
-        texts: list[str] = []
-        for question, keys, sentences, _ in plans:
-            if keys:
-                texts += [question] + [sentences[k].text for k in keys]
-        vectors = self.embedder.embed(texts) if texts else np.zeros((0, 0), dtype=np.float32)
-        out: list[list[Span]] = []
-        row = 0
-        for question, keys, sentences, overlaps in plans:
-            if not keys:
-                out.append([])
-                continue
-            block = vectors[row : row + 1 + len(keys)]
-            row += 1 + len(keys)
-            cosines = np.asarray(block[1:] @ block[0], dtype=float)
-            spans = []
-            for key, cos in zip(keys, cosines, strict=True):
-                s = sentences[key]
-                score = self.dense_weight * float(cos) + (1 - self.dense_weight) * overlaps[key]
-                rel = narrow(question, s.text)
-                a, b = (s.start + rel[0], s.start + rel[1]) if rel else (s.start, s.end)
-                doc = documents[key[0]]
-                spans.append(Span(key[0], a, b, doc.text[a:b], score, s.start, s.end))
-            spans.sort(key=lambda sp: -sp.score)
-            out.append(spans)
-        return out
-
-    def _plan(
-        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
-    ) -> tuple[str, list[_SentenceKey], dict[_SentenceKey, Sentence], dict[_SentenceKey, float]]:
-        """The sentences to embed for one question, with their question-word overlaps."""
-        sentences: dict[_SentenceKey, Sentence] = {}
-        for p in passages:
-            doc = documents.get(p.doc_id)
-            if doc is None:
-                continue
-            for s in self._sentences_around(doc, p.start, p.end):
-                sentences.setdefault((p.doc_id, s.start, s.end), s)
-        q_terms = content_terms(question)
-        overlaps = {
-            k: len(q_terms & content_terms(s.text)) / len(q_terms) if q_terms else 0.0
-            for k, s in sentences.items()
-        }
-        # Encoding is the cost: only the sentences sharing most question words are embedded
-        # (dict order keeps retrieval rank as the tie-break).
-        keys = sorted(sentences, key=lambda k: -overlaps[k])[: self.max_sentences]
-        return question, keys, sentences, overlaps
-
-    @staticmethod
-    def _sentences_around(doc: Document, start: int, end: int) -> list[Sentence]:
-        """Whole sentences of ``doc`` that overlap ``[start, end)``."""
-        sentences = _document_sentences(doc.text)
-        lo = bisect.bisect_right([s.end for s in sentences], start)
-        out = []
-        for s in sentences[lo:]:
-            if s.start >= end:
-                break
-            out.append(s)
-        return out
-
-
 @lru_cache(maxsize=1024)
 def _document_sentences(text: str) -> tuple[Sentence, ...]:
     return tuple(split_sentences(text))
 
 
-def sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
-    """The range of the whole sentences of ``text`` that ``[start, end)`` touches: the
-    context a span reader's answer is cited with."""
+def sentences_around(text: str, start: int, end: int) -> list[Sentence]:
+    """Whole sentences of ``text`` that overlap ``[start, end)`` (cached per text)."""
     sentences = _document_sentences(text)
     lo = bisect.bisect_right([s.end for s in sentences], start)
-    a, b = start, end
+    out = []
     for s in sentences[lo:]:
         if s.start >= end:
             break
+        out.append(s)
+    return out
+
+
+def sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    """The range of the whole sentences of ``text`` that ``[start, end)`` touches: the
+    context a span reader's answer is cited with."""
+    a, b = start, end
+    for s in sentences_around(text, start, end):
         a, b = min(a, s.start), max(b, s.end)
     return a, b
-
-
-def compose_answer(
-    question: str,
-    spans: Sequence[Span],
-    documents: Mapping[str, Document],
-    passages: Sequence[Passage],
-    threshold: float,
-    calibration: Sequence[float] | None = None,
-) -> Answer:
-    """The best span as an Answer with its citation, or an abstention with the reason."""
-    if not passages:
-        return no_answer(question, "no passage of the index matches the question", passages)
-    if not spans:
-        return no_answer(question, "the retrieved passages hold no readable sentence", passages)
-    best = spans[0]
-    if best.score < threshold:
-        return no_answer(
-            question,
-            f"best candidate scored {best.score:.3f}, below the abstention threshold "
-            f"{threshold:.3f}",
-            passages,
-            score=best.score,
-        )
-    doc = documents[best.doc_id]
-    quote = doc.text[best.context_start : best.context_end]
-    citation = Citation(best.doc_id, doc.title, best.context_start, best.context_end, quote)
-    return Answer(
-        question=question,
-        text=best.text,
-        doc_id=best.doc_id,
-        start=best.start,
-        end=best.end,
-        score=best.score,
-        confidence=confidence(best, calibration),
-        citations=[citation],
-        passages=list(passages),
-    )
-
-
-def confidence(span: Span, calibration: Sequence[float] | None) -> float:
-    """P(correct) from the fitted logistic weights, or the clipped score when unfitted."""
-    if calibration is None:
-        return min(1.0, max(0.0, span.score))
-    narrowed = float((span.start, span.end) != (span.context_start, span.context_end))
-    a, b, c = calibration
-    return 1.0 / (1.0 + math.exp(-(a * span.score + b * narrowed + c)))
-
-
-def no_answer(
-    question: str, reason: str, passages: Sequence[Passage] = (), score: float = 0.0
-) -> Answer:
-    """An honest abstention."""
-    return Answer(
-        question=question,
-        text="",
-        doc_id=None,
-        start=None,
-        end=None,
-        score=score,
-        confidence=0.0,
-        citations=[],
-        no_answer_reason=reason,
-        passages=list(passages),
-    )

@@ -1,8 +1,8 @@
 """The persisted index: FAISS vectors beside an SQLite database, under ``index/<name>/``.
 
-SQLite (stdlib, WAL) holds the manifest, documents, chunks and an FTS5 table over the chunk
-texts (the BM25 side: persistent and incremental with the rows it indexes). FAISS holds one
-vector per chunk, keyed by the chunk's row id.
+FAISS holds one vector per chunk, keyed by the chunk's row id; the database (``schema``)
+holds the manifest, documents, chunks and the keyword table. Reads go through a
+``Snapshot``.
 
 Atomic writes: a change opens an SQLite write transaction, inserts the new rows, writes the
 new FAISS file under a fresh generation name (temp file, fsync, rename), points the manifest
@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import sqlite3
@@ -33,80 +32,17 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 
-from rag.models import Chunk, Document
+from rag.models import Chunk, Document, DocumentInfo
+from rag.store.errors import StoreBusy, StoreError, StoreWriteFailed
+from rag.store.files import file_sha256, fsync_dir
+from rag.store.schema import DB_FILE, SCHEMA, SCHEMA_VERSION
+from rag.store.snapshot import Snapshot
 
-SCHEMA_VERSION = "1"
 LOCK_DIR = ".locks"
-DB_FILE = "index.sqlite"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    text TEXT NOT NULL,
-    n_chunks INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    start INTEGER NOT NULL,
-    end INTEGER NOT NULL,
-    n_tokens INTEGER NOT NULL,
-    text TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
-END;
-"""
-
-
-class StoreError(RuntimeError):
-    """The index cannot be used as asked (missing, built for another model, damaged, ...)."""
-
-
-class StoreWriteFailed(StoreError):
-    """A write that could not be made (disk full, I/O error); the index is as it was."""
-
-
-class StoreBusy(StoreError):
-    """Another process is writing this index (a non-blocking write was asked for)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredChunk:
-    """A chunk row joined with its document's title."""
-
-    id: int
-    doc_id: str
-    title: str
-    start: int
-    end: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentInfo:
-    """A stored document's identity, without its text."""
-
-    id: str
-    title: str
-    sha256: str
-    metadata: dict[str, Any]
-    n_chunks: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,55 +62,6 @@ class Upsert:
     document: Document
     chunks: Sequence[Chunk]
     vectors: np.ndarray
-
-
-def _repair(value: Any) -> Any:
-    """``value`` with lone surrogates replaced by U+FFFD (pairs kept), walked iteratively."""
-    if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    root: list[Any] = [value]
-    stack: list[Any] = [root]
-    while stack:
-        node = stack.pop()
-        keys = range(len(node)) if isinstance(node, list) else list(node)
-        for k in keys:
-            v = node[k]
-            if isinstance(v, str):
-                node[k] = _repair(v)
-            elif isinstance(v, dict | list):
-                stack.append(v)
-            if isinstance(node, dict) and isinstance(k, str):
-                fixed = _repair(k)
-                if fixed != k:
-                    node[fixed] = node.pop(k)
-    return root[0]
-
-
-def load_metadata(stored: str) -> dict[str, Any]:
-    """A document's metadata as stored. Metadata stored before input was validated may hold
-    a lone surrogate (stored escaped in the JSON text), which no response can encode: it
-    reads back as U+FFFD, so the document stays readable."""
-    metadata: dict[str, Any] = json.loads(stored)
-    if "\\ud" in stored.lower():  # escapes of surrogates: repair the lone ones
-        metadata = _repair(metadata)
-    return metadata
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Store:
@@ -246,7 +133,7 @@ class Store:
                 if not empty:
                     self._check_is_index(conn)
                 conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript(_SCHEMA)
+                conn.executescript(SCHEMA)
                 conn.execute(
                     "INSERT OR IGNORE INTO manifest VALUES ('schema_version', ?)",
                     (SCHEMA_VERSION,),
@@ -338,13 +225,13 @@ class Store:
             self._serve_fd = None
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
+    def read(self) -> Iterator[Snapshot]:
         """A read transaction: one consistent snapshot of rows, FTS and manifest.
 
         Re-entrant per thread: a nested ``read()`` joins the outer snapshot, so a caller can
         hold one snapshot across retrieval and the document reads that follow it (a question
         answered during an ingest sees the index before it or after it, never a mix). The
-        outermost one pins the snapshot's FAISS generation, so ``vectors(conn)`` finds it
+        outermost one pins the snapshot's FAISS generation, so its ``vectors()`` finds it
         however many writes land meanwhile.
         """
         conn = self._conn()
@@ -356,7 +243,7 @@ class Store:
                 try:
                     # The first read fixes the snapshot; its generation is pinned and loaded
                     # before any writer here can commit the next one and let this one go.
-                    manifest = self.manifest(conn)
+                    manifest = self._manifest(conn)
                     pinned = manifest.get("faiss_file")
                     if pinned is not None:
                         self._pins[pinned] = self._pins.get(pinned, 0) + 1
@@ -366,21 +253,27 @@ class Store:
                         self._unpin(pinned)
                     conn.execute("ROLLBACK")
                     raise
+            self._local.snapshot = Snapshot(conn, self._vectors)
+        snapshot: Snapshot = self._local.snapshot
         self._local.depth = depth + 1
         try:
-            yield conn
+            yield snapshot
         finally:
             self._local.depth = depth
             if depth == 0:
+                self._local.snapshot = None
                 conn.execute("COMMIT")
                 if pinned is not None:
                     with self._faiss_lock:
                         self._unpin(pinned)
 
     # ---- manifest ----------------------------------------------------------------------
-    def manifest(self, conn: sqlite3.Connection | None = None) -> dict[str, str]:
-        rows = (conn or self._conn()).execute("SELECT key, value FROM manifest").fetchall()
-        return dict(rows)
+    def manifest(self) -> dict[str, str]:
+        return self._view().manifest()
+
+    @staticmethod
+    def _manifest(conn: sqlite3.Connection) -> dict[str, str]:
+        return dict(conn.execute("SELECT key, value FROM manifest").fetchall())
 
     def check_compatible(self, expected: Mapping[str, str]) -> None:
         """Raise StoreError when the manifest disagrees with ``expected`` on a key it has."""
@@ -397,10 +290,10 @@ class Store:
     def _new_faiss(self, dim: int) -> faiss.Index:
         return faiss.index_factory(dim, self.faiss_index_type, faiss.METRIC_INNER_PRODUCT)
 
-    def vectors(self, conn: sqlite3.Connection) -> faiss.Index | None:
+    def _vectors(self, conn: sqlite3.Connection) -> faiss.Index | None:
         """The FAISS index named by the manifest of ``conn``'s snapshot (loaded once, kept
         while it is the newest loaded generation or a reader has it pinned)."""
-        manifest = self.manifest(conn)
+        manifest = self._manifest(conn)
         name = manifest.get("faiss_file")
         if name is None:
             return None
@@ -502,8 +395,8 @@ class Store:
             committed = False
             new_file: Path | None = None
             try:
-                current = self.manifest(conn)
-                index = self.vectors(conn)
+                current = self._manifest(conn)
+                index = self._vectors(conn)
                 dim = next((u.vectors.shape[1] for u in upserts if len(u.chunks)), None)
                 if index is None and dim is not None:
                     index = self._new_faiss(dim)
@@ -536,7 +429,7 @@ class Store:
                         tmp.unlink(missing_ok=True)
                         raise
                     os.replace(tmp, new_file)
-                    _fsync_dir(self.path)
+                    fsync_dir(self.path)
                     updates["generation"] = str(generation)
                     updates["faiss_file"] = new_file.name
                     updates["faiss_sha256"] = digest
@@ -610,16 +503,15 @@ class Store:
         if not self.exists():
             raise StoreError(f"no index at {self.path} (run `rag ingest PATH` first)")
         try:
-            with self.read() as conn:
-                self._check_is_index(conn)
-                manifest = self.manifest(conn)
-                chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-                fts = conn.execute("SELECT COUNT(*) FROM chunks_fts_docsize").fetchone()[0]
-                docs = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+            with self.read() as snap:
+                self._check_is_index(self._conn())
+                manifest = snap.manifest()
+                docs, chunks = snap.counts()
+                fts = snap.keyword_rows()
                 name = manifest.get("faiss_file")
                 if name is not None and not (self.path / name).is_file():
                     raise StoreError(f"the vector file {self.path / name} is missing")
-                index = self.vectors(conn)
+                index = snap.vectors()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"the index database {self.db_path} is damaged: {exc}") from None
         vectors = 0 if index is None else int(index.ntotal)
@@ -630,110 +522,29 @@ class Store:
             )
         return IndexHealth(int(docs), int(chunks), vectors, int(fts))
 
-    # ---- reads -------------------------------------------------------------------------
-    def document_hashes(self) -> dict[str, tuple[str, str, str]]:
-        """doc id -> (sha256, title, metadata JSON), for incremental ingest."""
-        rows = self._conn().execute("SELECT id, sha256, title, metadata FROM documents")
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+    # ---- reads ------------------------------------------------------------------------
+    def _view(self) -> Snapshot:
+        """The thread's connection as a snapshot (outside a ``read()``: each query on its
+        own; inside one: that read's snapshot)."""
+        return Snapshot(self._conn(), self._vectors)
 
-    def document(self, doc_id: str, conn: sqlite3.Connection | None = None) -> Document | None:
-        row = (
-            (conn or self._conn())
-            .execute("SELECT id, text, title, metadata FROM documents WHERE id = ?", (doc_id,))
-            .fetchone()
-        )
-        return None if row is None else Document(row[0], row[1], row[2], load_metadata(row[3]))
+    def document_infos(self) -> dict[str, DocumentInfo]:
+        """Every stored document's identity by id, for incremental ingest."""
+        return self._view().document_infos()
+
+    def document(self, doc_id: str) -> Document | None:
+        return self._view().document(doc_id)
 
     def document_info(self, doc_id: str) -> DocumentInfo | None:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT id, title, sha256, metadata, n_chunks FROM documents WHERE id = ?",
-                (doc_id,),
-            )
-            .fetchone()
-        )
-        return (
-            None
-            if row is None
-            else DocumentInfo(row[0], row[1], row[2], load_metadata(row[3]), row[4])
-        )
+        return self._view().document_info(doc_id)
 
     def documents(self, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
-        rows = self._conn().execute(
-            "SELECT id, title, sha256, metadata, n_chunks FROM documents ORDER BY id "
-            "LIMIT ? OFFSET ?",
-            (limit, offset),
-        )
-        return [DocumentInfo(r[0], r[1], r[2], load_metadata(r[3]), r[4]) for r in rows]
+        return self._view().documents(limit, offset)
 
     def is_empty(self) -> bool:
         """True when no document is stored (cheap, unlike counting)."""
-        row = self._conn().execute("SELECT EXISTS (SELECT 1 FROM documents)").fetchone()
-        return not row[0]
+        return self._view().is_empty()
 
     def counts(self) -> tuple[int, int]:
         """(documents, chunks)."""
-        conn = self._conn()
-        docs = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-        chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        return int(docs), int(chunks)
-
-    def chunks_by_id(self, conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, StoredChunk]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = conn.execute(
-            "SELECT c.id, c.doc_id, d.title, c.start, c.end, c.text FROM chunks c "
-            f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
-            [int(i) for i in ids],
-        )
-        return {r[0]: StoredChunk(*r) for r in rows}
-
-    @staticmethod
-    def filter_sql(filters: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
-        """SQL over ``d`` (documents) for ``{"doc_id": id | [ids], "<metadata key>": value}``."""
-        if not filters:
-            return "1", []
-        clauses: list[str] = []
-        params: list[Any] = []
-        for key, value in filters.items():
-            values = value if isinstance(value, list) else [value]
-            if not values:  # an empty list of allowed values matches nothing
-                clauses.append("0")
-            elif key == "doc_id":
-                clauses.append(f"d.id IN ({','.join('?' * len(values))})")
-                params += [str(v) for v in values]
-            else:
-                clauses.append(f"json_extract(d.metadata, ?) IN ({','.join('?' * len(values))})")
-                params.append("$." + json.dumps(key))
-                params += values
-        return " AND ".join(clauses), params
-
-    def filtered_chunk_ids(
-        self, conn: sqlite3.Connection, filters: Mapping[str, Any]
-    ) -> np.ndarray:
-        where, params = self.filter_sql(filters)
-        rows = conn.execute(
-            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}",
-            params,
-        )
-        return np.asarray([r[0] for r in rows], dtype=np.int64)
-
-    def bm25(
-        self,
-        conn: sqlite3.Connection,
-        match: str,
-        limit: int,
-        filters: Mapping[str, Any] | None = None,
-    ) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score, higher is better) for an FTS5 MATCH expression."""
-        where, params = self.filter_sql(filters)
-        rows = conn.execute(
-            "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f "
-            "JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.doc_id "
-            f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
-            [match, *params, limit],
-        )
-        # FTS5's bm25() is negated so that ORDER BY ascending puts the best first.
-        return [(int(r[0]), -float(r[1])) for r in rows]
+        return self._view().counts()

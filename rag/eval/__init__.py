@@ -1,0 +1,63 @@
+"""Evaluation: ``metrics`` (judging and metrics), ``runner`` (a gold set through the
+pipeline), ``fit`` (a reader's abstention fitted on a run), ``report`` (metrics.json,
+report.md, plots, errors.jsonl, comparison). Gold formats and SQuAD scoring stay in
+``rag.gold``, which reader training reaches too."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rag.faces import lazy_face
+
+if TYPE_CHECKING:
+    from rag.eval.fit import (
+        AbstentionFit as AbstentionFit,
+        best_threshold as best_threshold,
+        fit_abstention as fit_abstention,
+        fit_logistic as fit_logistic,
+    )
+    from rag.eval.metrics import (
+        QUESTION_TYPES as QUESTION_TYPES,
+        PassageRef as PassageRef,
+        QuestionResult as QuestionResult,
+        answer_metrics as answer_metrics,
+        calibration as calibration,
+        judge as judge,
+        ndcg_at as ndcg_at,
+        question_kind as question_kind,
+        retrieval_metrics as retrieval_metrics,
+    )
+    from rag.eval.report import (
+        compare as compare,
+        markdown as markdown,
+        write_outputs as write_outputs,
+    )
+    from rag.eval.runner import (
+        EvalRun as EvalRun,
+        Evaluator as Evaluator,
+        corpus_index_name as corpus_index_name,
+    )
+
+_NAMES = {
+    **dict.fromkeys(
+        ["AbstentionFit", "best_threshold", "fit_abstention", "fit_logistic"], "rag.eval.fit"
+    ),
+    **dict.fromkeys(
+        [
+            "QUESTION_TYPES",
+            "PassageRef",
+            "QuestionResult",
+            "answer_metrics",
+            "calibration",
+            "judge",
+            "ndcg_at",
+            "question_kind",
+            "retrieval_metrics",
+        ],
+        "rag.eval.metrics",
+    ),
+    **dict.fromkeys(["compare", "markdown", "write_outputs"], "rag.eval.report"),
+    **dict.fromkeys(["EvalRun", "Evaluator", "corpus_index_name"], "rag.eval.runner"),
+}
+__all__ = sorted(_NAMES)
+__getattr__ = lazy_face(__name__, _NAMES)

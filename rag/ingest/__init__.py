@@ -1,0 +1,45 @@
+"""Documents in: loaders (files and uploads to ``Document``), chunking (token windows with
+exact character offsets), embedding (all-MiniLM-L6-v2, offline)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rag.faces import lazy_face
+
+if TYPE_CHECKING:
+    from rag.ingest.chunking import (
+        TOKENIZER_NAME as TOKENIZER_NAME,
+        Chunker as Chunker,
+        TokenizerError as TokenizerError,
+        cl100k as cl100k,
+    )
+    from rag.ingest.embedding import (
+        Embedder as Embedder,
+        default_model_path as default_model_path,
+    )
+    from rag.ingest.loaders import (
+        SUPPORTED_SUFFIXES as SUPPORTED_SUFFIXES,
+        LoadError as LoadError,
+        LoadResult as LoadResult,
+        html_to_text as html_to_text,
+        load_bytes as load_bytes,
+        load_paths as load_paths,
+    )
+
+_NAMES = {
+    "TOKENIZER_NAME": "rag.ingest.chunking",
+    "Chunker": "rag.ingest.chunking",
+    "TokenizerError": "rag.ingest.chunking",
+    "cl100k": "rag.ingest.chunking",
+    "Embedder": "rag.ingest.embedding",
+    "default_model_path": "rag.ingest.embedding",
+    "SUPPORTED_SUFFIXES": "rag.ingest.loaders",
+    "LoadError": "rag.ingest.loaders",
+    "LoadResult": "rag.ingest.loaders",
+    "html_to_text": "rag.ingest.loaders",
+    "load_bytes": "rag.ingest.loaders",
+    "load_paths": "rag.ingest.loaders",
+}
+__all__ = sorted(_NAMES)
+__getattr__ = lazy_face(__name__, _NAMES)

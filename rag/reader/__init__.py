@@ -1,0 +1,98 @@
+"""Readers: retrieved passages in, answer spans in document coordinates out.
+
+``base`` (the ``Reader`` protocol, its abstention and fit files, the composer),
+``sentences`` (sentence splitting, typed short answers), ``sentence`` (the sentence
+reader), ``span_format`` / ``span_model`` / ``span`` (the trained span reader: its files,
+its torch model, the reader), ``training`` (``rag train-reader``), ``factory`` (the reader
+a configuration asks for). torch is imported only by the span modules, on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rag.faces import lazy_face
+
+if TYPE_CHECKING:
+    from rag.reader.base import (
+        Reader as Reader,
+        compose_answer as compose_answer,
+        feature_values as feature_values,
+        load_abstention as load_abstention,
+        no_answer as no_answer,
+        save_abstention as save_abstention,
+    )
+    from rag.reader.factory import (
+        build_reader as build_reader,
+    )
+    from rag.reader.sentence import (
+        SentenceReader as SentenceReader,
+    )
+    from rag.reader.sentences import (
+        Sentence as Sentence,
+        content_terms as content_terms,
+        narrow as narrow,
+        question_type as question_type,
+        sentence_bounds as sentence_bounds,
+        split_sentences as split_sentences,
+    )
+    from rag.reader.span import (
+        SpanReader as SpanReader,
+    )
+    from rag.reader.span_format import (
+        CONFIG_FILE as CONFIG_FILE,
+        WEIGHTS_FILE as WEIGHTS_FILE,
+        WindowConfig as WindowConfig,
+    )
+    from rag.reader.span_model import quantize_encoder as quantize_encoder
+    from rag.reader.training import (
+        ReaderTrainer as ReaderTrainer,
+        TrainConfig as TrainConfig,
+        TrainExample as TrainExample,
+        build_examples as build_examples,
+        evaluate_gold_paragraph as evaluate_gold_paragraph,
+        model_card as model_card,
+    )
+
+_NAMES = {
+    **dict.fromkeys(
+        [
+            "Reader",
+            "compose_answer",
+            "feature_values",
+            "load_abstention",
+            "no_answer",
+            "save_abstention",
+        ],
+        "rag.reader.base",
+    ),
+    "build_reader": "rag.reader.factory",
+    "SentenceReader": "rag.reader.sentence",
+    **dict.fromkeys(
+        [
+            "Sentence",
+            "content_terms",
+            "narrow",
+            "question_type",
+            "sentence_bounds",
+            "split_sentences",
+        ],
+        "rag.reader.sentences",
+    ),
+    "SpanReader": "rag.reader.span",
+    "quantize_encoder": "rag.reader.span_model",
+    **dict.fromkeys(["CONFIG_FILE", "WEIGHTS_FILE", "WindowConfig"], "rag.reader.span_format"),
+    **dict.fromkeys(
+        [
+            "ReaderTrainer",
+            "TrainConfig",
+            "TrainExample",
+            "build_examples",
+            "evaluate_gold_paragraph",
+            "model_card",
+        ],
+        "rag.reader.training",
+    ),
+}
+__all__ = sorted(_NAMES)
+__getattr__ = lazy_face(__name__, _NAMES)

@@ -1,0 +1,145 @@
+"""What every reader is: the ``Reader`` protocol, its abstention, and the composer.
+
+A reader turns retrieved passages into answer spans in document coordinates, and owns its
+``Abstention`` (threshold and calibration, fitted by ``make fit-threshold`` into the
+reader's fit file and loaded here) and its ``confidence()``; the composer turns its best
+span into an ``Answer`` with a citation, or an honest "no answer" with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.models import Abstention, Answer, Citation, Document, Passage, Span
+
+
+class Reader(Protocol):
+    """Finds answer spans for a question in retrieved passages of the given documents."""
+
+    # The reader's name in reports and fit files ("sentence", "span").
+    kind: str
+    # When it abstains and how its confidence is calibrated (see ``Abstention``), and the
+    # file ``make fit-threshold`` fits it into (never on the gold sets the tests ask).
+    abstention: Abstention
+    fit_file: Path
+
+    def warm_up(self) -> None: ...
+
+    def read(
+        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
+    ) -> list[Span]:
+        """Spans in document coordinates, best first, merged on absolute offsets."""
+        ...
+
+    def read_batch(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[Passage]],
+        documents: Mapping[str, Document],
+    ) -> list[list[Span]]:
+        """``read`` for many questions, with one encoder pass over all of them."""
+        ...
+
+    def confidence(self, span: Span) -> float:
+        """P(correct) of answering with ``span``, by the reader's calibration."""
+        ...
+
+
+def feature_values(span: Span) -> dict[str, float]:
+    """The values of an answer's abstention features (see ``AbstentionFeature``)."""
+    narrowed = float((span.start, span.end) != (span.context_start, span.context_end))
+    return {"score": span.score, "narrowed": narrowed}
+
+
+# ---- fit files ---------------------------------------------------------------------------
+def load_abstention(path: Path, kind: str, unfitted: Abstention) -> Abstention:
+    """The abstention fitted for reader ``kind`` in ``path``; ``unfitted`` when the file
+    is absent (a trimmed install). A file fitted for another reader is refused."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return unfitted
+    if data.get("reader") != kind:
+        raise ValueError(f"{path} holds the fit of the {data.get('reader')!r} reader, not {kind!r}")
+    calibration = data.get("confidence_calibration")
+    return Abstention(
+        threshold=float(data["abstain_threshold"]),
+        calibration=None if calibration is None else tuple(float(v) for v in calibration),
+        features=tuple(data.get("features", unfitted.features)),
+        objective=data.get("objective", unfitted.objective),
+    )
+
+
+def save_abstention(path: Path, kind: str, abstention: Abstention, **report: Any) -> None:
+    """Write a reader's fitted abstention (and what the fit measured) to its fit file."""
+    data = {
+        "reader": kind,
+        "abstain_threshold": abstention.threshold,
+        "confidence_calibration": None
+        if abstention.calibration is None
+        else list(abstention.calibration),
+        "features": list(abstention.features),
+        "objective": abstention.objective,
+        **report,
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+# ---- the composer ------------------------------------------------------------------------
+def compose_answer(
+    question: str,
+    spans: Sequence[Span],
+    documents: Mapping[str, Document],
+    passages: Sequence[Passage],
+    reader: Reader,
+) -> Answer:
+    """The best span as an Answer with its citation, or an abstention with the reason."""
+    if not passages:
+        return no_answer(question, "no passage of the index matches the question", passages)
+    if not spans:
+        return no_answer(question, "the retrieved passages hold no readable sentence", passages)
+    best = spans[0]
+    threshold = reader.abstention.threshold
+    if reader.abstention.abstains(best.score):
+        return no_answer(
+            question,
+            f"best candidate scored {best.score:.3f}, below the abstention threshold "
+            f"{threshold:.3f}",
+            passages,
+            score=best.score,
+        )
+    doc = documents[best.doc_id]
+    quote = doc.text[best.context_start : best.context_end]
+    citation = Citation(best.doc_id, doc.title, best.context_start, best.context_end, quote)
+    return Answer(
+        question=question,
+        text=best.text,
+        doc_id=best.doc_id,
+        start=best.start,
+        end=best.end,
+        score=best.score,
+        confidence=reader.confidence(best),
+        citations=[citation],
+        passages=list(passages),
+    )
+
+
+def no_answer(
+    question: str, reason: str, passages: Sequence[Passage] = (), score: float = 0.0
+) -> Answer:
+    """An honest abstention."""
+    return Answer(
+        question=question,
+        text="",
+        doc_id=None,
+        start=None,
+        end=None,
+        score=score,
+        confidence=0.0,
+        citations=[],
+        no_answer_reason=reason,
+        passages=list(passages),
+    )

@@ -1,0 +1,59 @@
+"""The reader a configuration asks for, with its abstention loaded through one path.
+
+``RAG_READER=span`` is the trained span reader when its weights are there, else the
+sentence reader (said in a warning); whichever is built carries its own fitted
+``Abstention``, from its own fit file, with the settings' overrides on top. So a fit run
+always fits, and writes the fit file of, the reader that actually answered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from rag.ingest import Embedder
+from rag.models import Abstention
+from rag.reader import sentence
+from rag.reader.base import Reader, load_abstention
+from rag.reader.span_format import WEIGHTS_FILE
+from rag.settings import Settings
+
+log = logging.getLogger("rag.reader")
+
+
+def _with_overrides(
+    fitted: Abstention, threshold: float | None, calibration: list[float] | None
+) -> Abstention:
+    return dataclasses.replace(
+        fitted,
+        threshold=fitted.threshold if threshold is None else threshold,
+        calibration=fitted.calibration if calibration is None else tuple(calibration),
+    )
+
+
+def build_reader(settings: Settings, embedder: Embedder) -> Reader:
+    """The configured reader; the sentence reader when the span weights are absent."""
+    s = settings
+    if s.reader == "span" and (Path(s.reader_weights) / WEIGHTS_FILE).is_file():
+        from rag.reader import span  # torch is imported only when needed
+
+        fitted = load_abstention(span.SpanReader.fit_file, span.SpanReader.kind, span.UNFITTED)
+        return span.SpanReader(
+            Path(s.reader_weights),
+            s.span_margin_chars,
+            s.span_max_answer_tokens,
+            s.span_batch_windows,
+            s.span_quantize,
+            _with_overrides(fitted, s.span_abstain_margin, s.span_confidence_calibration),
+        )
+    if s.reader == "span":
+        log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)
+    reader = sentence.SentenceReader
+    fitted = load_abstention(reader.fit_file, reader.kind, sentence.UNFITTED)
+    return reader(
+        embedder,
+        s.reader_dense_weight,
+        s.reader_max_sentences,
+        _with_overrides(fitted, s.abstain_threshold, s.confidence_calibration),
+    )

@@ -1,0 +1,166 @@
+"""The span reader: the trained ``SpanModel`` behind the ``Reader`` interface.
+
+It reads the document text around each retrieved passage (a margin either side, merged),
+so an answer that crosses a chunk boundary is read whole; every span maps back to document
+coordinates through the tokenizer's offsets, and is cited by its whole sentences.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rag.models import Abstention, Document, Passage, Span
+from rag.reader.base import feature_values
+from rag.reader.sentences import sentence_bounds
+from rag.reader.span_format import WindowConfig
+from rag.reader.span_model import (
+    SpanModel,
+    collate,
+    decode,
+    encode_windows,
+    load_reader,
+    load_tokenizer,
+    quantize_encoder,
+)
+from rag.settings import DATA_DIR
+
+# The span reader's abstention when no fit file is there: answer when the best span beats
+# "no answer", with sigmoid(margin) as confidence.
+UNFITTED = Abstention(threshold=0.0, features=("score",), objective="f1")
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A character range of a document that the reader reads (for one question)."""
+
+    doc_id: str
+    start: int
+    end: int
+    question: int = 0
+
+
+def read_regions(
+    passages: Sequence[Passage], documents: Mapping[str, Document], margin: int
+) -> list[Region]:
+    """Ranges of the *documents* around the passages, ``margin`` characters wider on each
+    side and merged where they overlap, so that an answer that crosses a chunk boundary is
+    inside one range."""
+    by_doc: dict[str, list[tuple[int, int]]] = {}
+    for p in passages:
+        doc = documents.get(p.doc_id)
+        if doc is None:
+            continue
+        by_doc.setdefault(p.doc_id, []).append(
+            (max(0, p.start - margin), min(len(doc.text), p.end + margin))
+        )
+    out: list[Region] = []
+    for doc_id, ranges in by_doc.items():
+        ranges.sort()
+        merged = [list(ranges[0])]
+        for a, b in ranges[1:]:
+            if a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        out += [Region(doc_id, a, b) for a, b in merged]
+    return out
+
+
+class SpanReader:
+    """The trained span reader behind the ``Reader`` interface.
+
+    Reads the document text around each retrieved passage (``margin_chars`` either side,
+    merged), all questions and windows of a batch in one encoder pass per ``batch_size``
+    windows. A span's score is its start + end logit minus the no-answer (``[CLS]``) score
+    of its window: positive when the model prefers the span to "no answer here".
+    """
+
+    kind = "span"
+    fit_file = DATA_DIR / "span_reader_fit.json"
+
+    def __init__(
+        self,
+        folder: Path,
+        margin_chars: int = 200,
+        max_answer_tokens: int = 30,
+        batch_size: int = 16,
+        quantize: bool = False,
+        abstention: Abstention = UNFITTED,
+    ) -> None:
+        self.folder = folder
+        self.abstention = abstention
+        self.margin_chars = margin_chars
+        self.max_answer_tokens = max_answer_tokens
+        self.batch_size = batch_size
+        self.quantize = quantize
+        self._model: SpanModel | None = None
+        self._tokenizer: Any = None
+        self._window = WindowConfig()
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        model, config = load_reader(self.folder)
+        if self.quantize:
+            model.encoder = quantize_encoder(model.encoder)
+        self._model = model
+        self._window = WindowConfig.of(config.get("config", {}))
+        self._tokenizer = load_tokenizer()
+
+    def read(
+        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
+    ) -> list[Span]:
+        return self.read_batch([question], [passages], documents)[0]
+
+    @torch.inference_mode()
+    def read_batch(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[Passage]],
+        documents: Mapping[str, Document],
+    ) -> list[list[Span]]:
+        self.warm_up()
+        assert self._model is not None
+        regions: list[Region] = []
+        for qi, ps in enumerate(passages):
+            for r in read_regions(ps, documents, self.margin_chars):
+                regions.append(Region(r.doc_id, r.start, r.end, qi))
+        if not regions:
+            return [[] for _ in questions]
+        windows = encode_windows(
+            self._tokenizer,
+            [questions[r.question] for r in regions],
+            [documents[r.doc_id].text[r.start : r.end] for r in regions],
+            self._window,
+        )
+        best: list[dict[tuple[str, int, int], float]] = [{} for _ in questions]
+        for i in range(0, len(windows), self.batch_size):
+            block = windows[i : i + self.batch_size]
+            s, e = self._model(**collate(block, self._tokenizer.pad_token_id))
+            for c in decode(block, s, e, self.max_answer_tokens, top_n=10):
+                r = regions[c.sample]
+                key = (r.doc_id, r.start + c.start, r.start + c.end)
+                score = c.score - c.null_score
+                found = best[r.question]
+                if score > found.get(key, -math.inf):
+                    found[key] = score
+        out: list[list[Span]] = []
+        for found in best:
+            spans = []
+            for (doc_id, a, b), score in sorted(found.items(), key=lambda kv: -kv[1]):
+                doc = documents[doc_id]
+                ca, cb = sentence_bounds(doc.text, a, b)
+                spans.append(Span(doc_id, a, b, doc.text[a:b], score, ca, cb))
+            out.append(spans)
+        return out
+
+    def confidence(self, span: Span) -> float:
+        """Platt scaling of the margin when fitted, else sigmoid(margin)."""
+        p = self.abstention.probability(feature_values(span))
+        return 1.0 / (1.0 + math.exp(-span.score)) if p is None else p

@@ -1,0 +1,37 @@
+"""The span reader's files and window shape: what a saved reader is, without torch.
+
+The pipeline checks for the weights and the training and the reader agree on the window
+shape through this module, which imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "reader.json"
+# The window shape a reader is trained with and read with (recorded in its reader.json).
+MAX_LENGTH = 256
+STRIDE = 128
+MAX_QUESTION_TOKENS = 48
+
+
+@dataclass(frozen=True, slots=True)
+class WindowConfig:
+    """How ``[CLS] question [SEP] context [SEP]`` windows are cut: wordpieces per window,
+    the overlap of consecutive windows (doc stride), and the question's share at most."""
+
+    max_length: int = MAX_LENGTH
+    stride: int = STRIDE
+    max_question_tokens: int = MAX_QUESTION_TOKENS
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> WindowConfig:
+        """The window shape recorded in a saved reader's (or a run's) config."""
+        return cls(
+            int(config.get("max_length", MAX_LENGTH)),
+            int(config.get("stride", STRIDE)),
+            int(config.get("max_question_tokens", MAX_QUESTION_TOKENS)),
+        )

@@ -1,0 +1,35 @@
+"""The index on disk: FAISS vectors beside an SQLite database (rows, FTS5 keyword table),
+written atomically and read through ``Snapshot``s. The segmented store grows here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rag.faces import lazy_face
+
+if TYPE_CHECKING:
+    from rag.store.engine import (
+        IndexHealth as IndexHealth,
+        Store as Store,
+        Upsert as Upsert,
+    )
+    from rag.store.errors import (
+        StoreBusy as StoreBusy,
+        StoreError as StoreError,
+        StoreWriteFailed as StoreWriteFailed,
+    )
+    from rag.store.snapshot import (
+        Snapshot as Snapshot,
+    )
+
+_NAMES = {
+    "IndexHealth": "rag.store.engine",
+    "Store": "rag.store.engine",
+    "Upsert": "rag.store.engine",
+    "StoreBusy": "rag.store.errors",
+    "StoreError": "rag.store.errors",
+    "StoreWriteFailed": "rag.store.errors",
+    "Snapshot": "rag.store.snapshot",
+}
+__all__ = sorted(_NAMES)
+__getattr__ = lazy_face(__name__, _NAMES)

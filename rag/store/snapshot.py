@@ -1,0 +1,155 @@
+"""One consistent view of an index: the rows, the keyword table and the vectors of one
+moment, with the queries retrieval and the readers need.
+
+``Store.read()`` hands one out inside a read transaction (a question answered during an
+ingest sees the index before it or after it, never a mix); the store's own convenience
+reads use one over the plain connection. Callers never see SQL or a connection: this is the
+face a segmented store implements as well.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import faiss
+import numpy as np
+
+from rag.models import Document, DocumentInfo, Hit, Passage
+from rag.store.files import load_metadata
+from rag.store.schema import filter_sql
+
+
+class Snapshot:
+    """Queries over one snapshot of an index (see the module docstring)."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, vectors: Callable[[sqlite3.Connection], faiss.Index | None]
+    ) -> None:
+        self._conn = conn
+        self._vectors = vectors
+
+    # ---- what the index holds ------------------------------------------------------------
+    def manifest(self) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT key, value FROM manifest").fetchall())
+
+    def is_empty(self) -> bool:
+        """True when no document is stored (cheap, unlike counting)."""
+        row = self._conn.execute("SELECT EXISTS (SELECT 1 FROM documents)").fetchone()
+        return not row[0]
+
+    def counts(self) -> tuple[int, int]:
+        """(documents, chunks)."""
+        docs = self._conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        chunks = self._conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return int(docs), int(chunks)
+
+    def keyword_rows(self) -> int:
+        """Rows of the keyword table (one per chunk when the index is consistent)."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM chunks_fts_docsize").fetchone()[0])
+
+    def vectors(self) -> faiss.Index | None:
+        """The FAISS generation of this snapshot (None before the first vector)."""
+        return self._vectors(self._conn)
+
+    # ---- documents -----------------------------------------------------------------------
+    def document(self, doc_id: str) -> Document | None:
+        row = self._conn.execute(
+            "SELECT id, text, title, metadata FROM documents WHERE id = ?", (doc_id,)
+        ).fetchone()
+        return None if row is None else Document(row[0], row[1], row[2], load_metadata(row[3]))
+
+    def documents_by_id(self, doc_ids: Sequence[str]) -> dict[str, Document]:
+        """The stored documents among ``doc_ids`` (missing ones left out)."""
+        out: dict[str, Document] = {}
+        for doc_id in dict.fromkeys(doc_ids):
+            doc = self.document(doc_id)
+            if doc is not None:
+                out[doc_id] = doc
+        return out
+
+    def document_info(self, doc_id: str) -> DocumentInfo | None:
+        row = self._conn.execute(
+            "SELECT id, title, sha256, metadata, n_chunks FROM documents WHERE id = ?",
+            (doc_id,),
+        ).fetchone()
+        return None if row is None else _info(row)
+
+    def documents(self, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
+        rows = self._conn.execute(
+            "SELECT id, title, sha256, metadata, n_chunks FROM documents ORDER BY id "
+            "LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [_info(r) for r in rows]
+
+    def document_infos(self) -> dict[str, DocumentInfo]:
+        """Every stored document's identity by id: what incremental ingest compares with."""
+        rows = self._conn.execute("SELECT id, title, sha256, metadata, n_chunks FROM documents")
+        return {r[0]: _info(r) for r in rows}
+
+    # ---- retrieval -----------------------------------------------------------------------
+    def passages(self, ids: Sequence[int]) -> dict[int, Passage]:
+        """The chunks ``ids`` as passages (scores unset), by id; deleted ones left out."""
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._conn.execute(
+            "SELECT c.id, c.doc_id, d.title, c.start, c.end, c.text FROM chunks c "
+            f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+            [int(i) for i in ids],
+        )
+        return {r[0]: Passage(r[0], r[1], r[2], r[3], r[4], r[5], score=0.0) for r in rows}
+
+    def dense(
+        self,
+        queries: np.ndarray,
+        depth: int,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        """Per query vector (rows of ``queries``), the ``depth`` nearest chunks by inner
+        product among those ``filters`` allow, best first."""
+        index = self.vectors()
+        allowed = self._filtered_chunk_ids(filters) if filters else None
+        if index is None or index.ntotal == 0 or (allowed is not None and len(allowed) == 0):
+            return [[] for _ in range(len(queries))]
+        params = None
+        if allowed is not None:
+            # The kwarg form keeps the selector alive for the search (faiss's Python wrapper).
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
+        out = []
+        for vector in queries:
+            scores, ids = index.search(
+                vector.reshape(1, -1), min(depth, index.ntotal), params=params
+            )
+            out.append(
+                [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            )
+        return out
+
+    def keyword(
+        self, match: str, depth: int, filters: Mapping[str, Any] | None = None
+    ) -> list[Hit]:
+        """The ``depth`` best chunks by BM25 for an FTS5 MATCH expression (higher is better)."""
+        where, params = filter_sql(filters)
+        rows = self._conn.execute(
+            "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f "
+            "JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.doc_id "
+            f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
+            [match, *params, depth],
+        )
+        # FTS5's bm25() is negated so that ORDER BY ascending puts the best first.
+        return [Hit(int(r[0]), -float(r[1])) for r in rows]
+
+    def _filtered_chunk_ids(self, filters: Mapping[str, Any]) -> np.ndarray:
+        where, params = filter_sql(filters)
+        rows = self._conn.execute(
+            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}",
+            params,
+        )
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+
+def _info(row: Sequence[Any]) -> DocumentInfo:
+    return DocumentInfo(row[0], row[1], row[2], load_metadata(row[3]), row[4])
