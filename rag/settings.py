@@ -1,5 +1,11 @@
 """Settings for the library, the CLI and the service (``RAG_*`` environment variables).
 
+One settings class per stage (``IndexSettings``, ``IngestSettings``, ``RetrievalSettings``,
+``ReaderSettings``, ``LimitSettings``, ``ServiceSettings``); ``Settings`` is all of them. A
+component takes the group it reads (``build_reader(settings: ReaderSettings, ...)``), so a
+stage's knobs are found in one class; the variables stay flat (``RAG_CHUNK_TOKENS``), as
+deployments and the README name them.
+
 Nothing is read at import time: ``Settings()`` reads the environment when it is constructed.
 The readers' fitted abstention is not a setting: each reader loads its own fit file
 (``rag.reader``); the ``*_abstain_*`` and ``*_calibration`` settings only override it.
@@ -18,8 +24,8 @@ DATA_DIR = Path(__file__).parent / "data"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class Settings(BaseSettings):
-    """Every tunable of the pipeline, with what it is for."""
+class IndexSettings(BaseSettings):
+    """Where the indexes live and how their vectors are kept."""
 
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
 
@@ -27,8 +33,20 @@ class Settings(BaseSettings):
     index_name: str = Field(
         "default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Index to use."
     )
-    host: str = Field("127.0.0.1", description="Address the HTTP service binds to.")
-    port: int = Field(8000, ge=1, le=65535, description="Port the HTTP service listens on.")
+    faiss_index_type: str = Field(
+        "IDMap2,Flat",
+        description="faiss.index_factory string (inner product over L2-normalised vectors).",
+    )
+
+    @property
+    def index_dir(self) -> Path:
+        return self.index_root / self.index_name
+
+
+class IngestSettings(BaseSettings):
+    """How documents become chunks and vectors."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
 
     chunk_tokens: int = Field(
         160,
@@ -43,12 +61,13 @@ class Settings(BaseSettings):
         description="A chunk ends at the last sentence end within this many tokens of its "
         "window end, so chunks hold whole sentences where one is near.",
     )
-
     embed_batch_size: int = Field(32, ge=1, description="Texts per encoder batch.")
-    faiss_index_type: str = Field(
-        "IDMap2,Flat",
-        description="faiss.index_factory string (inner product over L2-normalised vectors).",
-    )
+
+
+class RetrievalSettings(BaseSettings):
+    """How passages are found."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
 
     top_k: int = Field(5, ge=1, le=50, description="Passages returned and read per question.")
     retrieve_depth: int = Field(
@@ -58,6 +77,12 @@ class Settings(BaseSettings):
     retrievers: Literal["hybrid", "dense", "bm25"] = Field(
         "hybrid", description="Which retrievers feed the reader."
     )
+
+
+class ReaderSettings(BaseSettings):
+    """Which reader answers, how it reads, and overrides of its fitted abstention."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
 
     reader: Literal["sentence", "span"] = Field(
         "span",
@@ -128,11 +153,36 @@ class Settings(BaseSettings):
         "Unset: fitted on gold data with the threshold (P(F1 > 0.5 or exact match); the "
         "clipped score when absent).",
     )
+
+
+class LimitSettings(BaseSettings):
+    """Bounds on questions and documents, enforced by the library at every entry point."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
     max_question_chars: int = Field(
         1000, ge=1, description="Longest question accepted (characters)."
     )
+    max_filter_keys: int = Field(
+        16, ge=1, description="Most keys in a question's filters (else 422)."
+    )
+    max_filter_values: int = Field(
+        256,
+        ge=1,
+        description="Most values of one filter key (else 422): each becomes a bound SQL parameter.",
+    )
+    max_metadata_depth: int = Field(
+        8, ge=1, description="Deepest nesting of a document's metadata object (else 422)."
+    )
 
-    # ---- HTTP service: security, limits, operations ------------------------------------
+
+class ServiceSettings(BaseSettings):
+    """The HTTP service: address, keys, limits, queues, chat, operations."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the HTTP service binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the HTTP service listens on.")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Keys accepted as `Authorization: Bearer <key>` (comma-separated in "
@@ -176,17 +226,6 @@ class Settings(BaseSettings):
         32, ge=1, description="Most concurrent questions answered in one batch."
     )
     max_page_size: int = Field(200, ge=1, description="Largest page of GET /documents.")
-    max_filter_keys: int = Field(
-        16, ge=1, description="Most keys in a question's filters (else 422)."
-    )
-    max_filter_values: int = Field(
-        256,
-        ge=1,
-        description="Most values of one filter key (else 422): each becomes a bound SQL parameter.",
-    )
-    max_metadata_depth: int = Field(
-        8, ge=1, description="Deepest nesting of a document's metadata object (else 422)."
-    )
     max_upload_records: int = Field(
         10_000, ge=1, description="Most documents in one upload (JSONL records; else 422)."
     )
@@ -266,10 +305,6 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
-    @property
-    def index_dir(self) -> Path:
-        return self.index_root / self.index_name
-
     def allowed_hosts(self) -> list[str]:
         """The Host names served: ``trusted_hosts``, or the loopback names when bound to a
         loopback address (a page on another site cannot rebind its name to us), else any."""
@@ -280,26 +315,53 @@ class Settings(BaseSettings):
         return ["*"]
 
 
+# Groups are listed last-first: pydantic collects fields from the bases in reverse order,
+# so the table and ``model_fields`` read index, ingest, retrieval, reader, limits, service.
+class Settings(
+    ServiceSettings, LimitSettings, ReaderSettings, RetrievalSettings, IngestSettings, IndexSettings
+):
+    """Every tunable of the pipeline, with what it is for: one group per stage, each a
+    settings class of its own (components take the group they read), all read from the
+    same flat ``RAG_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+
 # Defaults that are computed, shown in words in the settings table.
 _COMPUTED_DEFAULTS = {
     "api_keys": "(empty: a key file)",
     "cors_origins": "(empty)",
     "trusted_hosts": "(empty: loopback names on loopback)",
-    "abstain_threshold": "(fitted)",
-    "confidence_calibration": "(fitted)",
-    "span_abstain_margin": "(fitted)",
-    "span_confidence_calibration": "(fitted)",
+    "abstain_threshold": "(unset: fitted)",
+    "confidence_calibration": "(unset: fitted)",
+    "span_abstain_margin": "(unset: fitted)",
+    "span_confidence_calibration": "(unset: fitted)",
     "reader_weights": "rag/data/reader (in the package)",
 }
 
 
+GROUPS: tuple[type[BaseSettings], ...] = (
+    IndexSettings,
+    IngestSettings,
+    RetrievalSettings,
+    ReaderSettings,
+    LimitSettings,
+    ServiceSettings,
+)
+
+
 def settings_markdown() -> str:
-    """The settings as a Markdown table (the README embeds it; a test keeps them equal)."""
-    rows = ["| variable | default | what it is for |", "|---|---|---|"]
-    for name, f in Settings.model_fields.items():
-        default = _COMPUTED_DEFAULTS.get(name, f.default)
-        if isinstance(default, Path):
-            default = default.as_posix()
-        description = (f.description or "").replace("|", "\\|")
-        rows.append(f"| `RAG_{name.upper()}` | `{default}` | {description} |")
-    return "\n".join(rows)
+    """The settings as Markdown, a table per group (the README embeds it; a test keeps
+    them equal)."""
+    out: list[str] = []
+    for group in GROUPS:
+        out += [f"**{group.__name__}**: {group.__doc__}", ""]
+        out += ["| variable | default | what it is for |", "|---|---|---|"]
+        for name, f in group.model_fields.items():
+            default = _COMPUTED_DEFAULTS.get(name, f.default)
+            if isinstance(default, Path):
+                default = default.as_posix()
+            description = (f.description or "").replace("|", "\\|")
+            out.append(f"| `RAG_{name.upper()}` | `{default}` | {description} |")
+        out.append("")
+    return "\n".join(out).rstrip()

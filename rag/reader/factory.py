@@ -17,7 +17,7 @@ from rag.models import Abstention
 from rag.reader import sentence
 from rag.reader.base import Reader, load_abstention
 from rag.reader.span_format import WEIGHTS_FILE
-from rag.settings import Settings
+from rag.settings import ReaderSettings
 
 log = logging.getLogger("rag.reader")
 
@@ -32,7 +32,7 @@ def _with_overrides(
     )
 
 
-def build_reader(settings: Settings, embedder: Embedder) -> Reader:
+def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
     """The configured reader; the sentence reader when the span weights are absent."""
     s = settings
     if s.reader == "span" and (Path(s.reader_weights) / WEIGHTS_FILE).is_file():
