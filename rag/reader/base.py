@@ -31,8 +31,9 @@ class Reader(Protocol):
     def read(
         self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
     ) -> list[Span]:
-        """Spans in document coordinates, best first, merged on absolute offsets."""
-        ...
+        """Spans in document coordinates, best first, merged on absolute offsets (a reader
+        that subclasses ``Reader`` gets this from its ``read_batch``)."""
+        return self.read_batch([question], [passages], documents)[0]
 
     def read_batch(
         self,

@@ -20,7 +20,7 @@ import numpy as np
 
 from rag.ingest import Embedder
 from rag.models import Abstention, Document, Passage, Span
-from rag.reader.base import feature_values
+from rag.reader.base import Reader, feature_values
 from rag.reader.sentences import Sentence, content_terms, narrow, sentences_around
 from rag.settings import DATA_DIR
 
@@ -48,7 +48,7 @@ class _Plan:
     overlaps: dict[SentenceKey, float]
 
 
-class SentenceReader:
+class SentenceReader(Reader):
     """Extractive sentence scorer with typed narrowing (see module docstring)."""
 
     kind = "sentence"
@@ -68,11 +68,6 @@ class SentenceReader:
 
     def warm_up(self) -> None:
         self.embedder.warm_up()
-
-    def read(
-        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
-    ) -> list[Span]:
-        return self.read_batch([question], [passages], documents)[0]
 
     def read_batch(
         self,

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from rag.models import Abstention, Document, Passage, Span
-from rag.reader.base import feature_values
+from rag.reader.base import Reader, feature_values
 from rag.reader.sentences import sentence_bounds
 from rag.reader.span_format import WindowConfig
 from rag.reader.span_model import (
@@ -72,7 +72,7 @@ def read_regions(
     return out
 
 
-class SpanReader:
+class SpanReader(Reader):
     """The trained span reader behind the ``Reader`` interface.
 
     Reads the document text around each retrieved passage (``margin_chars`` either side,
@@ -112,11 +112,6 @@ class SpanReader:
         self._model = model
         self._window = WindowConfig.of(config.get("config", {}))
         self._tokenizer = load_tokenizer()
-
-    def read(
-        self, question: str, passages: Sequence[Passage], documents: Mapping[str, Document]
-    ) -> list[Span]:
-        return self.read_batch([question], [passages], documents)[0]
 
     @torch.inference_mode()
     def read_batch(
