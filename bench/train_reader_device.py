@@ -35,6 +35,7 @@ import torch
 
 from rag.gold import load_squad
 from rag.reader import (
+    WEIGHTS_FILE,
     ReaderTrainer,
     TrainConfig,
     TrainExample,
@@ -161,10 +162,10 @@ def main() -> int:
     for name in ("reader.json", "README.md"):
         shutil.copy(folder / name, args.export / name)
     shutil.copy(args.out / "train_log.jsonl", args.export / "train_log.jsonl")
-    data = (folder / "model.safetensors").read_bytes()
+    data = (folder / WEIGHTS_FILE).read_bytes()
     size = args.split_mb * 2**20
     for i in range(0, len(data), size):
-        (args.export / f"model.safetensors.part{i // size}").write_bytes(data[i : i + size])
+        (args.export / f"{WEIGHTS_FILE}.part{i // size}").write_bytes(data[i : i + size])
     _say(f"exported {len(data)} bytes in {(len(data) + size - 1) // size} parts")
     return 0
 

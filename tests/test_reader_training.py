@@ -22,7 +22,6 @@ from rag.reader.span_model import (
     encode_windows,
     load_reader,
     load_tokenizer,
-    span_targets,
 )
 from rag.reader.training import (
     ReaderTrainer,
@@ -30,6 +29,7 @@ from rag.reader.training import (
     TrainExample,
     build_examples,
     featurize,
+    span_targets,
 )
 
 pytestmark = pytest.mark.model

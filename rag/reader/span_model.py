@@ -151,22 +151,6 @@ def collate(windows: Sequence[Window], pad_id: int) -> dict[str, torch.Tensor]:
     }
 
 
-def span_targets(window: Window, start_char: int, end_char: int) -> tuple[int, int]:
-    """Token positions of the answer ``[start_char, end_char)`` in the window, or CLS twice
-    when the answer is not wholly inside it."""
-    start_tok = end_tok = None
-    for t, o in enumerate(window.offsets):
-        if o is None:
-            continue
-        if start_tok is None and o[0] <= start_char < o[1]:
-            start_tok = t
-        if o[0] < end_char <= o[1]:
-            end_tok = t
-    if start_tok is None or end_tok is None or end_tok < start_tok:
-        return CLS_INDEX, CLS_INDEX
-    return start_tok, end_tok
-
-
 def save_reader(model: SpanModel, folder: Path, config: dict[str, Any], fp16: bool) -> None:
     """Weights (safetensors, fp16 or fp32) and the reader's config/model card data."""
     from safetensors.torch import save_file

@@ -37,6 +37,7 @@ from rag.reader.span_format import (
     WindowConfig,
 )
 from rag.reader.span_model import (
+    CLS_INDEX,
     SpanModel,
     Window,
     collate,
@@ -45,7 +46,6 @@ from rag.reader.span_model import (
     load_reader,
     load_tokenizer,
     save_reader,
-    span_targets,
 )
 
 CHECKPOINT = "checkpoint.pt"
@@ -118,6 +118,22 @@ def build_examples(gold: GoldSet, negative_ratio: float, seed: int) -> list[Trai
                 examples.append(TrainExample(q.question, texts[rng.choice(others)], -1, -1))
     rng.shuffle(examples)
     return examples
+
+
+def span_targets(window: Window, start_char: int, end_char: int) -> tuple[int, int]:
+    """Token positions of the answer ``[start_char, end_char)`` in the window, or CLS twice
+    when the answer is not wholly inside it."""
+    start_tok = end_tok = None
+    for t, o in enumerate(window.offsets):
+        if o is None:
+            continue
+        if start_tok is None and o[0] <= start_char < o[1]:
+            start_tok = t
+        if o[0] < end_char <= o[1]:
+            end_tok = t
+    if start_tok is None or end_tok is None or end_tok < start_tok:
+        return CLS_INDEX, CLS_INDEX
+    return start_tok, end_tok
 
 
 @dataclass(frozen=True, slots=True)
