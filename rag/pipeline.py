@@ -429,8 +429,3 @@ class Pipeline:
             raise StoreError(f"no index at {self._store.path} (run `rag ingest PATH` first)")
         docs, chunks = self._store.counts()
         return IndexStats(str(self._store.path), docs, chunks, self._store.manifest())
-
-
-def index_exists(settings: Settings) -> bool:
-    """Whether the configured index has been built."""
-    return Store(Path(settings.index_dir)).exists()

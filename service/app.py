@@ -22,7 +22,6 @@ from rag.store import StoreError, StoreWriteFailed
 from rag.validation import InvalidInput
 from service import openapi
 from service.batching import Stopping, Timeout
-from service.chat import ChatService
 from service.jobs import QueueFull
 from service.metrics import HTTP_METHODS, Metrics
 from service.middleware import BodyLimit, FormDefaultIsJSON, RequestLog, TrustedHosts, access_log
@@ -33,6 +32,8 @@ from service.security import KeyChecker, resolve_api_keys
 from service.services import (
     BadDocument,
     BadSpan,
+    ChatService,
+    DocumentService,
     NotFound,
     NotReady,
     QAService,
@@ -149,6 +150,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.qa = qa
+    app.state.documents = DocumentService(qa)
     app.state.chat = ChatService(qa, settings)
     app.state.keys = KeyChecker(resolve_api_keys(settings))
 

@@ -1,12 +1,18 @@
-"""Request and response models of the HTTP API (answers themselves are ``rag.models.Answer``)."""
+"""Request and response models of the HTTP API (the OpenAI-compatible ones are in
+``service.openai``).
+
+Response models are read from the service's results (``from_attributes``): a route returns
+``Model.model_validate(result)``, never a field-by-field copy.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
+from rag.models import Document, DocumentInfo
 from rag.validation import DOC_ID_MAX_CHARS, check_doc_id, check_metadata, check_text
 
 
@@ -25,12 +31,12 @@ def validation_message(errors: Iterable[Any]) -> str:
     return "; ".join(parts)
 
 
-def _text(field: str) -> AfterValidator:
+def checked_text(field: str) -> AfterValidator:
     """Refuses lone surrogates and NUL at the edge (422), before any model sees the text."""
     return AfterValidator(lambda v: v if v is None else check_text(v, field))
 
 
-Question = Annotated[str, _text("question")]
+Question = Annotated[str, checked_text("question")]
 DocId = Annotated[str, AfterValidator(check_doc_id)]
 Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
 
@@ -46,6 +52,8 @@ JsonInt = Annotated[int, BeforeValidator(_integral)]
 # Request bodies are read strictly: "5" is not a number, "true" not a boolean, as their
 # schemas say (FastAPI's default lax mode would accept both).
 STRICT = ConfigDict(extra="forbid", strict=True)
+# Response bodies are read from the service's results (dataclasses) by attribute.
+FROM_ATTRIBUTES = ConfigDict(from_attributes=True)
 
 Scalar = str | int | float | bool
 Filters = dict[str, Scalar | list[Scalar]]
@@ -82,6 +90,58 @@ class AskBatchRequest(BaseModel):
     filters: Filters | None = Field(None, description=FILTERS_DESCRIPTION)
 
 
+class CitationOut(BaseModel):
+    """Where an answer comes from: ``quote == document.text[start:end]``."""
+
+    model_config = FROM_ATTRIBUTES
+
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    quote: str
+
+
+class PassageOut(BaseModel):
+    """A retrieved chunk with its scores; ``id`` is the store's chunk id."""
+
+    model_config = FROM_ATTRIBUTES
+
+    id: int
+    doc_id: str
+    title: str
+    start: int
+    end: int
+    text: str
+    score: float
+    dense_score: float | None = None
+    bm25_score: float | None = None
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
+
+
+class AnswerOut(BaseModel):
+    """The service's reply. ``text`` is empty and ``no_answer_reason`` set when it abstains."""
+
+    model_config = FROM_ATTRIBUTES
+
+    question: str
+    text: str
+    doc_id: str | None
+    start: int | None
+    end: int | None
+    score: float
+    confidence: float
+    citations: list[CitationOut]
+    no_answer_reason: str | None = None
+    passages: list[PassageOut] = Field(default_factory=list)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class AskBatchResponse(BaseModel):
+    answers: list[AnswerOut]
+
+
 # ---- documents -------------------------------------------------------------------------
 TITLE_MAX_CHARS = 1000
 DOC_ID_DESCRIPTION = (
@@ -102,10 +162,10 @@ class DocumentIn(BaseModel):
         max_length=DOC_ID_MAX_CHARS,
         description=DOC_ID_DESCRIPTION + " Default 'sha256:<first 16 hex of the text>'.",
     )
-    title: Annotated[str, _text("title")] | None = Field(
+    title: Annotated[str, checked_text("title")] | None = Field(
         None, max_length=TITLE_MAX_CHARS, description="Title; default first line."
     )
-    text: Annotated[str, _text("text")] = Field(
+    text: Annotated[str, checked_text("text")] = Field(
         ..., min_length=1, description="The text; citations point into it."
     )
     metadata: Metadata | None = Field(
@@ -116,11 +176,14 @@ class DocumentIn(BaseModel):
 class DocumentSummary(BaseModel):
     """A stored document without its text."""
 
+    model_config = FROM_ATTRIBUTES
+
     id: str
     title: str
     sha256: str
     metadata: dict[str, Any]
-    chunks: int
+    # ``DocumentInfo.n_chunks``
+    chunks: int = Field(validation_alias=AliasChoices("chunks", "n_chunks"))
 
 
 class DocumentOut(DocumentSummary):
@@ -129,7 +192,15 @@ class DocumentOut(DocumentSummary):
     text: str
 
 
+def document_out(document: Document, info: DocumentInfo) -> DocumentOut:
+    """A stored document: its identity (``info``, one snapshot with it) and its text."""
+    summary = DocumentSummary.model_validate(info)
+    return DocumentOut(**summary.model_dump(), text=document.text)
+
+
 class DocumentPage(BaseModel):
+    model_config = FROM_ATTRIBUTES
+
     items: list[DocumentSummary]
     total: int
     limit: int
@@ -138,6 +209,8 @@ class DocumentPage(BaseModel):
 
 class JobOut(BaseModel):
     """A background ingest job."""
+
+    model_config = FROM_ATTRIBUTES
 
     id: str
     state: Literal["queued", "running", "done", "failed"]
@@ -172,6 +245,8 @@ class IngestOut(BaseModel):
 class SpanOut(BaseModel):
     """A cited span with surrounding context: ``before + quote + after`` is contiguous."""
 
+    model_config = FROM_ATTRIBUTES
+
     doc_id: str
     title: str
     start: int
@@ -198,129 +273,3 @@ class Ready(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
-
-
-# ---- OpenAI-compatible chat ------------------------------------------------------------
-class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    type: str
-    text: Annotated[str, _text("text")] | None = None
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Annotated[str, _text("content")] | list[ContentPart] | None = None
-
-    def plain_text(self) -> str:
-        if isinstance(self.content, list):
-            return "\n".join(p.text for p in self.content if p.type == "text" and p.text)
-        return self.content or ""
-
-
-class ChatRequest(BaseModel):
-    """OpenAI's chat completion request; sampling parameters are accepted and ignored."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-
-    model: str | None = Field(None, description="Any value; the answer is extractive.")
-    messages: list[ChatMessage] = Field(..., min_length=1)
-    stream: bool = False
-    citations_in_text: bool | None = Field(
-        None,
-        description="Extension: append the numbered sources to the content "
-        "(default RAG_CHAT_SOURCES_IN_TEXT).",
-    )
-    top_k: JsonInt | None = Field(None, description="Extension: passages to retrieve and read.")
-    filters: Filters | None = Field(None, description="Extension: " + FILTERS_DESCRIPTION)
-
-
-class ChatCitation(BaseModel):
-    """Where a marker ``[index]`` of the content points: ``quote == text[start:end]``."""
-
-    index: int
-    doc_id: str
-    title: str
-    start: int
-    end: int
-    quote: str
-
-
-class RagAnswer(BaseModel):
-    """Extension: the extractive answer behind the message."""
-
-    answered: bool
-    text: str
-    doc_id: str | None = None
-    start: int | None = None
-    end: int | None = None
-    confidence: float
-    no_answer_reason: str | None = None
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class ChatChoice(BaseModel):
-    index: int = 0
-    message: AssistantMessage
-    finish_reason: Literal["stop"] = "stop"
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ChatCompletion(BaseModel):
-    """OpenAI's chat.completion, plus ``citations`` and ``rag_answer`` extension fields."""
-
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: Usage
-    citations: list[ChatCitation]
-    rag_answer: RagAnswer
-
-
-class Delta(BaseModel):
-    role: Literal["assistant"] | None = None
-    content: str | None = None
-
-
-class ChunkChoice(BaseModel):
-    index: int = 0
-    delta: Delta
-    finish_reason: Literal["stop"] | None = None
-
-
-class ChatCompletionChunk(BaseModel):
-    """One SSE event of a streamed completion; the last one carries the citations."""
-
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    citations: list[ChatCitation] | None = None
-    rag_answer: RagAnswer | None = None
-    usage: Usage | None = None
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "rag"
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]

@@ -11,8 +11,8 @@ from hypothesis import given, strategies as st
 
 from rag.pipeline import Pipeline, QuestionError
 from service.app import create_app
-from service.chat import is_followup, split_turns, stream_pieces
-from service.schemas import ChatMessage
+from service.openai import ChatMessage
+from service.services import is_followup, split_turns, stream_pieces
 from tests.conftest import LOCAL, FakeEmbedder, unit_settings
 
 

@@ -80,7 +80,7 @@ def _functions() -> dict[str, Callable[[str], Any]]:
     from rag.models import Document
     from rag.reader.sentences import content_terms, narrow, split_sentences
     from rag.retrieval import fts_query
-    from service.chat import is_followup, stream_pieces
+    from service.services import is_followup, stream_pieces
 
     chunker = Chunker()
 

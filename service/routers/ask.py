@@ -5,30 +5,24 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
 
-from rag.models import Answer
 from service.openapi import errors
 from service.routers.deps import qa_service
-from service.schemas import AskBatchRequest, AskRequest
+from service.schemas import AnswerOut, AskBatchRequest, AskBatchResponse, AskRequest
 from service.security import require_read_key
 from service.services import QAService
 
 router = APIRouter(tags=["questions"], dependencies=[Depends(require_read_key)])
 
 
-class AskBatchResponse(BaseModel):
-    answers: list[Answer]
-
-
 @router.post(
     "/ask",
-    response_model=Answer,
+    response_model=AnswerOut,
     summary="Answer a question with cited spans",
     responses=errors(409, 503, 504),
 )
-def ask(body: AskRequest, qa: Annotated[QAService, Depends(qa_service)]) -> Answer:
-    return qa.ask(body.question, body.top_k, body.filters)
+def ask(body: AskRequest, qa: Annotated[QAService, Depends(qa_service)]) -> AnswerOut:
+    return AnswerOut.model_validate(qa.ask(body.question, body.top_k, body.filters))
 
 
 @router.post(
@@ -40,4 +34,5 @@ def ask(body: AskRequest, qa: Annotated[QAService, Depends(qa_service)]) -> Answ
 def ask_batch(
     body: AskBatchRequest, qa: Annotated[QAService, Depends(qa_service)]
 ) -> AskBatchResponse:
-    return AskBatchResponse(answers=qa.ask_batch(body.questions, body.top_k, body.filters))
+    answers = qa.ask_batch(body.questions, body.top_k, body.filters)
+    return AskBatchResponse(answers=[AnswerOut.model_validate(a) for a in answers])

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from service.chat import ChatService
-from service.services import QAService
+from service.services import ChatService, DocumentService, QAService
 
 
 def qa_service(request: Request) -> QAService:
     service: QAService = request.app.state.qa
+    return service
+
+
+def document_service(request: Request) -> DocumentService:
+    service: DocumentService = request.app.state.documents
     return service
 
 
