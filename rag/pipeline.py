@@ -165,7 +165,7 @@ class Pipeline:
         plan: ProgressFn | None,
         t0: float,
     ) -> IngestReport:
-        existing = self._store.document_infos()
+        existing = self._store.document_infos([d.id for d in documents])
         report = IngestReport()
         todo: list[tuple[Document, list[Chunk]]] = []
         metadata_only: list[Document] = []

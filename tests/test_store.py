@@ -312,3 +312,18 @@ def test_questions_during_ingests_never_see_a_torn_index(tmp_path: Path) -> None
         t.join()
     assert not errors, errors[0]
     assert answers > 0
+
+
+def test_incremental_ingest_compares_across_lookup_batches(fake_pipeline: Pipeline) -> None:
+    """Ingest looks up only the documents it is given, in batches of ids: more than one
+    batch's worth are told apart right (unchanged, a title changed, new)."""
+    from rag.store.snapshot import SQL_BATCH
+
+    n = 2 * SQL_BATCH + 7
+    docs = [Document(f"d{i:04d}", f"Document {i}.", f"t{i}") for i in range(n)]
+    assert len(fake_pipeline.ingest(docs).added) == n
+    changed = Document(docs[SQL_BATCH + 3].id, docs[SQL_BATCH + 3].text, "new title")
+    again = [*docs[: SQL_BATCH + 3], changed, *docs[SQL_BATCH + 4 :], Document("zz", "New.")]
+    report = fake_pipeline.ingest(again)
+    assert report.updated == [changed.id] and report.added == ["zz"]
+    assert len(report.unchanged) == n - 1 and report.chunks_embedded == 1

@@ -528,9 +528,9 @@ class Store:
         own; inside one: that read's snapshot)."""
         return Snapshot(self._conn(), self._vectors)
 
-    def document_infos(self) -> dict[str, DocumentInfo]:
-        """Every stored document's identity by id, for incremental ingest."""
-        return self._view().document_infos()
+    def document_infos(self, doc_ids: Sequence[str]) -> dict[str, DocumentInfo]:
+        """The stored identities of ``doc_ids``, by id, for incremental ingest."""
+        return self._view().document_infos(doc_ids)
 
     def document(self, doc_id: str) -> Document | None:
         return self._view().document(doc_id)

@@ -20,6 +20,9 @@ from rag.models import Document, DocumentInfo, Hit, Passage
 from rag.store.files import load_metadata
 from rag.store.schema import filter_sql
 
+# Ids bound in one IN (...) query: far below SQLite's variable limit.
+SQL_BATCH = 500
+
 
 class Snapshot:
     """Queries over one snapshot of an index (see the module docstring)."""
@@ -84,10 +87,20 @@ class Snapshot:
         )
         return [_info(r) for r in rows]
 
-    def document_infos(self) -> dict[str, DocumentInfo]:
-        """Every stored document's identity by id: what incremental ingest compares with."""
-        rows = self._conn.execute("SELECT id, title, sha256, metadata, n_chunks FROM documents")
-        return {r[0]: _info(r) for r in rows}
+    def document_infos(self, doc_ids: Sequence[str]) -> dict[str, DocumentInfo]:
+        """The identities of those of ``doc_ids`` that are stored, by id: what incremental
+        ingest compares with (a lookup per id, so its cost follows the batch, not the index)."""
+        out: dict[str, DocumentInfo] = {}
+        ids = list(dict.fromkeys(doc_ids))
+        for i in range(0, len(ids), SQL_BATCH):
+            part = ids[i : i + SQL_BATCH]
+            rows = self._conn.execute(
+                "SELECT id, title, sha256, metadata, n_chunks FROM documents "
+                f"WHERE id IN ({','.join('?' * len(part))})",
+                part,
+            )
+            out.update((r[0], _info(r)) for r in rows)
+        return out
 
     # ---- retrieval -----------------------------------------------------------------------
     def passages(self, ids: Sequence[int]) -> dict[int, Passage]:
