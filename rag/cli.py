@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from rag.gold import GoldFormatError
 from rag.ingest import LoadError, load_paths
-from rag.models import Answer
+from rag.models import Candidate
 from rag.settings import Settings
 from rag.store import StoreError
 
@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print the Answer as JSON")
     ask.add_argument("--top-k", type=int, help="passages to retrieve and read")
+    ask.add_argument(
+        "--answers", type=int, default=1, metavar="N", help="show up to N distinct answers"
+    )
     ask.add_argument(
         "--filter",
         action="append",
@@ -171,9 +174,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise UserError(f"invalid setting {where}: {err['msg']}") from None
 
 
-def _highlight(answer: Answer, tty: bool) -> str:
+def _highlight(answer: Candidate, tty: bool) -> str:
     c = answer.citations[0]
-    assert answer.start is not None and answer.end is not None
     a, b = answer.start - c.start, answer.end - c.start
     on, off = ("\033[1;4m", "\033[0m") if tty else ("**", "**")
     return c.quote[:a] + on + c.quote[a:b] + off + c.quote[b:]
@@ -219,20 +221,27 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from rag.pipeline import Pipeline
 
     pipe = Pipeline(_settings(args))
+    pipe.check_answers(args.answers)
     if not pipe.exists():
         raise UserError(f"no index at {pipe.index_path}; run `rag ingest PATH` first")
-    answer = pipe.ask(args.question, filters=_parse_filters(args.filter) or None)
+    answer = pipe.ask(
+        args.question, filters=_parse_filters(args.filter) or None, answers=args.answers
+    )
     if args.json:
         print(json.dumps(dataclasses.asdict(answer), ensure_ascii=False, indent=2))
         return 0
     if not answer.answered:
         print(f"No answer: {answer.no_answer_reason}")
         return 0
-    c = answer.citations[0]
-    print(answer.text)
-    print(f"\n[{c.doc_id} {c.start}:{c.end}] {c.title}")
-    print("  " + _highlight(answer, sys.stdout.isatty()))
-    print(f"\nconfidence {answer.confidence:.2f}")
+    shown = answer.answers if args.answers > 1 else answer.answers[:1]
+    for i, candidate in enumerate(shown, start=1):
+        c = candidate.citations[0]
+        if i > 1:
+            print("\n---")
+        print(f"{i}. {candidate.text}" if args.answers > 1 else candidate.text)
+        print(f"\n[{c.doc_id} {c.start}:{c.end}] {c.title}")
+        print("  " + _highlight(candidate, sys.stdout.isatty()))
+        print(f"\nconfidence {candidate.confidence:.2f}")
     return 0
 
 

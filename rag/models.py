@@ -95,8 +95,25 @@ class Citation:
 
 
 @dataclass(frozen=True, slots=True)
+class Candidate:
+    """One of the n best answers: a verbatim span of ``doc_id`` (``text ==
+    document.text[start:end]``) with its citation and confidence."""
+
+    text: str
+    doc_id: str
+    start: int
+    end: int
+    score: float
+    confidence: float
+    citations: list[Citation]
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
-    """The service's reply. ``text`` is empty and ``no_answer_reason`` set when it abstains."""
+    """The service's reply. ``text`` is empty and ``no_answer_reason`` set when it abstains.
+
+    ``answers`` holds the n best distinct answers asked for, best first (the first is this
+    answer's own span); empty when it abstains."""
 
     question: str
     text: str
@@ -109,6 +126,7 @@ class Answer:
     no_answer_reason: str | None = None
     passages: list[Passage] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    answers: list[Candidate] = field(default_factory=list)
 
     @property
     def answered(self) -> bool:

@@ -294,6 +294,12 @@ class Pipeline:
         except InvalidInput as exc:
             raise QuestionError(str(exc)) from None
 
+    def check_answers(self, answers: int) -> None:
+        """QuestionError unless ``answers`` (how many distinct answers) is 1..max_answers."""
+        limit = self.settings.max_answers
+        if isinstance(answers, bool) or not isinstance(answers, int) or not 1 <= answers <= limit:
+            raise QuestionError(f"answers must be between 1 and {limit}")
+
     def ask(
         self,
         question: str,
@@ -301,13 +307,15 @@ class Pipeline:
         filters: Mapping[str, Any] | None = None,
         mode: Mode | None = None,
         context: str | None = None,
+        answers: int = 1,
     ) -> Answer:
         """Answer one question from the index, or abstain with the reason.
 
         ``context`` (earlier turns of a conversation) is added to the retrieval query only;
-        the reader answers ``question`` itself.
+        the reader answers ``question`` itself. ``answers``: how many distinct answers
+        ``Answer.answers`` lists (best first).
         """
-        return self.ask_batch([question], top_k, filters, mode, [context])[0]
+        return self.ask_batch([question], top_k, filters, mode, [context], answers)[0]
 
     def ask_batch(
         self,
@@ -316,10 +324,12 @@ class Pipeline:
         filters: Mapping[str, Any] | None = None,
         mode: Mode | None = None,
         contexts: Sequence[str | None] | None = None,
+        answers: int = 1,
     ) -> list[Answer]:
         """``ask`` for many questions: one encoder pass for the queries, one for the reader."""
         checked = [self.check_question(q) for q in questions]
         self.check_filters(filters)
+        self.check_answers(answers)
         if not checked:
             return []
         if not self._store.exists() or self._store.is_empty():
@@ -341,14 +351,14 @@ class Pipeline:
             documents = snap.documents_by_id([p.doc_id for ps in passages for p in ps])
         t1 = time.perf_counter()
         spans = self._reader.read_batch(checked, passages, documents)
-        answers = [
-            self._compose(q, ps, sp, documents)
+        composed = [
+            self._compose(q, ps, sp, documents, answers)
             for q, ps, sp in zip(checked, passages, spans, strict=True)
         ]
         t2 = time.perf_counter()
         n = len(checked)
         timings = {"retrieve": (t1 - t0) * 1000 / n, "read": (t2 - t1) * 1000 / n}
-        return [dataclasses.replace(a, timings_ms=timings) for a in answers]
+        return [dataclasses.replace(a, timings_ms=timings) for a in composed]
 
     def _clip_context(self, context: str) -> str:
         """The end of a conversation context, at most a question's length: a long earlier
@@ -394,8 +404,9 @@ class Pipeline:
         passages: Sequence[Passage],
         spans: Sequence[Span],
         documents: Mapping[str, Document],
+        answers: int = 1,
     ) -> Answer:
-        return compose_answer(question, spans, documents, passages, self._reader)
+        return compose_answer(question, spans, documents, passages, self._reader, answers)
 
     def read(self, question: str, passages: Sequence[Passage]) -> Answer:
         """Compose the answer from already retrieved passages (evaluation reuses retrieval)."""

@@ -163,6 +163,9 @@ class LimitSettings(BaseSettings):
     max_question_chars: int = Field(
         1000, ge=1, description="Longest question accepted (characters)."
     )
+    max_answers: int = Field(
+        10, ge=1, description="Most distinct answers one question may ask for (`answers`)."
+    )
     max_filter_keys: int = Field(
         16, ge=1, description="Most keys in a question's filters (else 422)."
     )

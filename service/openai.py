@@ -22,7 +22,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.models import Answer
-from service.schemas import FILTERS_DESCRIPTION, FROM_ATTRIBUTES, Filters, JsonInt, checked_text
+from service.schemas import (
+    ANSWERS_DESCRIPTION,
+    FILTERS_DESCRIPTION,
+    FROM_ATTRIBUTES,
+    CandidateOut,
+    Filters,
+    JsonInt,
+    checked_text,
+)
 from service.services import ChatReply
 
 
@@ -61,6 +69,7 @@ class ChatRequest(BaseModel):
     )
     top_k: JsonInt | None = Field(None, description="Extension: passages to retrieve and read.")
     filters: Filters | None = Field(None, description="Extension: " + FILTERS_DESCRIPTION)
+    answers: JsonInt = Field(1, description="Extension: " + ANSWERS_DESCRIPTION)
 
 
 # ---- response --------------------------------------------------------------------------
@@ -87,6 +96,11 @@ class RagAnswer(BaseModel):
     end: int | None = None
     confidence: float
     no_answer_reason: str | None = None
+    answers: list[CandidateOut] = Field(
+        default_factory=list,
+        description="The distinct answers asked for (`answers`), best first, each with its "
+        "citation; empty when the service abstains.",
+    )
 
 
 class AssistantMessage(BaseModel):

@@ -184,8 +184,15 @@ def _apply_limits(schema: dict[str, Any], s: Settings) -> None:
     comps["Filters"] = filters
     ref = {"$ref": "#/components/schemas/Filters"}
 
+    answers = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": s.max_answers,
+        "default": 1,
+        "description": f"How many distinct answers to list, best first (1..{s.max_answers}).",
+    }
     ask = comps["AskRequest"]["properties"]
-    ask.update(question=question, top_k=top_k, filters=ref)
+    ask.update(question=question, top_k=top_k, filters=ref, answers=answers)
     batch = comps["AskBatchRequest"]["properties"]
     batch["questions"] = {
         "type": "array",
@@ -193,7 +200,7 @@ def _apply_limits(schema: dict[str, Any], s: Settings) -> None:
         "minItems": 1,
         "maxItems": s.max_batch_questions,
     }
-    batch.update(top_k=top_k, filters=ref)
+    batch.update(top_k=top_k, filters=ref, answers=answers)
 
     doc_id = {
         "type": "string",
@@ -261,7 +268,7 @@ def _apply_limits(schema: dict[str, Any], s: Settings) -> None:
         "description": "The conversation; the question is the last user message with text "
         f"(its last {s.max_question_chars} characters).",
     }
-    chat.update(top_k=top_k, filters=ref)
+    chat.update(top_k=top_k, filters=ref, answers=answers)
 
     # Where a submission's results are read: its job (202) and its documents.
     post = schema["paths"]["/documents"]["post"]["responses"]

@@ -64,6 +64,11 @@ FILTERS_DESCRIPTION = (
 
 
 # ---- questions -------------------------------------------------------------------------
+ANSWERS_DESCRIPTION = (
+    "How many distinct answers to list in `answers`, best first (1..RAG_MAX_ANSWERS)."
+)
+
+
 class AskRequest(BaseModel):
     """A question, with optional retrieval depth and document filters."""
 
@@ -76,6 +81,7 @@ class AskRequest(BaseModel):
         None, description="Passages to retrieve and read (1..RAG_MAX_TOP_K)."
     )
     filters: Filters | None = Field(None, description=FILTERS_DESCRIPTION)
+    answers: JsonInt = Field(1, description=ANSWERS_DESCRIPTION)
 
 
 class AskBatchRequest(BaseModel):
@@ -88,6 +94,7 @@ class AskBatchRequest(BaseModel):
     )
     top_k: JsonInt | None = Field(None, description="Passages per question (1..RAG_MAX_TOP_K).")
     filters: Filters | None = Field(None, description=FILTERS_DESCRIPTION)
+    answers: JsonInt = Field(1, description=ANSWERS_DESCRIPTION)
 
 
 class CitationOut(BaseModel):
@@ -100,6 +107,20 @@ class CitationOut(BaseModel):
     start: int
     end: int
     quote: str
+
+
+class CandidateOut(BaseModel):
+    """One of the n best answers: ``text == document.text[start:end]``, with its citation."""
+
+    model_config = FROM_ATTRIBUTES
+
+    text: str
+    doc_id: str
+    start: int
+    end: int
+    score: float
+    confidence: float
+    citations: list[CitationOut]
 
 
 class PassageOut(BaseModel):
@@ -136,6 +157,11 @@ class AnswerOut(BaseModel):
     no_answer_reason: str | None = None
     passages: list[PassageOut] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    answers: list[CandidateOut] = Field(
+        default_factory=list,
+        description="The distinct answers asked for (`answers`), best first; empty when it "
+        "abstains.",
+    )
 
 
 class AskBatchResponse(BaseModel):

@@ -29,6 +29,7 @@ def test_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
         (["ask", "Who?", "--index", "../escape", *root], "invalid setting"),
         (["ask", "Who?", "--top-k", "0", *root], "invalid setting"),
         (["ask", "Who?", "--filter", "novalue", *root], None),
+        (["ask", "Who?", "--answers", "0", *root], "answers must be between 1 and"),
     ]
     for argv, message in cases:
         code = main(argv)
@@ -70,6 +71,30 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
 
     plain = run("ask", "Who said North Korean workers would be welcomed?", *idx, cwd=tmp_path)
     assert plain.returncode == 0 and "**" in plain.stdout and "Khusnullin" in plain.stdout
+
+    several = run(
+        "ask",
+        "Who said North Korean workers would be welcomed?",
+        "--answers",
+        "3",
+        "--json",
+        *idx,
+        cwd=tmp_path,
+    )
+    best = json.loads(several.stdout)["answers"]
+    assert 1 <= len(best) <= 3 and best[0]["text"] == answer["text"]
+    for i, c in enumerate(best):
+        assert text[c["start"] : c["end"]] == c["text"]
+        assert all(c["end"] <= o["start"] or o["end"] <= c["start"] for o in best[:i])
+    listed = run(
+        "ask",
+        "Who said North Korean workers would be welcomed?",
+        "--answers",
+        "3",
+        *idx,
+        cwd=tmp_path,
+    )
+    assert listed.returncode == 0 and listed.stdout.startswith("1. ")
 
     stats = run("stats", "--json", *idx, cwd=tmp_path)
     assert json.loads(stats.stdout)["documents"] == 1

@@ -152,3 +152,38 @@ def test_confidence_is_the_fitted_logistic() -> None:
     assert fitted.confidence(narrowed) == pytest.approx(1 / (1 + math.exp(-1.5)))
     assert fitted.confidence(whole) == pytest.approx(1 / (1 + math.exp(0.5)))
     assert _reader(0.0).confidence(whole) == pytest.approx(0.7)
+
+
+def test_n_best_answers_are_distinct_cited_and_above_the_threshold() -> None:
+    """Up to n answers, best first: a span inside a better one is not offered again, one
+    the reader would not answer with alone is not offered at all, each cites its sentence."""
+    text = DOC.text
+    paris = text.index("Paris")
+    spans = [
+        Span("d", paris, paris + 5, "Paris", 0.9, 11, 39),  # best
+        Span("d", paris + 1, paris + 5, "aris", 0.8, 11, 39),  # inside the best: skipped
+        Span("d", 60, 64, "1889", 0.7, 40, 66),  # distinct
+        Span("d", 0, 4, "Cats", 0.6, 0, 10),  # distinct
+        Span("d", 67, 71, "Dogs", 0.2, 67, 77),  # below the threshold
+    ]
+    passages = [_passage(0, len(text), 1)]
+    answer = compose_answer("Where?", spans, {"d": DOC}, passages, _reader(0.5), n=10)
+    assert [c.text for c in answer.answers] == ["Paris", "1889", "Cats"]
+    assert (answer.text, answer.start, answer.citations) == (
+        "Paris",
+        paris,
+        answer.answers[0].citations,
+    )
+    for c in answer.answers:
+        assert text[c.start : c.end] == c.text
+        (cite,) = c.citations
+        assert (
+            text[cite.start : cite.end] == cite.quote and cite.start <= c.start < c.end <= cite.end
+        )
+    assert [
+        c.text
+        for c in compose_answer("Where?", spans, {"d": DOC}, passages, _reader(0.5), n=2).answers
+    ] == ["Paris", "1889"]
+    one = compose_answer("Where?", spans, {"d": DOC}, passages, _reader(0.5))
+    assert [c.text for c in one.answers] == ["Paris"]
+    assert compose_answer("Where?", spans, {"d": DOC}, passages, _reader(0.95), n=3).answers == []

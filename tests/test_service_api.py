@@ -403,3 +403,36 @@ def test_a_small_document_queues_behind_a_running_job(client: TestClient) -> Non
         writer.join()
     job = wait_job(client, r.json()["job"]["id"])
     assert job["state"] == "done" and job["added"] == ["small"]
+
+
+# ---- n best answers ------------------------------------------------------------------------
+@pytest.mark.parametrize("batching", [True, False])
+def test_ask_lists_up_to_n_distinct_cited_answers(tmp_path: Path, batching: bool) -> None:
+    text = PARIS + " The Louvre is in Paris. The Seine flows through Paris to the sea."
+    with make_client(tmp_path, ask_batching=batching) as client:
+        assert client.post("/documents", json={"id": "p", "text": text}, headers=AUTH).is_success
+        one = client.post("/ask", json={"question": "What lies on the Seine?"}).json()
+        assert len(one["answers"]) == 1 and one["answers"][0]["text"] == one["text"]
+        body = client.post("/ask", json={"question": "What lies on the Seine?", "answers": 3})
+        answers = body.json()["answers"]
+        assert 1 <= len(answers) <= 3 and answers[0]["text"] == one["text"]
+        for i, a in enumerate(answers):
+            assert text[a["start"] : a["end"]] == a["text"]
+            (c,) = a["citations"]
+            assert text[c["start"] : c["end"]] == c["quote"]
+            assert all(a["end"] <= b["start"] or b["end"] <= a["start"] for b in answers[:i])
+        batch = client.post(
+            "/ask/batch", json={"questions": ["What lies on the Seine?"], "answers": 3}
+        )
+        assert batch.json()["answers"][0]["answers"] == answers
+        for bad in (0, 11, "3", True):
+            r = client.post("/ask", json={"question": "Where?", "answers": bad})
+            assert r.status_code == 422 and r.json()["detail"], bad
+        chat = client.post(
+            "/v1/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": "What lies on the Seine?"}],
+                "answers": 3,
+            },
+        ).json()
+        assert [a["text"] for a in chat["rag_answer"]["answers"]] == [a["text"] for a in answers]

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.models import Abstention, Answer, Citation, Document, Passage, Span
+from rag.models import Abstention, Answer, Candidate, Citation, Document, Passage, Span
 
 
 class Reader(Protocol):
@@ -96,8 +96,13 @@ def compose_answer(
     documents: Mapping[str, Document],
     passages: Sequence[Passage],
     reader: Reader,
+    n: int = 1,
 ) -> Answer:
-    """The best span as an Answer with its citation, or an abstention with the reason."""
+    """The best span as an Answer with its citation, or an abstention with the reason.
+
+    ``answers`` lists up to ``n`` distinct answers, best first: spans that overlap no better
+    one (so "Marat Khusnullin" is not offered again inside "Deputy Prime Minister Marat
+    Khusnullin") and that the reader would answer with on their own (its threshold)."""
     if not passages:
         return no_answer(question, "no passage of the index matches the question", passages)
     if not spans:
@@ -112,19 +117,44 @@ def compose_answer(
             passages,
             score=best.score,
         )
-    doc = documents[best.doc_id]
-    quote = doc.text[best.context_start : best.context_end]
-    citation = Citation(best.doc_id, doc.title, best.context_start, best.context_end, quote)
+    chosen: list[Span] = []
+    for span in spans:
+        if len(chosen) == n or reader.abstention.abstains(span.score):
+            break
+        if not any(_overlaps(span, c) for c in chosen):
+            chosen.append(span)
+    candidates = [_candidate(span, documents[span.doc_id], reader) for span in chosen]
+    top = candidates[0]
     return Answer(
         question=question,
-        text=best.text,
-        doc_id=best.doc_id,
-        start=best.start,
-        end=best.end,
-        score=best.score,
-        confidence=reader.confidence(best),
-        citations=[citation],
+        text=top.text,
+        doc_id=top.doc_id,
+        start=top.start,
+        end=top.end,
+        score=top.score,
+        confidence=top.confidence,
+        citations=top.citations,
         passages=list(passages),
+        answers=candidates,
+    )
+
+
+def _overlaps(a: Span, b: Span) -> bool:
+    return a.doc_id == b.doc_id and a.start < b.end and b.start < a.end
+
+
+def _candidate(span: Span, doc: Document, reader: Reader) -> Candidate:
+    """A span as an answer, cited by its context (whole sentences)."""
+    quote = doc.text[span.context_start : span.context_end]
+    citation = Citation(span.doc_id, doc.title, span.context_start, span.context_end, quote)
+    return Candidate(
+        span.text,
+        span.doc_id,
+        span.start,
+        span.end,
+        span.score,
+        reader.confidence(span),
+        [citation],
     )
 
 

@@ -22,7 +22,8 @@ router = APIRouter(tags=["questions"], dependencies=[Depends(require_read_key)])
     responses=errors(409, 503, 504),
 )
 def ask(body: AskRequest, qa: Annotated[QAService, Depends(qa_service)]) -> AnswerOut:
-    return AnswerOut.model_validate(qa.ask(body.question, body.top_k, body.filters))
+    answer = qa.ask(body.question, body.top_k, body.filters, answers=body.answers)
+    return AnswerOut.model_validate(answer)
 
 
 @router.post(
@@ -34,5 +35,5 @@ def ask(body: AskRequest, qa: Annotated[QAService, Depends(qa_service)]) -> Answ
 def ask_batch(
     body: AskBatchRequest, qa: Annotated[QAService, Depends(qa_service)]
 ) -> AskBatchResponse:
-    answers = qa.ask_batch(body.questions, body.top_k, body.filters)
+    answers = qa.ask_batch(body.questions, body.top_k, body.filters, body.answers)
     return AskBatchResponse(answers=[AnswerOut.model_validate(a) for a in answers])

@@ -40,7 +40,7 @@ async def chat_completions(body: ChatRequest, chat: Chat) -> ChatCompletion | St
     # The answer is computed before the first event, so a bad request is a plain 4xx, not
     # a broken stream.
     reply = await run_in_threadpool(
-        chat.reply, body.messages, body.top_k, body.filters, body.citations_in_text
+        chat.reply, body.messages, body.top_k, body.filters, body.citations_in_text, body.answers
     )
     if body.stream:
         return StreamingResponse(

@@ -150,15 +150,17 @@ class ChatService:
         top_k: int | None = None,
         filters: Mapping[str, Any] | None = None,
         sources_in_text: bool | None = None,
+        answers: int = 1,
     ) -> ChatReply:
         """The answer to the last user message (earlier user turns widen the retrieval of a
-        follow-up); ``sources_in_text`` defaults to ``chat_sources_in_text``."""
+        follow-up); ``sources_in_text`` defaults to ``chat_sources_in_text``; ``answers``
+        distinct answers travel in the answer (the content shows the best)."""
         s = self.settings
         self.check_size(messages)
         question, context = split_turns(
             messages, s.chat_followup_turns, s.chat_followup_max_words, s.max_question_chars
         )
-        answer = self.qa.ask(question, top_k, filters, context=context)
+        answer = self.qa.ask(question, top_k, filters, context=context, answers=answers)
         sources = s.chat_sources_in_text if sources_in_text is None else sources_in_text
         content = self.content(answer, sources)
         prompt, completion = self.usage(question, context, content)

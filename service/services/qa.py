@@ -8,6 +8,7 @@ jobs interrupted by a crash are failed at start against the commit stamp the wor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -125,9 +126,11 @@ class QAService:
         top_k: int | None = None,
         filters: Mapping[str, Any] | None = None,
         context: str | None = None,
+        answers: int = 1,
     ) -> Answer:
         self.require_ready()
         self._check_top_k(top_k)
+        self.pipeline.check_answers(answers)
         if self.settings.ask_batching:
             # A bad question or filter fails alone, before it can join a batch.
             self.pipeline.check_question(question)
@@ -135,8 +138,13 @@ class QAService:
             answer = self.batcher.ask(
                 question, top_k, filters, context, timeout=self.settings.question_timeout_s
             )
+            # Batches compose the most answers anyone may ask for; the first n of them are
+            # exactly the n best (the choice is greedy, best first).
+            answer = dataclasses.replace(answer, answers=answer.answers[:answers])
         else:
-            answer = self.pipeline.ask(question, top_k=top_k, filters=filters, context=context)
+            answer = self.pipeline.ask(
+                question, top_k=top_k, filters=filters, context=context, answers=answers
+            )
         self.metrics.observe_answer(answer.answered)
         return answer
 
@@ -147,13 +155,24 @@ class QAService:
         filters: Mapping[str, Any] | None,
         contexts: Sequence[str | None],
     ) -> list[Answer]:
-        return self.pipeline.ask_batch(questions, top_k=top_k, filters=filters, contexts=contexts)
+        return self.pipeline.ask_batch(
+            questions,
+            top_k=top_k,
+            filters=filters,
+            contexts=contexts,
+            answers=self.settings.max_answers,
+        )
 
     def ask_batch(
-        self, questions: Sequence[str], top_k: int | None, filters: Mapping[str, Any] | None
+        self,
+        questions: Sequence[str],
+        top_k: int | None,
+        filters: Mapping[str, Any] | None,
+        answers: int = 1,
     ) -> list[Answer]:
         self.require_ready()
         self._check_top_k(top_k)
+        self.pipeline.check_answers(answers)
         limit = self.settings.max_batch_questions
         if not questions:
             raise QuestionError("questions: give at least one question")
@@ -164,7 +183,7 @@ class QAService:
                 self.pipeline.check_question(q)
             except QuestionError as exc:
                 raise QuestionError(f"questions[{i}]: {exc}") from None
-        answers = self.pipeline.ask_batch(questions, top_k=top_k, filters=filters)
-        for a in answers:
+        found = self.pipeline.ask_batch(questions, top_k=top_k, filters=filters, answers=answers)
+        for a in found:
             self.metrics.observe_answer(a.answered)
-        return answers
+        return found
