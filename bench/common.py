@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import statistics
 from pathlib import Path
 
+from rag.eval import Evaluator, QuestionResult
 from rag.gold import GoldSet, load_squad
 from rag.ingest import LoadResult
 from rag.pipeline import Pipeline
@@ -24,6 +27,53 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
 
 
+def pipeline_fingerprint(settings: Settings) -> str:
+    """A short hash of what decides a cached run's answers and features: the reader's
+    weights config, the reranker fit (when on) and the verifier's feature code."""
+    import hashlib
+
+    import rag.reader
+    from rag.reader import CONFIG_FILE
+    from rag.reranking import FIT_FILE
+
+    h = hashlib.sha256()
+    verifier = Path(rag.reader.__file__).parent / "verifier.py"
+    files = [Path(settings.reader_weights) / CONFIG_FILE, verifier]
+    if settings.rerank:
+        files.append(FIT_FILE)
+    for f in files:
+        h.update(f.read_bytes() if f.exists() else b"-")
+    h.update(f"{settings.top_k} {settings.rerank_depth} {settings.rerank}".encode())
+    return h.hexdigest()[:8]
+
+
+def read_results(path: Path) -> list[QuestionResult]:
+    """Results cached by ``collect_results``."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [QuestionResult(**{**r, "passages": []}) for r in rows]
+
+
+def collect_results(
+    name: str, gold: GoldSet, cache: Path, settings: Settings
+) -> list[QuestionResult]:
+    """Every question of ``gold`` through the pipeline (open corpus), cached in
+    ``cache/<name>-<pipeline fingerprint>.jsonl`` (without the passage list) so a re-run
+    reads nothing again, and a changed reader, reranker or verifier reads afresh."""
+    path = cache / f"{name}-{pipeline_fingerprint(settings)}.jsonl"
+    if path.exists():
+        return read_results(path)
+    run = Evaluator(settings, progress=True).run(gold)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as fh:
+        for r in run.results:
+            row = dataclasses.asdict(r)
+            row["passages"] = []
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return run.results
+
+
 def gold_index(gold: GoldSet, name: str, **overrides: object) -> Pipeline:
     """A pipeline over an index of the gold set's documents, built once under index/."""
     settings = Settings(index_name=name, **overrides)  # type: ignore[arg-type]
@@ -36,4 +86,13 @@ def gold_index(gold: GoldSet, name: str, **overrides: object) -> Pipeline:
     return pipe
 
 
-__all__ = ["SQUAD_DEV", "SQUAD_V2_HALF", "LoadResult", "gold_index", "load_squad", "percentile"]
+__all__ = [
+    "SQUAD_DEV",
+    "SQUAD_V2_HALF",
+    "LoadResult",
+    "collect_results",
+    "gold_index",
+    "load_squad",
+    "percentile",
+    "read_results",
+]

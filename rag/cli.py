@@ -271,7 +271,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import random
 
-    from rag.eval import Evaluator, compare, fit_abstention, write_outputs
+    from rag.eval import Evaluator, compare, fit_abstention, fit_verifier, write_outputs
     from rag.gold import load_gold
     from rag.reader import save_abstention
 
@@ -298,7 +298,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.fit_threshold:
         # Abstention off: every question answered, so the fit sees every score.
         settings = settings.model_copy(
-            update={"abstain_threshold": float("-inf"), "span_abstain_margin": float("-inf")}
+            update={
+                "abstain_threshold": float("-inf"),
+                "span_abstain_margin": float("-inf"),
+                "span_verifier_threshold": float("-inf"),
+            }
         )
     evaluator = Evaluator(settings, ablation=args.ablation, progress=not args.quiet)
     run = evaluator.run(gold, index_name=args.index)
@@ -315,7 +319,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         # The reader that answered is the one fitted, into its own fit file by default.
         reader = run.reader
         path = reader.fit_file if args.fit_threshold == FIT_FOR_READER else args.fit_threshold
-        fit = fit_abstention(run.results, reader.abstention, args.fit_keep)
+        if reader.abstention.decides == "confidence":
+            fit = fit_verifier(run.results, reader.abstention.features, args.fit_keep)
+        else:
+            fit = fit_abstention(run.results, reader.abstention, args.fit_keep)
         report = {
             **fit.report,
             # The span reader's margins shift a little with int8: fit with what will serve.

@@ -81,6 +81,9 @@ class Span:
     # The enclosing sentence, shown to users as the cited context.
     context_start: int
     context_end: int
+    # What the reader's verifier weighs about this answer (``rag.reader.verifier``); empty
+    # for a reader without one.
+    features: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,9 @@ class Answer:
     passages: list[Passage] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     answers: list[Candidate] = field(default_factory=list)
+    # What the reader's verifier weighed about the best span, answered or not (for fitting
+    # and error analysis; empty for a reader without a verifier or without a span).
+    features: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def answered(self) -> bool:
@@ -168,26 +174,29 @@ class IndexStats:
     manifest: dict[str, str]
 
 
-# Signals of an answer that a reader's confidence may weigh (names of Span/QuestionResult
-# values): the reader's score, and whether the answer was narrowed inside its sentence.
-AbstentionFeature = Literal["score", "narrowed"]
+# Signals of an answer that a reader's confidence may weigh (names of values the reader
+# gives with each span): its score, whether the answer was narrowed inside its sentence,
+# and the span reader's verifier features (``rag.reader.verifier.FEATURES``).
+AbstentionFeature = str
 
 
 @dataclass(frozen=True, slots=True)
 class Abstention:
     """When a reader abstains, and how sure it is when it answers; each reader owns one.
 
-    ``threshold``: the reader abstains when its best span scores below it. ``calibration``:
-    logistic weights, one per name in ``features`` and then a bias, giving P(correct);
-    None when unfitted (the reader then says what its raw score means). ``objective`` is
-    what a fit maximises: "f1" (the official SQuAD v2.0 F1, for phrase answers) or "cited"
-    (right decisions: an answer whose cited sentence holds a gold answer).
+    ``calibration``: logistic weights, one per name in ``features`` and then a bias, giving
+    P(correct); None when unfitted (the reader then says what its raw score means).
+    ``threshold``: the reader abstains when its best answer's ``decides`` value is below it:
+    its "score" (a margin), or its "confidence" (the calibrated P(correct): the verifier).
+    ``objective`` is what a fit maximises: "f1" (the official SQuAD v2.0 F1, for phrase
+    answers) or "cited" (right decisions: an answer whose cited sentence holds a gold answer).
     """
 
     threshold: float = 0.0
     calibration: tuple[float, ...] | None = None
     features: tuple[AbstentionFeature, ...] = ("score",)
     objective: Literal["f1", "cited"] = "f1"
+    decides: Literal["score", "confidence"] = "score"
 
     def __post_init__(self) -> None:
         if self.calibration is not None and len(self.calibration) != len(self.features) + 1:
@@ -195,9 +204,15 @@ class Abstention:
                 f"a calibration over {list(self.features)} has {len(self.features) + 1} "
                 f"weights, not {len(self.calibration)}"
             )
+        if self.decides == "confidence" and self.calibration is None:
+            raise ValueError("an abstention that decides on confidence needs a calibration")
 
-    def abstains(self, score: float) -> bool:
-        return score < self.threshold
+    def abstains(self, values: Mapping[str, float]) -> bool:
+        """Whether an answer with these feature values is withheld."""
+        if self.decides == "confidence":
+            p = self.probability(values)
+            return p is not None and p < self.threshold
+        return values["score"] < self.threshold
 
     def probability(self, values: Mapping[str, float]) -> float | None:
         """The calibrated P(correct) of an answer with these feature values, or None."""
@@ -205,7 +220,7 @@ class Abstention:
             return None
         *weights, bias = self.calibration
         z = sum(w * values[f] for w, f in zip(weights, self.features, strict=True)) + bias
-        return 1.0 / (1.0 + math.exp(-z))
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,9 +28,10 @@ from rag.models import (
     Span,
 )
 from rag.reader import Reader, build_reader, compose_answer, no_answer
+from rag.reranking import Reranker, load_rerank_model
 from rag.retrieval import Mode, Retriever
 from rag.settings import Settings
-from rag.store import IndexHealth, Store, StoreError, Upsert
+from rag.store import IndexHealth, Snapshot, Store, StoreError, Upsert
 from rag.validation import InvalidInput, check_document, check_filters, check_text
 
 ProgressFn = Callable[[int], None]
@@ -62,6 +63,8 @@ class Pipeline:
         self._chunker = Chunker(s.chunk_tokens, s.chunk_overlap, s.sentence_snap_tokens)
         self._store = store or Store(s.index_dir, s.faiss_index_type)
         self._retriever = Retriever(self.embedder, s.retrieve_depth, s.rrf_k, s.retrievers)
+        model = load_rerank_model() if s.rerank else None
+        self._reranker = Reranker(model) if model is not None else None
         self._reader: Reader = reader or build_reader(s, self.embedder)
 
     def warm_up(self) -> None:
@@ -345,9 +348,7 @@ class Pipeline:
         # One snapshot for retrieval and the documents it cites: a concurrent ingest or delete
         # is seen entirely or not at all.
         with self._store.read() as snap:
-            passages = self._retriever.retrieve_batch(
-                snap, queries, top_k or self.settings.top_k, filters, mode
-            )
+            passages = self._retrieve(snap, queries, top_k, filters, mode)
             documents = snap.documents_by_id([p.doc_id for ps in passages for p in ps])
         t1 = time.perf_counter()
         spans = self._reader.read_batch(checked, passages, documents)
@@ -389,9 +390,23 @@ class Pipeline:
         """``retrieve`` for many questions: one query encoder pass, one snapshot."""
         self.check_filters(filters)
         with self._store.read() as snap:
-            return self._retriever.retrieve_batch(
-                snap, questions, top_k or self.settings.top_k, filters, mode
-            )
+            return self._retrieve(snap, questions, top_k, filters, mode)
+
+    def _retrieve(
+        self,
+        snap: Snapshot,
+        queries: Sequence[str],
+        top_k: int | None,
+        filters: Mapping[str, Any] | None,
+        mode: Mode | None,
+    ) -> list[list[Passage]]:
+        """Fused candidates, reranked when the reranker is on, cut to ``top_k``."""
+        k = top_k or self.settings.top_k
+        if self._reranker is None:
+            return self._retriever.retrieve_batch(snap, queries, k, filters, mode)
+        depth = max(k, self.settings.rerank_depth)
+        fused = self._retriever.retrieve_batch(snap, queries, depth, filters, mode)
+        return [ps[:k] for ps in self._reranker.rerank_batch(queries, fused)]
 
     def documents_of(self, passages: Sequence[Passage]) -> dict[str, Document]:
         """The stored documents the passages come from, by id (one snapshot)."""

@@ -77,6 +77,14 @@ class RetrievalSettings(BaseSettings):
     retrievers: Literal["hybrid", "dense", "bm25"] = Field(
         "hybrid", description="Which retrievers feed the reader."
     )
+    rerank: bool = Field(
+        True,
+        description="Rerank the fused candidates (rag/reranking.py, fitted on SQuAD train) "
+        "before the top_k are read; off: the fused order is read.",
+    )
+    rerank_depth: int = Field(
+        20, ge=1, le=200, description="Fused candidates the reranker reorders per question."
+    )
 
 
 class ReaderSettings(BaseSettings):
@@ -111,12 +119,27 @@ class ReaderSettings(BaseSettings):
         "5 passages) for 0.4-1.3 F1 on SQuAD dev (bench/reader_bench.py). Off by default: "
         "int8 margins run lower, and with the fp32-fitted margin it abstains more.",
     )
+    span_verifier: bool = Field(
+        True,
+        description="The span reader decides answer vs. no answer, and gives its "
+        "confidence, with the answer verifier: a logistic model of P(correct) over the "
+        "reader's, the retrievers' and the question's signals (rag/reader/verifier.py), "
+        "fitted by `make fit-threshold` into rag/data/span_reader_fit.json. Off: the margin "
+        "rule (a threshold on the span's margin over no-answer, Platt-scaled confidence; "
+        "rag/data/span_margin_fit.json).",
+    )
+    span_verifier_threshold: float | None = Field(
+        None,
+        description="With the verifier on, the span reader abstains when its best answer's "
+        "P(correct) is below this. Unset: the threshold fitted with the verifier (best "
+        "official SQuAD v2.0 F1 among those keeping 90% of the answerable F1).",
+    )
     span_abstain_margin: float | None = Field(
         None,
-        description="The span reader abstains when its best span's logit beats the no-answer "
-        "logit by less than this. Unset: the margin fitted on SQuAD v2.0 dev (half) by `make "
+        description="With the verifier off, the span reader abstains when its best span's "
+        "logit beats the no-answer logit by less than this. Unset: the margin fitted by `make "
         "fit-threshold` (best official F1 among margins keeping 90% of the answerable F1), "
-        "stored in rag/data/span_reader_fit.json (0 when absent).",
+        "stored in rag/data/span_margin_fit.json (0 when absent).",
     )
     span_confidence_calibration: list[float] | None = Field(
         None,
@@ -338,6 +361,7 @@ _COMPUTED_DEFAULTS = {
     "abstain_threshold": "(unset: fitted)",
     "confidence_calibration": "(unset: fitted)",
     "span_abstain_margin": "(unset: fitted)",
+    "span_verifier_threshold": "(unset: fitted)",
     "span_confidence_calibration": "(unset: fitted)",
     "reader_weights": "rag/data/reader (in the package)",
 }

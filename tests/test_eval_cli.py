@@ -9,6 +9,7 @@ import pytest
 
 from rag.cli import main
 from rag.pipeline import Pipeline
+from rag.reader import VERIFIER_FEATURES
 from rag.settings import Settings
 
 pytestmark = pytest.mark.model
@@ -58,7 +59,9 @@ SQUAD = {
 }
 
 
-def test_eval_outputs_fit_and_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_outputs_fit_and_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     gold = tmp_path / "toy.json"
     gold.write_text(json.dumps(SQUAD))
     root = ["--index-root", str(tmp_path / "idx")]
@@ -84,10 +87,20 @@ def test_eval_outputs_fit_and_compare(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(list((tmp_path / "idx").glob("eval-*"))) == 1
     fitted = json.loads(fit.read_text())
     assert isinstance(fitted["abstain_threshold"], float)
-    # The default reader is the span reader: its fit is Platt scaling of the margin alone
-    # (one weight and a bias), and the file says so.
-    assert fitted["reader"] == "span" and fitted["features"] == ["score"]
+    # The default reader is the span reader with its answer verifier: a logistic model over
+    # every verifier feature that decides on the probability, and the file says so.
+    assert fitted["reader"] == "span" and fitted["decides"] == "confidence"
+    assert fitted["features"] == list(VERIFIER_FEATURES)
+    assert len(fitted["confidence_calibration"]) == len(VERIFIER_FEATURES) + 1
+    assert 0.0 <= fitted["abstain_threshold"] <= 1.0
+    # With the verifier off, the margin rule: Platt scaling of the margin alone.
+    monkeypatch.setenv("RAG_SPAN_VERIFIER", "false")
+    margin = tmp_path / "margin.json"
+    assert main(["eval", str(gold), "--fit-threshold", str(margin), "--quiet", *root]) == 0
+    fitted = json.loads(margin.read_text())
+    assert fitted["features"] == ["score"] and fitted["decides"] == "score"
     assert len(fitted["confidence_calibration"]) == 2
+    monkeypatch.delenv("RAG_SPAN_VERIFIER")
 
     capsys.readouterr()
     assert (

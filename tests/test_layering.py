@@ -24,11 +24,12 @@ LAYERS = {
     "rag.store": 2,
     "rag.reader": 3,
     "rag.retrieval": 3,
-    "rag.pipeline": 4,
-    "rag.eval": 5,
-    "rag.cli": 6,
-    "rag": 6,  # the public API names everything below it
-    "service": 7,
+    "rag.reranking": 4,
+    "rag.pipeline": 5,
+    "rag.eval": 6,
+    "rag.cli": 7,
+    "rag": 7,  # the public API names everything below it
+    "service": 8,
 }
 
 

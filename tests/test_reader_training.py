@@ -74,6 +74,18 @@ def test_examples_are_seeded_and_negatives_come_from_the_same_article() -> None:
     assert all(e.context in texts for e in negatives)
 
 
+def test_unanswerable_questions_are_negatives_on_their_own_paragraph() -> None:
+    """SQuAD v2.0's unanswerables train "no answer" where it is hardest: the paragraph the
+    question was written about."""
+    gold = tiny_gold()
+    doc = gold.documents[0]
+    gold.questions.append(GoldQuestion("impossible", "Who sank the ferry?", (), doc.id))
+    examples = build_examples(gold, negative_ratio=0.0, seed=0)
+    (neg,) = [e for e in examples if e.start < 0]
+    assert (neg.question, neg.context, neg.end) == ("Who sank the ferry?", doc.text, -1)
+    assert len(examples) == len(gold.questions)
+
+
 @pytest.mark.parametrize("answer", ["Zoë Lindqvist", "東京", "Kraków 🚢", "São Paulo"])
 def test_offsets_map_tricky_text_back_exactly(tokenizer: object, answer: str) -> None:
     context = f"Ünïcødé prelude — 🚢 emoji, then {answer}, then more text after it."

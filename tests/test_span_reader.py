@@ -128,6 +128,7 @@ def test_pipeline_uses_the_span_reader_when_asked_and_falls_back_without_weights
         reader="span",
         reader_weights=untrained_reader.folder,
         span_abstain_margin=float("-inf"),
+        span_verifier_threshold=float("-inf"),
     )
     pipe = Pipeline(settings, embedder=FakeEmbedder())
     assert pipe.reader.kind == "span"

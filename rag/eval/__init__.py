@@ -12,9 +12,12 @@ from rag.faces import lazy_face
 if TYPE_CHECKING:
     from rag.eval.fit import (
         AbstentionFit as AbstentionFit,
+        apply_abstention as apply_abstention,
         best_threshold as best_threshold,
         fit_abstention as fit_abstention,
         fit_logistic as fit_logistic,
+        fit_reranker as fit_reranker,
+        fit_verifier as fit_verifier,
     )
     from rag.eval.metrics import (
         QUESTION_TYPES as QUESTION_TYPES,
@@ -37,10 +40,24 @@ if TYPE_CHECKING:
         Evaluator as Evaluator,
         corpus_index_name as corpus_index_name,
     )
+    from rag.eval.splits import (
+        sample_articles as sample_articles,
+        split_articles as split_articles,
+        withhold_paragraphs as withhold_paragraphs,
+    )
 
 _NAMES = {
     **dict.fromkeys(
-        ["AbstentionFit", "best_threshold", "fit_abstention", "fit_logistic"], "rag.eval.fit"
+        [
+            "AbstentionFit",
+            "apply_abstention",
+            "best_threshold",
+            "fit_abstention",
+            "fit_logistic",
+            "fit_reranker",
+            "fit_verifier",
+        ],
+        "rag.eval.fit",
     ),
     **dict.fromkeys(
         [
@@ -58,6 +75,9 @@ _NAMES = {
     ),
     **dict.fromkeys(["compare", "markdown", "write_outputs"], "rag.eval.report"),
     **dict.fromkeys(["EvalRun", "Evaluator", "corpus_index_name"], "rag.eval.runner"),
+    **dict.fromkeys(
+        ["sample_articles", "split_articles", "withhold_paragraphs"], "rag.eval.splits"
+    ),
 }
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_face(__name__, _NAMES)

@@ -7,7 +7,9 @@ threshold maximises and its ``features`` what the calibration weighs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,8 @@ import numpy as np
 
 from rag.eval.metrics import QuestionResult
 from rag.models import Abstention
+from rag.reader import VERIFIER_FEATURES
+from rag.reranking import RERANK_FEATURES, RerankModel
 
 
 # ---- fitting the reader's abstention threshold and confidence --------------------------
@@ -50,23 +54,70 @@ def best_threshold(
 
 
 def fit_logistic(
-    features: Sequence[Sequence[float]], labels: Sequence[bool], steps: int = 500
+    features: Sequence[Sequence[float]] | np.ndarray,
+    labels: Sequence[bool] | np.ndarray,
+    steps: int = 500,
+    ridge: float = 1e-3,
 ) -> list[float]:
     """Weights (one per feature, then a bias) of a logistic regression, by Newton's method
-    with a small ridge so that separable data stays finite."""
+    with an L2 penalty ``ridge`` on the weights (not the bias), so that separable data
+    stays finite and collinear features share their weight."""
     x = np.hstack([np.asarray(features, dtype=float), np.ones((len(features), 1))])
     y = np.asarray(labels, dtype=float)
     w = np.zeros(x.shape[1])
-    ridge = 1e-3 * np.eye(x.shape[1])
+    penalty = ridge * np.eye(x.shape[1])
+    penalty[-1, -1] = 1e-9
     for _ in range(steps):
-        p = 1 / (1 + np.exp(-(x @ w)))
-        grad = x.T @ (p - y) + ridge @ w
-        hess = (x * (p * (1 - p))[:, None]).T @ x + ridge
+        p = 1 / (1 + np.exp(-np.clip(x @ w, -50, 50)))
+        grad = x.T @ (p - y) + penalty @ w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + penalty
         step = np.linalg.solve(hess, grad)
         w -= step
         if np.abs(step).max() < 1e-9:
             break
     return [round(float(v), 6) for v in w]
+
+
+# Penalties the verifier's fit chooses from, on standardised features, by cross-validated
+# log-loss over article folds.
+RIDGES = (0.01, 0.1, 1.0, 10.0, 100.0)
+FOLDS = 5
+
+
+def _article(r: QuestionResult) -> str:
+    """A result's article (SQuAD document ids are ``<title>-<article>-<paragraph>``)."""
+    return (r.gold_doc or r.id).rsplit("-", 2)[0]
+
+
+def fit_standardised(
+    x: np.ndarray, y: np.ndarray, groups: Sequence[str], ridges: Sequence[float] = RIDGES
+) -> tuple[list[float], float, dict[str, float]]:
+    """Logistic weights on the raw features (one per column, then a bias), fitted on
+    standardised ones with the penalty among ``ridges`` that gives the lowest log-loss over
+    ``FOLDS`` group-disjoint folds (a question's article never straddles a split)."""
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    z = (x - mean) / std
+    names = sorted(set(groups))
+    fold = {g: i % FOLDS for i, g in enumerate(names)}
+    folds = np.array([fold[g] for g in groups])
+    losses: dict[str, float] = {}
+    for ridge in ridges:
+        loss = 0.0
+        for k in range(min(FOLDS, len(names))):
+            train, test = folds != k, folds == k
+            if not test.any() or len(set(y[train])) < 2:
+                continue
+            w = np.array(fit_logistic(z[train], y[train].astype(bool), ridge=ridge))
+            p = 1 / (1 + np.exp(-np.clip(z[test] @ w[:-1] + w[-1], -50, 50)))
+            p = np.clip(p, 1e-9, 1 - 1e-9)
+            loss -= float(np.sum(y[test] * np.log(p) + (1 - y[test]) * np.log(1 - p)))
+        losses[str(ridge)] = round(loss / len(y), 5)
+    best = min(ridges, key=lambda r: losses[str(r)])
+    w = np.array(fit_logistic(z, y.astype(bool), ridge=best))
+    raw = w[:-1] / std
+    bias = w[-1] - float(np.sum(w[:-1] * mean / std))
+    return [round(float(v), 6) for v in (*raw, bias)], best, losses
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,32 +155,135 @@ def fit_abstention(
         [r.correct for r in results],
     )
     threshold, value = best_threshold(rows, keep)
-    unanswerable = [r for r in results if r.impossible]
-    answerable = [r for r in results if not r.impossible]
-    abstained = [r for r in results if r.score < threshold]
     abstention = Abstention(round(threshold, 4), tuple(weights), reader.features, reader.objective)
-    report = {
+    report = _report(results, [r.score for r in results], threshold, value, rows, keep)
+    report["official_best_f1_threshold"] = round(best_threshold(f1_rows)[0], 4)
+    return AbstentionFit(abstention, report)
+
+
+def fit_verifier(
+    results: Sequence[QuestionResult],
+    features: Sequence[str] = VERIFIER_FEATURES,
+    keep: float = 0.0,
+) -> AbstentionFit:
+    """The span reader's verifier from a run with abstention off: a logistic model of
+    P(correct) over the best span's ``features`` (``QuestionResult.features``; standardised,
+    with the penalty chosen by article-fold cross-validation, see ``fit_standardised``),
+    and the threshold on that probability that maximises the official SQuAD v2.0 F1 among those
+    that keep at least ``keep`` of the answerable questions' F1."""
+    missing = sorted({f for r in results for f in features if f not in r.features})
+    if missing:
+        raise ValueError(f"results lack the verifier features {missing}: not a span reader run?")
+    x = np.array([[float(r.features[f]) for f in features] for r in results])
+    y = np.array([r.correct for r in results], dtype=float)
+    weights, ridge, losses = fit_standardised(x, y, [_article(r) for r in results])
+    probe = Abstention(0.0, tuple(weights), tuple(features), "f1", "confidence")
+    p = [probe.probability(dict(zip(features, row, strict=True))) or 0.0 for row in x.tolist()]
+    rows = [(pi, None if r.impossible else r.f1) for pi, r in zip(p, results, strict=True)]
+    threshold, value = best_threshold(rows, keep)
+    abstention = dataclasses.replace(probe, threshold=round(threshold, 4))
+    report = _report(results, p, threshold, value, rows, keep)
+    report["ridge"] = ridge
+    report["cv_log_loss_by_ridge"] = losses
+    return AbstentionFit(abstention, report)
+
+
+def apply_abstention(
+    results: Sequence[QuestionResult], abstention: Abstention
+) -> list[QuestionResult]:
+    """The results of a run with abstention off as they are under ``abstention``: what the
+    composer decides from the same feature values, without reading again (answers withheld
+    score as SQuAD v2.0 scores an empty prediction; the confidence is P(correct), or
+    sigmoid(score) when uncalibrated)."""
+    out = []
+    for r in results:
+        if not r.answered:  # no span at all: nothing to withhold
+            out.append(r)
+            continue
+        values = {**r.features, "score": r.score, "narrowed": float(r.narrowed)}
+        if abstention.abstains(values):
+            out.append(
+                dataclasses.replace(
+                    r,
+                    answered=False,
+                    prediction="",
+                    confidence=0.0,
+                    em=float(r.impossible),
+                    f1=float(r.impossible),
+                    citation_holds_answer=False,
+                )
+            )
+            continue
+        p = abstention.probability(values)
+        confidence = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, r.score)))) if p is None else p
+        out.append(dataclasses.replace(r, confidence=confidence))
+    return out
+
+
+# Irrelevant candidates paired with each relevant one in the reranker's fit: the best-ranked
+# ones, where the fused order goes wrong.
+NEGATIVES_PER_POSITIVE = 10
+
+
+def fit_reranker(
+    features: Sequence[Sequence[Mapping[str, float]]],
+    relevant: Sequence[Sequence[bool]],
+    names: Sequence[str] = RERANK_FEATURES,
+) -> RerankModel:
+    """A pairwise logistic reranker (RankNet with a linear scorer): for each question, the
+    feature differences of every (relevant, irrelevant) pair of its candidates, both ways,
+    the first ``NEGATIVES_PER_POSITIVE`` irrelevant ones per relevant one. ``features[q]``
+    are question q's candidates in fused order, ``relevant[q]`` whether each holds the
+    answer; questions with no relevant or no irrelevant candidate teach nothing."""
+    rows: list[list[float]] = []
+    labels: list[bool] = []
+    for feats, rel in zip(features, relevant, strict=True):
+        vectors = [[f[n] for n in names] for f in feats]
+        pos = [v for v, r in zip(vectors, rel, strict=True) if r]
+        neg = [v for v, r in zip(vectors, rel, strict=True) if not r][:NEGATIVES_PER_POSITIVE]
+        for vp in pos:
+            for vn in neg:
+                diff = [a - b for a, b in zip(vp, vn, strict=True)]
+                rows += [diff, [-d for d in diff]]
+                labels += [True, False]
+    if not rows:
+        raise ValueError("no question has both a relevant and an irrelevant candidate")
+    weights = fit_logistic(rows, labels)
+    return RerankModel((*weights[:-1], 0.0), tuple(names))  # pairwise: no bias
+
+
+def _report(
+    results: Sequence[QuestionResult],
+    values: Sequence[float],
+    threshold: float,
+    value: float,
+    rows: Sequence[tuple[float, float | None]],
+    keep: float,
+) -> dict[str, Any]:
+    """What a fitted decision (abstain when ``values[i] < threshold``) does on its data."""
+    unanswerable = [v for v, r in zip(values, results, strict=True) if r.impossible]
+    answerable = [(v, r) for v, r in zip(values, results, strict=True) if not r.impossible]
+    abstained = [r for v, r in zip(values, results, strict=True) if v < threshold]
+    return {
         "decision_accuracy_at_threshold": round(100 * value, 2),
         "decision_accuracy_never_abstain": round(
             100 * sum(g or 0.0 for _, g in rows) / max(1, len(rows)), 2
         ),
-        "answered_share": round(sum(r.score >= threshold for r in results) / max(1, len(rows)), 3),
+        "answered_share": round(sum(v >= threshold for v in values) / max(1, len(rows)), 3),
         "no_answer_recall": round(
-            sum(r.score < threshold for r in unanswerable) / max(1, len(unanswerable)), 3
+            sum(v < threshold for v in unanswerable) / max(1, len(unanswerable)), 3
         ),
         "no_answer_precision": round(
             sum(r.impossible for r in abstained) / max(1, len(abstained)), 3
         ),
         "has_answer_f1_at_threshold": round(
-            100 * sum(r.f1 for r in answerable if r.score >= threshold) / max(1, len(answerable)),
+            100 * sum(r.f1 for v, r in answerable if v >= threshold) / max(1, len(answerable)),
             2,
         ),
         "has_answer_f1_never_abstain": round(
-            100 * sum(r.f1 for r in answerable) / max(1, len(answerable)), 2
+            100 * sum(r.f1 for _, r in answerable) / max(1, len(answerable)), 2
         ),
         "keep": keep,
-        "official_best_f1_threshold": round(best_threshold(f1_rows)[0], 4),
         "questions": len(results),
         "unanswerable": len(unanswerable),
     }
-    return AbstentionFit(abstention, report)

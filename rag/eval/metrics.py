@@ -75,6 +75,8 @@ class QuestionResult:
     read_ms: float
     passages: list[PassageRef] = field(default_factory=list)
     citation_failures: list[str] = field(default_factory=list)
+    # The verifier's inputs for the reader's best span (``Answer.features``).
+    features: dict[str, float] = field(default_factory=dict)
 
     @property
     def correct(self) -> bool:
@@ -146,6 +148,7 @@ def judge(
         f1=f1(prediction, golds),
         citations_round_trip=not failures,
         citation_holds_answer=holds,
+        features=dict(answer.features),
         answer_rank=first_rank([any(g in p.text for g in golds) for p in passages])
         if golds
         else None,

@@ -3,7 +3,8 @@
 ``base`` (the ``Reader`` protocol, its abstention and fit files, the composer),
 ``sentences`` (sentence splitting, typed short answers), ``sentence`` (the sentence
 reader), ``span_format`` / ``span_model`` / ``span`` (the trained span reader: its files,
-its torch model, the reader), ``training`` (``rag train-reader``), ``factory`` (the reader
+its torch model, the reader), ``verifier`` (the features its abstention weighs),
+``training`` (``rag train-reader``), ``factory`` (the reader
 a configuration asks for). torch is imported only by the span modules, on first use.
 """
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     )
     from rag.reader.span_format import (
         CONFIG_FILE as CONFIG_FILE,
+        MARGIN_FIT_FILE as MARGIN_FIT_FILE,
+        VERIFIER_FIT_FILE as VERIFIER_FIT_FILE,
         WEIGHTS_FILE as WEIGHTS_FILE,
         WindowConfig as WindowConfig,
     )
@@ -52,6 +55,10 @@ if TYPE_CHECKING:
         build_examples as build_examples,
         evaluate_gold_paragraph as evaluate_gold_paragraph,
         model_card as model_card,
+    )
+    from rag.reader.verifier import (
+        VERIFIER_FEATURES as VERIFIER_FEATURES,
+        span_features as span_features,
     )
 
 _NAMES = {
@@ -81,7 +88,11 @@ _NAMES = {
     ),
     "SpanReader": "rag.reader.span",
     "quantize_encoder": "rag.reader.span_model",
-    **dict.fromkeys(["CONFIG_FILE", "WEIGHTS_FILE", "WindowConfig"], "rag.reader.span_format"),
+    **dict.fromkeys(["VERIFIER_FEATURES", "span_features"], "rag.reader.verifier"),
+    **dict.fromkeys(
+        ["CONFIG_FILE", "MARGIN_FIT_FILE", "VERIFIER_FIT_FILE", "WEIGHTS_FILE", "WindowConfig"],
+        "rag.reader.span_format",
+    ),
     **dict.fromkeys(
         [
             "ReaderTrainer",

@@ -52,7 +52,7 @@ class Reader(Protocol):
 def feature_values(span: Span) -> dict[str, float]:
     """The values of an answer's abstention features (see ``AbstentionFeature``)."""
     narrowed = float((span.start, span.end) != (span.context_start, span.context_end))
-    return {"score": span.score, "narrowed": narrowed}
+    return {**span.features, "score": span.score, "narrowed": narrowed}
 
 
 # ---- fit files ---------------------------------------------------------------------------
@@ -71,6 +71,7 @@ def load_abstention(path: Path, kind: str, unfitted: Abstention) -> Abstention:
         calibration=None if calibration is None else tuple(float(v) for v in calibration),
         features=tuple(data.get("features", unfitted.features)),
         objective=data.get("objective", unfitted.objective),
+        decides=data.get("decides", unfitted.decides),
     )
 
 
@@ -84,6 +85,7 @@ def save_abstention(path: Path, kind: str, abstention: Abstention, **report: Any
         else list(abstention.calibration),
         "features": list(abstention.features),
         "objective": abstention.objective,
+        "decides": abstention.decides,
         **report,
     }
     path.write_text(json.dumps(data, indent=2) + "\n")
@@ -108,19 +110,23 @@ def compose_answer(
     if not spans:
         return no_answer(question, "the retrieved passages hold no readable sentence", passages)
     best = spans[0]
-    threshold = reader.abstention.threshold
-    if reader.abstention.abstains(best.score):
+    abstention = reader.abstention
+    if abstention.abstains(feature_values(best)):
+        value = reader.confidence(best) if abstention.decides == "confidence" else best.score
         return no_answer(
             question,
-            f"best candidate scored {best.score:.3f}, below the abstention threshold "
-            f"{threshold:.3f}",
+            f"best candidate's {abstention.decides} {value:.3f} is below the abstention "
+            f"threshold {abstention.threshold:.3f}",
             passages,
             score=best.score,
+            features=best.features,
         )
     chosen: list[Span] = []
     for span in spans:
-        if len(chosen) == n or reader.abstention.abstains(span.score):
+        if len(chosen) == n:
             break
+        if abstention.abstains(feature_values(span)):
+            continue
         if not any(_overlaps(span, c) for c in chosen):
             chosen.append(span)
     candidates = [_candidate(span, documents[span.doc_id], reader) for span in chosen]
@@ -136,6 +142,7 @@ def compose_answer(
         citations=top.citations,
         passages=list(passages),
         answers=candidates,
+        features=best.features,
     )
 
 
@@ -159,7 +166,11 @@ def _candidate(span: Span, doc: Document, reader: Reader) -> Candidate:
 
 
 def no_answer(
-    question: str, reason: str, passages: Sequence[Passage] = (), score: float = 0.0
+    question: str,
+    reason: str,
+    passages: Sequence[Passage] = (),
+    score: float = 0.0,
+    features: Mapping[str, float] | None = None,
 ) -> Answer:
     """An honest abstention."""
     return Answer(
@@ -173,4 +184,5 @@ def no_answer(
         citations=[],
         no_answer_reason=reason,
         passages=list(passages),
+        features=dict(features or {}),
     )

@@ -16,7 +16,7 @@ from rag.ingest import Embedder
 from rag.models import Abstention
 from rag.reader import sentence
 from rag.reader.base import Reader, load_abstention
-from rag.reader.span_format import WEIGHTS_FILE
+from rag.reader.span_format import MARGIN_FIT_FILE, VERIFIER_FIT_FILE, WEIGHTS_FILE
 from rag.settings import ReaderSettings
 
 log = logging.getLogger("rag.reader")
@@ -38,14 +38,29 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
     if s.reader == "span" and (Path(s.reader_weights) / WEIGHTS_FILE).is_file():
         from rag.reader import span  # torch is imported only when needed
 
-        fitted = load_abstention(span.SpanReader.fit_file, span.SpanReader.kind, span.UNFITTED)
+        kind = span.SpanReader.kind
+        if s.span_verifier and not VERIFIER_FIT_FILE.is_file():
+            log.warning("no verifier fit at %s: the margin rule decides", VERIFIER_FIT_FILE)
+        if s.span_verifier and VERIFIER_FIT_FILE.is_file():
+            fit_file = VERIFIER_FIT_FILE
+            fitted = load_abstention(fit_file, kind, span.UNFITTED)
+            if fitted.decides != "confidence":  # a margin fit in the verifier's file
+                raise ValueError(f"{fit_file} holds no verifier fit")
+            abstention = _with_overrides(fitted, s.span_verifier_threshold, None)
+        else:
+            fit_file = MARGIN_FIT_FILE
+            fitted = load_abstention(fit_file, kind, span.UNFITTED)
+            abstention = _with_overrides(
+                fitted, s.span_abstain_margin, s.span_confidence_calibration
+            )
         return span.SpanReader(
             Path(s.reader_weights),
             s.span_margin_chars,
             s.span_max_answer_tokens,
             s.span_batch_windows,
             s.span_quantize,
-            _with_overrides(fitted, s.span_abstain_margin, s.span_confidence_calibration),
+            abstention,
+            fit_file,
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import torch
 from rag.models import Abstention, Document, Passage, Span
 from rag.reader.base import Reader, feature_values
 from rag.reader.sentences import sentence_bounds
-from rag.reader.span_format import WindowConfig
+from rag.reader.span_format import VERIFIER_FIT_FILE, WindowConfig
 from rag.reader.span_model import (
     SpanModel,
     collate,
@@ -28,7 +28,7 @@ from rag.reader.span_model import (
     load_tokenizer,
     quantize_encoder,
 )
-from rag.settings import DATA_DIR
+from rag.reader.verifier import span_features
 
 # The span reader's abstention when no fit file is there: answer when the best span beats
 # "no answer", with sigmoid(margin) as confidence.
@@ -82,7 +82,6 @@ class SpanReader(Reader):
     """
 
     kind = "span"
-    fit_file = DATA_DIR / "span_reader_fit.json"
 
     def __init__(
         self,
@@ -92,9 +91,11 @@ class SpanReader(Reader):
         batch_size: int = 16,
         quantize: bool = False,
         abstention: Abstention = UNFITTED,
+        fit_file: Path = VERIFIER_FIT_FILE,
     ) -> None:
         self.folder = folder
         self.abstention = abstention
+        self.fit_file = fit_file
         self.margin_chars = margin_chars
         self.max_answer_tokens = max_answer_tokens
         self.batch_size = batch_size
@@ -134,7 +135,8 @@ class SpanReader(Reader):
             [documents[r.doc_id].text[r.start : r.end] for r in regions],
             self._window,
         )
-        best: list[dict[tuple[str, int, int], float]] = [{} for _ in questions]
+        # Per question: each absolute span's best (margin, window's no-answer score).
+        best: list[dict[tuple[str, int, int], tuple[float, float]]] = [{} for _ in questions]
         for i in range(0, len(windows), self.batch_size):
             block = windows[i : i + self.batch_size]
             s, e = self._model(**collate(block, self._tokenizer.pad_token_id))
@@ -143,16 +145,18 @@ class SpanReader(Reader):
                 key = (r.doc_id, r.start + c.start, r.start + c.end)
                 score = c.score - c.null_score
                 found = best[r.question]
-                if score > found.get(key, -math.inf):
-                    found[key] = score
+                if score > found.get(key, (-math.inf, 0.0))[0]:
+                    found[key] = (score, c.null_score)
         out: list[list[Span]] = []
-        for found in best:
-            spans = []
-            for (doc_id, a, b), score in sorted(found.items(), key=lambda kv: -kv[1]):
+        for qi, found in enumerate(best):
+            spans, nulls = [], []
+            for (doc_id, a, b), (score, null) in sorted(found.items(), key=lambda kv: -kv[1][0]):
                 doc = documents[doc_id]
                 ca, cb = sentence_bounds(doc.text, a, b)
                 spans.append(Span(doc_id, a, b, doc.text[a:b], score, ca, cb))
-            out.append(spans)
+                nulls.append(null)
+            features = span_features(questions[qi], spans, nulls, passages[qi], documents)
+            out.append([replace(s, features=f) for s, f in zip(spans, features, strict=True)])
         return out
 
     def confidence(self, span: Span) -> float:

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "reader.json"
+# The span reader's abstention fits (in rag/data, beside rag.settings.DATA_DIR's other
+# files; named here so that training needs no settings): the answer verifier (the default)
+# and the margin rule (RAG_SPAN_VERIFIER=false), written by `make fit-threshold`.
+_DATA = Path(__file__).resolve().parents[1] / "data"
+VERIFIER_FIT_FILE = _DATA / "span_reader_fit.json"
+MARGIN_FIT_FILE = _DATA / "span_margin_fit.json"
 # The window shape a reader is trained with and read with (recorded in its reader.json).
 MAX_LENGTH = 256
 STRIDE = 128

@@ -96,7 +96,9 @@ class TrainExample:
 
 
 def build_examples(gold: GoldSet, negative_ratio: float, seed: int) -> list[TrainExample]:
-    """Positives from the gold answers, seeded same-article negatives, in a seeded order."""
+    """Positives from the gold answers; negatives from the questions the gold marks
+    unanswerable (SQuAD v2.0: asked about their own paragraph, which does not answer them)
+    and seeded same-article ones (a question with another paragraph); in a seeded order."""
     rng = random.Random(seed)
     texts = {d.id: d.text for d in gold.documents}
     by_article: dict[str, list[str]] = {}
@@ -105,6 +107,9 @@ def build_examples(gold: GoldSet, negative_ratio: float, seed: int) -> list[Trai
     article_of = {d.id: str(d.metadata.get("article", "")) for d in gold.documents}
     examples: list[TrainExample] = []
     for q in gold.questions:
+        if q.doc_id is not None and not q.answers and q.doc_id in texts:
+            examples.append(TrainExample(q.question, texts[q.doc_id], -1, -1))
+            continue
         if q.doc_id is None or not q.answers or q.answers[0].answer_start is None:
             continue
         a = q.answers[0]

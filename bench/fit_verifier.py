@@ -1,0 +1,137 @@
+"""Fit the span reader's answer verifier (``make fit-threshold``), reproducibly from a seed.
+
+    .venv/bin/python bench/fit_verifier.py [--seed 13] [--out eval/reports/verifier]
+
+The verifier is a logistic model of P(correct) over ``rag.reader.verifier.FEATURES``, and
+the abstention threshold on that probability. It is fitted on what the gold sets the tests
+ask never contain, article-disjoint from what it is measured on:
+
+- half of the SQuAD v2.0 dev (half) articles, drawn with the seed (their answerable and
+  unanswerable questions; the open corpus is every v2.0 paragraph);
+- SQuAD v1.1 train articles, drawn with the seed, with a share of their paragraphs withheld
+  from the corpus so the questions about them have no answer there (the passage is gone,
+  its article's others are not: how a retrieval miss looks).
+
+Every question is answered with abstention off and its verifier features are cached in
+``--out`` (``runs/<name>.jsonl``), so ``--refit`` refits without reading again. The fit
+writes ``rag/data/span_reader_fit.json`` (and the margin rule, refitted on the same
+questions, to ``rag/data/span_margin_fit.json``); ``bench/abstention_heldout.py`` measures it on the
+other v2.0 articles and SQuAD v1.1 dev.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    SHARED,
+    SQUAD_V2_HALF,
+    collect_results,
+    pipeline_fingerprint,
+    read_results,
+)
+from rag.eval import (  # noqa: E402
+    QuestionResult,
+    fit_abstention,
+    fit_verifier,
+    sample_articles,
+    split_articles,
+    withhold_paragraphs,
+)
+from rag.gold import GoldSet, load_gold  # noqa: E402
+from rag.models import Abstention  # noqa: E402
+from rag.reader import MARGIN_FIT_FILE, VERIFIER_FIT_FILE, SpanReader, save_abstention  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+SQUAD_TRAIN = SHARED / "qa-train" / "squad_v1.1_train.json.gz"
+FIT_SETS = ("squad-v2-fit-articles", "squad-train-withheld")
+# Abstention off: every question answered, so the fit sees every best span.
+NO_ABSTENTION = Settings(
+    reader="span", span_abstain_margin=float("-inf"), span_verifier_threshold=float("-inf")
+)
+DATA = "SQuAD v2.0 dev half (fit articles) + SQuAD v1.1 train (withheld paragraphs), open corpus"
+
+
+def fit_sets(
+    seed: int, v2_questions: int, train_articles: int, train_questions: int, withheld: float
+) -> dict[str, GoldSet]:
+    """The gold sets the verifier is fitted on (see the module docstring)."""
+    v2_fit, _ = split_articles(load_gold(SQUAD_V2_HALF), 0.5, seed)
+    if v2_questions < len(v2_fit.questions):
+        v2_fit.questions = random.Random(seed).sample(v2_fit.questions, v2_questions)
+    train = withhold_paragraphs(
+        sample_articles(load_gold(SQUAD_TRAIN), train_articles, seed), withheld, seed
+    )
+    if train_questions < len(train.questions):
+        train.questions = random.Random(seed).sample(train.questions, train_questions)
+    return dict(zip(FIT_SETS, (v2_fit, train), strict=True))
+
+
+def fit_results(seed: int, cache: Path, settings: Settings) -> list[QuestionResult]:
+    """The cached results of a fit run (``cache/runs``), in the order the fit reads them."""
+    tag = pipeline_fingerprint(settings)
+    paths = [cache / "runs" / f"{name}-seed{seed}-{tag}.jsonl" for name in FIT_SETS]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise SystemExit(f"no fit runs at {missing}: run bench/fit_verifier.py --seed {seed}")
+    return [r for p in paths for r in read_results(p)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--v2-questions", type=int, default=1500, help="of the v2.0 fit articles")
+    ap.add_argument("--train-articles", type=int, default=30)
+    ap.add_argument("--train-questions", type=int, default=1000)
+    ap.add_argument("--withheld", type=float, default=0.3, help="share of train paragraphs removed")
+    ap.add_argument("--keep", type=float, default=0.9, help="answerable F1 the threshold keeps")
+    ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "verifier")
+    ap.add_argument("--fit-file", type=Path, default=None, help="default: the reader's own")
+    args = ap.parse_args()
+
+    settings = NO_ABSTENTION
+    results: list[QuestionResult] = []
+    sets = fit_sets(
+        args.seed, args.v2_questions, args.train_articles, args.train_questions, args.withheld
+    )
+    for name, gold in sets.items():
+        rows = collect_results(f"{name}-seed{args.seed}", gold, args.out / "runs", settings)
+        print(f"{name}: {len(rows)} questions, {sum(r.impossible for r in rows)} unanswerable")
+        results += rows
+    # The margin rule (RAG_SPAN_VERIFIER=false), fitted on the same questions.
+    margin = fit_abstention(results, Abstention(features=("score",), objective="f1"), args.keep)
+    save_abstention(
+        MARGIN_FIT_FILE,
+        SpanReader.kind,
+        margin.abstention,
+        **margin.report,
+        data=DATA,
+        seed=args.seed,
+        command=f"python bench/fit_verifier.py --seed {args.seed}",
+    )
+    print(f"wrote {MARGIN_FIT_FILE}")
+    fit = fit_verifier(results, keep=args.keep)
+    path = args.fit_file or VERIFIER_FIT_FILE
+    save_abstention(
+        path,
+        SpanReader.kind,
+        fit.abstention,
+        **fit.report,
+        data=DATA,
+        seed=args.seed,
+        command=f"python bench/fit_verifier.py --seed {args.seed}",
+    )
+    print(json.dumps(fit.report, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

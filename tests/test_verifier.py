@@ -1,0 +1,176 @@
+"""The answer verifier: its features (no model), its fit, and its decision in the composer."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from rag.eval import QuestionResult, fit_verifier
+from rag.models import Abstention, Document, Passage, Span
+from rag.reader import (
+    VERIFIER_FEATURES,
+    VERIFIER_FIT_FILE,
+    SentenceReader,
+    compose_answer,
+    load_abstention,
+    save_abstention,
+    span_features,
+)
+from tests.conftest import FakeEmbedder
+
+TEXT = "The tower was finished in 1889 by Gustave Eiffel. It stands in Paris, France."
+DOC = Document("d", TEXT, "T")
+P0 = Passage(7, "d", "T", 0, 49, TEXT[:49], 0.03, 0.62, 4.1, 2, 1)
+P1 = Passage(8, "d", "T", 50, len(TEXT), TEXT[50:], 0.02, 0.40, None, 1, None)
+
+
+def _span(text: str, score: float, nth: int = 0) -> Span:
+    start = [i for i in range(len(TEXT)) if TEXT.startswith(text, i)][nth]
+    end = start + len(text)
+    ctx = (0, 49) if start < 49 else (50, len(TEXT))
+    return Span("d", start, end, text, score, *ctx)
+
+
+def test_features_are_named_bounded_and_read_what_the_pipeline_knows() -> None:
+    spans = [_span("1889", 6.0), _span("Gustave Eiffel", 4.0), _span("Paris", 1.0)]
+    feats = span_features(
+        "When was the tower finished?", spans, [1.5, 2.0, 3.0], [P0, P1], {"d": DOC}
+    )
+    assert [set(f) for f in feats] == [set(VERIFIER_FEATURES)] * 3
+    best, second, third = feats
+    assert best["score"] == 6.0 and best["null"] == 1.5
+    assert best["gap"] == 2.0 and second["gap"] == -2.0  # to the best other answer
+    assert sum(f["mass"] for f in feats) == pytest.approx(1.0)
+    assert best["mass"] == pytest.approx(1 / (1 + math.exp(-2) + math.exp(-5)))
+    # Where the passage holding the span ranked: fused (1st), dense (2nd), BM25 (1st).
+    assert (best["passage_rr"], best["dense_rr"], best["bm25_rr"]) == (1.0, 0.5, 1.0)
+    assert third["passage_rr"] == 0.5 and third["bm25_rr"] == 0.0
+    assert best["dense"] == 0.62 and best["dense_top"] == 0.62
+    # "tower" and "finished" are in the cited sentence; "when" is a stopword.
+    assert best["q_in_sentence"] == 1.0 and third["q_in_sentence"] == 0.0
+    assert best["q_date"] == 1.0 and best["typed_miss"] == 0.0
+    assert second["typed_miss"] == 1.0  # a date question answered with a name
+    assert best["answer_in_q"] == 0.0
+
+
+def test_same_text_in_two_places_shares_its_mass_and_has_no_rival_of_its_own() -> None:
+    text = "Paris is big. Paris is old."
+    doc = Document("d", text, "T")
+    spans = [
+        Span("d", 0, 5, "Paris", 3.0, 0, 13),
+        Span("d", 14, 19, "Paris", 3.0, 14, 27),
+    ]
+    passage = Passage(1, "d", "T", 0, len(text), text, 0.1)
+    feats = span_features("Which city?", spans, [0.0, 0.0], [passage], {"d": doc})
+    assert [f["mass"] for f in feats] == [pytest.approx(1.0)] * 2
+    assert feats[0]["gap"] == feats[1]["gap"] > 0
+
+
+@given(
+    st.lists(st.floats(-20, 20), min_size=1, max_size=30),
+    st.text(min_size=1, max_size=40),
+)
+def test_features_are_finite_for_any_scores_and_question(scores: list[float], q: str) -> None:
+    scores = sorted(scores, reverse=True)
+    spans = [Span("d", 0, 3, TEXT[0:3], s, 0, 49) for s in scores]
+    for f in span_features(q, spans, [0.0] * len(spans), [P0], {"d": DOC}):
+        assert all(math.isfinite(v) for v in f.values())
+        assert 0.0 <= f["mass"] <= 1.0 + 1e-9
+
+
+def _result(correct: bool, impossible: bool, **features: float) -> QuestionResult:
+    return QuestionResult(
+        id="q",
+        question="Who?",
+        kind="who",
+        gold_answers=[] if impossible else ["x"],
+        gold_doc=None,
+        impossible=impossible,
+        prediction="x" if correct else "y",
+        answered=True,
+        score=features.get("score", 0.0),
+        confidence=0.5,
+        narrowed=True,
+        em=float(correct),
+        f1=float(correct),
+        citations_round_trip=True,
+        citation_holds_answer=correct,
+        answer_rank=1,
+        doc_rank=None,
+        retrieve_ms=1.0,
+        read_ms=1.0,
+        features={f: features.get(f, 0.0) for f in VERIFIER_FEATURES},
+    )
+
+
+def test_fit_learns_from_the_features_and_decides_on_confidence() -> None:
+    """A tiny fit: unanswerables have a low mass whatever their margin, right answers a
+    high one; the verifier must weigh mass, abstain on the first and answer the second."""
+    rows = [_result(False, True, score=8.0 + i % 3, mass=0.2 + 0.05 * (i % 4)) for i in range(40)]
+    rows += [_result(True, False, score=8.0 + i % 3, mass=0.7 + 0.05 * (i % 4)) for i in range(40)]
+    rows += [_result(False, False, score=8.0, mass=0.45)] * 4
+    fit = fit_verifier(rows)
+    a = fit.abstention
+    assert a.decides == "confidence" and a.features == VERIFIER_FEATURES
+    assert a.calibration is not None
+    assert a.calibration[VERIFIER_FEATURES.index("mass")] > 0
+    assert fit.report["no_answer_recall"] == 1.0 and fit.report["no_answer_precision"] > 0.9
+    assert not a.abstains(rows[-5].features) and a.abstains(rows[0].features)
+    p_right = a.probability(rows[40].features) or 0.0
+    assert 0.5 < p_right <= 1.0 and 0.0 <= a.threshold < p_right
+    with pytest.raises(ValueError, match="lack the verifier features"):
+        fit_verifier([_result(True, False), QuestionResult(**{**vars_of(rows[0]), "features": {}})])
+
+
+def vars_of(r: QuestionResult) -> dict[str, object]:
+    import dataclasses
+
+    return {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
+
+
+def test_the_composer_withholds_what_the_verifier_doubts() -> None:
+    """Decided on confidence: a high margin does not answer when P(correct) is low, and an
+    n-best candidate the verifier doubts is skipped, not the ones after it."""
+    names = ("score", "mass")
+    verifier = Abstention(0.5, (0.0, 10.0, -5.0), names, "f1", "confidence")
+    reader = SentenceReader(FakeEmbedder(), abstention=verifier)
+    doubted = Span("d", 26, 30, "1889", 9.0, 0, 49, {"mass": 0.2})
+    sure = Span("d", 34, 48, "Gustave Eiffel", 2.0, 0, 49, {"mass": 0.9})
+    paris = Span("d", 62, 67, "Paris", 1.0, 50, len(TEXT), {"mass": 0.8})
+    withheld = compose_answer("When?", [doubted, sure], {"d": DOC}, [P0], reader)
+    assert not withheld.answered and "confidence" in (withheld.no_answer_reason or "")
+    assert withheld.features == {"mass": 0.2}
+    answer = compose_answer("Who?", [sure, doubted, paris], {"d": DOC}, [P0, P1], reader, n=3)
+    assert [c.text for c in answer.answers] == ["Gustave Eiffel", "Paris"]
+    assert answer.confidence == pytest.approx(1 / (1 + math.exp(-4.0)))
+    with pytest.raises(ValueError, match="needs a calibration"):
+        Abstention(0.5, None, names, "f1", "confidence")
+
+
+def test_a_saved_verifier_loads_back_and_decides_the_same(tmp_path: Path) -> None:
+    """Save/load parity: the fit file gives back the very abstention, and with it the same
+    probabilities and decisions."""
+    weights = tuple(0.1 * (i % 5) - 0.2 for i in range(len(VERIFIER_FEATURES) + 1))
+    verifier = Abstention(0.4321, weights, VERIFIER_FEATURES, "f1", "confidence")
+    path = tmp_path / "fit.json"
+    save_abstention(path, "span", verifier, questions=3)
+    loaded = load_abstention(path, "span", Abstention())
+    assert loaded == verifier
+    spans = [_span("1889", 6.0), _span("Gustave Eiffel", 0.5), _span("Paris", -3.0)]
+    for values in span_features("When?", spans, [1.0, 2.0, 3.0], [P0, P1], {"d": DOC}):
+        assert loaded.probability(values) == verifier.probability(values)
+        assert loaded.abstains(values) == verifier.abstains(values)
+    with pytest.raises(ValueError, match="not 'sentence'"):
+        load_abstention(path, "sentence", Abstention())
+
+
+def test_the_shipped_verifier_is_fitted_over_every_feature() -> None:
+    from rag.settings import DATA_DIR
+
+    assert VERIFIER_FIT_FILE.parent == DATA_DIR.resolve()
+    fitted = load_abstention(VERIFIER_FIT_FILE, "span", Abstention())
+    assert fitted.decides == "confidence" and fitted.features == VERIFIER_FEATURES
+    assert fitted.calibration is not None and 0.0 < fitted.threshold < 1.0
