@@ -118,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--dev-questions", type=int, default=500, help="dev questions (0: all)")
     tr.add_argument("--out", type=Path, default=Path("runs/reader"), help="run folder")
     tr.add_argument("--init", type=Path, help="start from exported weights (a later session)")
+    tr.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="with --init: start the given data from its beginning, with a fresh schedule "
+        "(other data than the exported run's), instead of where that run stopped",
+    )
     tr.add_argument("--export", type=Path, help="write the weights + model card here")
     tr.add_argument("--fp32", action="store_true", help="export fp32 instead of fp16")
     tr.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this")
@@ -391,7 +397,11 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         raise UserError("--save-every must be at least 1")
     if args.init is not None and not (args.init / WEIGHTS_FILE).is_file():
         raise UserError(f"{args.init}: no {WEIGHTS_FILE} there")
-    trainer = ReaderTrainer(cfg, args.out, init=args.init, base=args.base, device=device)
+    if args.fine_tune and args.init is None:
+        raise UserError("--fine-tune needs --init (the weights to fine-tune)")
+    trainer = ReaderTrainer(
+        cfg, args.out, init=args.init, base=args.base, device=device, fine_tune=args.fine_tune
+    )
     try:
         resumed = trainer.load_checkpoint()
     except ValueError as exc:

@@ -115,6 +115,7 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         (["EXISTING", "--stride", "999"], "stride"),
         (["EXISTING", "--dev", "missing-dev.json"], "no such file"),
         (["NOTJSON"], "invalid JSON"),
+        (["EXISTING", "--fine-tune"], "--fine-tune needs --init"),
     ],
 )
 def test_train_reader_user_errors_exit_2(

