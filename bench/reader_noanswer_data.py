@@ -1,0 +1,96 @@
+"""Training data for teaching the span reader "no answer" on SQuAD v2.0-style questions.
+
+    .venv/bin/python bench/reader_noanswer_data.py [--seed 13] [--out runs/noanswer/train.json.gz]
+    .venv/bin/rag train-reader runs/noanswer/train.json.gz --init rag/data/reader --fine-tune \\
+        --lr 3e-5 --epochs 1 --out runs/noanswer/run --export runs/noanswer/reader
+
+A three-way article split keeps every use of the SQuAD v2.0 dev half apart: the verifier's
+split (``bench/fit_verifier.py``, same seed) holds out half of the articles for measuring;
+its other half is split again here, one part for training the reader (this file) and the
+other for fitting the verifier, so the verifier is never fitted on questions the reader
+was trained on. The reader part's questions, answerable and not (an unanswerable one
+trains "no answer" on its own paragraph), are mixed with SQuAD v1.1 train articles that the
+verifier's fit does not use, so that the reader does not forget how to answer. Written as
+SQuAD v2.0 JSON (``rag train-reader`` reads it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import SQUAD_V2_HALF  # noqa: E402
+from bench.fit_verifier import SQUAD_TRAIN, fit_sets  # noqa: E402
+from rag.eval import sample_articles, split_articles  # noqa: E402
+from rag.gold import GoldSet, load_gold  # noqa: E402
+
+
+def reader_and_verifier_parts(seed: int) -> tuple[GoldSet, GoldSet]:
+    """The v2.0 fit half's articles split in two: (reader training, verifier fit)."""
+    fit_half, _ = split_articles(load_gold(SQUAD_V2_HALF), 0.5, seed)
+    return split_articles(fit_half, 0.5, seed + 1)
+
+
+def to_squad(gold: GoldSet) -> dict[str, Any]:
+    """SQuAD v2.0 JSON of a gold set's documents and questions (by article)."""
+    by_doc: dict[str, list[dict[str, Any]]] = {}
+    for q in gold.questions:
+        by_doc.setdefault(q.doc_id or "", []).append(
+            {
+                "id": q.id,
+                "question": q.question,
+                "answers": [{"text": a.text, "answer_start": a.answer_start} for a in q.answers],
+                "is_impossible": q.is_impossible,
+            }
+        )
+    articles: dict[str, list[dict[str, Any]]] = {}
+    for d in gold.documents:
+        if d.id in by_doc:
+            articles.setdefault(str(d.metadata.get("article", "")), []).append(
+                {"context": d.text, "qas": by_doc[d.id]}
+            )
+    return {
+        "version": "v2.0",
+        "data": [{"title": t, "paragraphs": ps} for t, ps in articles.items()],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--train-articles", type=int, default=40, help="SQuAD v1.1 train articles")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "noanswer" / "train.json.gz")
+    args = ap.parse_args()
+
+    reader_part, _ = reader_and_verifier_parts(args.seed)
+    reader_part.questions = [q for q in reader_part.questions if q.doc_id]
+    verifier_train = fit_sets(args.seed, 0, 30, 0, 0.3)["squad-train-withheld"]
+    used = {str(d.metadata.get("article", "")) for d in verifier_train.documents}
+    train = load_gold(SQUAD_TRAIN)
+    train.documents = [d for d in train.documents if d.metadata.get("article") not in used]
+    keep = {d.id for d in train.documents}
+    train.questions = [q for q in train.questions if q.doc_id in keep]
+    train = sample_articles(train, args.train_articles, args.seed + 2)
+    data = to_squad(reader_part)
+    data["data"] += to_squad(train)["data"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(args.out, "wt") as fh:
+        json.dump(data, fh)
+    n_v2 = len(reader_part.questions)
+    n_imp = sum(q.is_impossible for q in reader_part.questions)
+    print(
+        f"wrote {args.out}: v2.0 reader part {n_v2} questions ({n_imp} unanswerable), "
+        f"SQuAD train {len(train.questions)} questions from {args.train_articles} articles"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
