@@ -46,22 +46,19 @@ from rag.eval import (  # noqa: E402
 )
 from rag.gold import load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
-from rag.reader import VERIFIER_FEATURES, VERIFIER_FIT_FILE, SpanReader, load_abstention  # noqa: E402
+from rag.reader import (  # noqa: E402
+    READER_FEATURES,
+    RETRIEVAL_FEATURES,
+    VERIFIER_FEATURES,
+    VERIFIER_FIT_FILE,
+    SpanReader,
+    load_abstention,
+)
 
 SQUAD_V11 = ROOT / "eval" / "gold" / "squad-dev-v1.1.json.gz"
 GROUPS: dict[str, tuple[str, ...]] = {
-    "reader": ("score", "null", "gap", "mass"),
-    "reader + retrieval": (
-        "score",
-        "null",
-        "gap",
-        "mass",
-        "passage_rr",
-        "dense",
-        "dense_top",
-        "dense_rr",
-        "bm25_rr",
-    ),
+    "reader": READER_FEATURES,
+    "reader + retrieval": READER_FEATURES + RETRIEVAL_FEATURES,
     "all": VERIFIER_FEATURES,
 }
 

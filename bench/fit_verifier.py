@@ -105,29 +105,20 @@ def main() -> int:
         rows = collect_results(f"{name}-seed{args.seed}", gold, args.out / "runs", settings)
         print(f"{name}: {len(rows)} questions, {sum(r.impossible for r in rows)} unanswerable")
         results += rows
+    provenance = {
+        "data": DATA,
+        "seed": args.seed,
+        "command": f"python bench/fit_verifier.py --seed {args.seed}",
+    }
     # The margin rule (RAG_SPAN_VERIFIER=false), fitted on the same questions.
     margin = fit_abstention(results, Abstention(features=("score",), objective="f1"), args.keep)
     save_abstention(
-        MARGIN_FIT_FILE,
-        SpanReader.kind,
-        margin.abstention,
-        **margin.report,
-        data=DATA,
-        seed=args.seed,
-        command=f"python bench/fit_verifier.py --seed {args.seed}",
+        MARGIN_FIT_FILE, SpanReader.kind, margin.abstention, **margin.report, **provenance
     )
     print(f"wrote {MARGIN_FIT_FILE}")
     fit = fit_verifier(results, keep=args.keep)
     path = args.fit_file or VERIFIER_FIT_FILE
-    save_abstention(
-        path,
-        SpanReader.kind,
-        fit.abstention,
-        **fit.report,
-        data=DATA,
-        seed=args.seed,
-        command=f"python bench/fit_verifier.py --seed {args.seed}",
-    )
+    save_abstention(path, SpanReader.kind, fit.abstention, **fit.report, **provenance)
     print(json.dumps(fit.report, indent=2))
     print(f"wrote {path}")
     return 0

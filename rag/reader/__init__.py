@@ -57,6 +57,9 @@ if TYPE_CHECKING:
         model_card as model_card,
     )
     from rag.reader.verifier import (
+        QUESTION_FEATURES as QUESTION_FEATURES,
+        READER_FEATURES as READER_FEATURES,
+        RETRIEVAL_FEATURES as RETRIEVAL_FEATURES,
         VERIFIER_FEATURES as VERIFIER_FEATURES,
         span_features as span_features,
     )
@@ -88,7 +91,16 @@ _NAMES = {
     ),
     "SpanReader": "rag.reader.span",
     "quantize_encoder": "rag.reader.span_model",
-    **dict.fromkeys(["VERIFIER_FEATURES", "span_features"], "rag.reader.verifier"),
+    **dict.fromkeys(
+        [
+            "QUESTION_FEATURES",
+            "READER_FEATURES",
+            "RETRIEVAL_FEATURES",
+            "VERIFIER_FEATURES",
+            "span_features",
+        ],
+        "rag.reader.verifier",
+    ),
     **dict.fromkeys(
         ["CONFIG_FILE", "MARGIN_FIT_FILE", "VERIFIER_FIT_FILE", "WEIGHTS_FILE", "WindowConfig"],
         "rag.reader.span_format",

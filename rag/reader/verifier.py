@@ -26,17 +26,18 @@ MASS_SPANS = 20
 # The gap to the next distinct answer when there is none (a margin scale: logits).
 NO_RIVAL_GAP = 10.0
 
-# Every feature the verifier may weigh, in a fixed order (fit files name a subset).
-VERIFIER_FEATURES: tuple[str, ...] = (
-    "score",
-    "null",
-    "gap",
-    "mass",
+# The features, by what they read: the reader's scores, where retrieval put the passage,
+# and the question against the answer and its text. Fit files name a subset of the whole,
+# which keeps this fixed order.
+READER_FEATURES: tuple[str, ...] = ("score", "null", "gap", "mass")
+RETRIEVAL_FEATURES: tuple[str, ...] = (
     "passage_rr",
     "dense",
     "dense_top",
     "dense_rr",
     "bm25_rr",
+)
+QUESTION_FEATURES: tuple[str, ...] = (
     "q_in_sentence",
     "q_in_passage",
     "answer_in_q",
@@ -48,6 +49,7 @@ VERIFIER_FEATURES: tuple[str, ...] = (
     "q_why_how",
     "typed_miss",
 )
+VERIFIER_FEATURES: tuple[str, ...] = READER_FEATURES + RETRIEVAL_FEATURES + QUESTION_FEATURES
 
 
 def _norm(text: str) -> str:
@@ -90,13 +92,21 @@ def span_features(
     # span of another text.
     keys = [_norm(s.text) for s in spans]
     second = next((s.score for s, k in zip(spans, keys, strict=True) if k != keys[0]), None)
+    # Many candidates share a sentence or a passage: their terms are read once.
+    sentence_terms: dict[tuple[str, int, int], set[str]] = {}
+    passage_terms: dict[int, set[str]] = {}
     out = []
     for span, key, null in zip(spans, keys, nulls, strict=True):
         rival = spans[0].score if key != keys[0] else second
         gap = NO_RIVAL_GAP if rival is None else min(NO_RIVAL_GAP, span.score - rival)
         at = _containing(span, passages)
         p = passages[at] if at is not None else None
-        sentence = documents[span.doc_id].text[span.context_start : span.context_end]
+        where = (span.doc_id, span.context_start, span.context_end)
+        if where not in sentence_terms:
+            text = documents[span.doc_id].text[span.context_start : span.context_end]
+            sentence_terms[where] = content_terms(text)
+        if at is not None and at not in passage_terms:
+            passage_terms[at] = content_terms(passages[at].text)
         a_terms = content_terms(span.text)
         typed = kind in ("number", "date")
         typed_hit = bool(NUMBER.search(span.text) or DATE.search(span.text))
@@ -111,10 +121,10 @@ def span_features(
                 "dense_top": dense_top,
                 "dense_rr": 0.0 if p is None or p.dense_rank is None else 1.0 / p.dense_rank,
                 "bm25_rr": 0.0 if p is None or p.bm25_rank is None else 1.0 / p.bm25_rank,
-                "q_in_sentence": len(q_terms & content_terms(sentence)) / max(1, len(q_terms)),
+                "q_in_sentence": len(q_terms & sentence_terms[where]) / max(1, len(q_terms)),
                 "q_in_passage": 0.0
-                if p is None
-                else len(q_terms & content_terms(p.text)) / max(1, len(q_terms)),
+                if at is None
+                else len(q_terms & passage_terms[at]) / max(1, len(q_terms)),
                 "answer_in_q": len(a_terms & q_terms) / max(1, len(a_terms)),
                 "answer_words": math.log1p(len(_WORD.findall(span.text))),
                 "q_number": float(kind == "number"),
