@@ -63,8 +63,8 @@ SHARED ?= ../shared/data
 EVAL_OUT ?= eval/reports
 
 # Every fitted decision, reproducibly from one seed, never on the gold sets the tests ask:
-# the reranker (SQuAD train), the span reader's answer verifier and margin rule (half of the
-# SQuAD v2.0 dev-half articles + SQuAD train with withheld paragraphs), the sentence reader's
+# the reranker (SQuAD train), the span reader's answer verifier and margin rule (a quarter of
+# the SQuAD v2.0 dev-half articles + SQuAD train with withheld paragraphs), the sentence reader's
 # threshold (SQuAD v2.0 dev half); then the verifier on the other v2.0 articles and SQuAD
 # v1.1 dev, and the reranker on SQuAD v1.1 dev (reports in eval/reports/).
 FIT_SEED ?= 13

@@ -14,6 +14,11 @@ same results (``rag.eval.apply_abstention``: what the composer decides from thos
   Platt scaling of it), refitted on the verifier's own fit data;
 - the verifier on feature groups (reader / + retrieval / + question and answer: all), and
   on growing shares of its fit data (the learning curve);
+- the factorised verifier (P(answerable) x P(correct | answerable)) at its fit prior, at
+  the prior estimated from each set's own unlabelled P(answerable) values (EM, Saerens et
+  al. 2002: what a deployment could learn from its questions), and at the set's true
+  share of answerable questions (what a deployment that knows it sets in
+  RAG_SPAN_ANSWERABLE_PRIOR);
 - the fitted verifier from ``rag/data/span_reader_fit.json`` (the default).
 
 Nothing is asserted; the report goes to ``--out`` (report.md, results.json, reliability
@@ -23,6 +28,7 @@ diagrams of the default on both sets).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -34,12 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import SQUAD_V2_HALF, collect_results  # noqa: E402
-from bench.fit_verifier import NO_ABSTENTION, fit_results  # noqa: E402
+from bench.fit_verifier import fit_results, no_abstention  # noqa: E402
 from rag.eval import (  # noqa: E402
     QuestionResult,
     answer_metrics,
     apply_abstention,
     calibration,
+    estimate_prior,
     fit_abstention,
     fit_verifier,
     split_articles,
@@ -47,6 +54,7 @@ from rag.eval import (  # noqa: E402
 from rag.gold import load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
 from rag.reader import (  # noqa: E402
+    PRIOR_FIT_FILE,
     READER_FEATURES,
     RETRIEVAL_FEATURES,
     VERIFIER_FEATURES,
@@ -75,6 +83,21 @@ def summary(results: Sequence[QuestionResult]) -> dict[str, Any]:
         "no_answer_precision": a["abstention"]["precision"] if a["no_answer"]["n"] else None,
         "ece": calibration(results)["ece"],
     }
+
+
+def auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
+    """Area under the ROC curve: P(a positive outscores a negative), ties counting half."""
+    pos = [x for x, y in zip(scores, positive, strict=True) if y]
+    neg = [x for x, y in zip(scores, positive, strict=True) if not y]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return round(wins / (len(pos) * len(neg)), 4)
+
+
+def values(r: QuestionResult) -> dict[str, float]:
+    """The abstention feature values of a result's best span."""
+    return {**r.features, "score": r.score, "narrowed": float(r.narrowed)}
 
 
 def reliability_png(results: Sequence[QuestionResult], title: str, path: Path) -> None:
@@ -114,9 +137,10 @@ def main() -> int:
     ap.add_argument("--sample-seed", type=int, default=1)
     ap.add_argument("--fit-cache", type=Path, default=ROOT / "eval" / "reports" / "verifier")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "verifier")
+    ap.add_argument("--reader-weights", type=Path, default=None, help="default: the shipped")
     args = ap.parse_args()
 
-    settings = NO_ABSTENTION
+    settings = no_abstention(args.reader_weights)
     _, held = split_articles(load_gold(SQUAD_V2_HALF), 0.5, args.seed)
     v11 = load_gold(SQUAD_V11)
     for gold in (held, v11):
@@ -150,6 +174,41 @@ def main() -> int:
         rule: {name: summary(apply_abstention(rs, a)) for name, rs in sets.items()}
         for rule, a in rules.items()
     }
+    factorised = load_abstention(PRIOR_FIT_FILE, SpanReader.kind, Abstention())
+    if factorised.answerable is None:
+        raise SystemExit(f"{PRIOR_FIT_FILE} holds no factorised verifier: make fit-threshold")
+    priors: dict[str, dict[str, float]] = {}
+    for name, rs in sets.items():
+        p = [factorised.answerable_probability(values(r)) or 0.0 for r in rs if r.answered]
+        assert factorised.fit_prior is not None
+        priors[name] = {
+            "fit": factorised.fit_prior,
+            "estimated": round(estimate_prior(p, factorised.fit_prior), 4),
+            "true": round(sum(not r.impossible for r in rs) / len(rs), 4),
+        }
+    held_v2 = sets["v2.0 held-out articles"]
+    answerability_auc = {
+        "margin": auc([r.score for r in held_v2], [not r.impossible for r in held_v2]),
+        "P(answerable)": auc(
+            [factorised.answerable_probability(values(r)) or 0.0 for r in held_v2],
+            [not r.impossible for r in held_v2],
+        ),
+    }
+    for how in ("fit", "estimated", "true"):
+        rows[f"factorised (rag/data/span_reader_prior_fit.json), {how} prior"] = {
+            name: summary(
+                apply_abstention(rs, dataclasses.replace(factorised, prior=priors[name][how]))
+            )
+            for name, rs in sets.items()
+        }
+    for name, rs in sets.items():
+        slug = "v2-heldout" if name.startswith("v2") else "v1.1-open"
+        adapted = dataclasses.replace(factorised, prior=priors[name]["estimated"])
+        reliability_png(
+            apply_abstention(rs, adapted),
+            f"{name} (factorised, estimated prior)",
+            args.out / f"reliability-{slug}-estimated-prior.png",
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     for name, rs in sets.items():
         slug = "v2-heldout" if name.startswith("v2") else "v1.1-open"
@@ -161,6 +220,8 @@ def main() -> int:
             {
                 "fit_questions": len(fit_rows),
                 "held_out": {k: len(v) for k, v in sets.items()},
+                "answerable_priors": priors,
+                "answerability_auc_v2_heldout": answerability_auc,
                 "rules": rows,
             },
             indent=2,
@@ -177,7 +238,26 @@ def main() -> int:
         "",
         *table(rows),
         "",
+        "Answerable share per set for the factorised verifier (fit: its fit data's; "
+        "estimated: EM on the set's unlabelled P(answerable); true: the set's own): "
+        + "; ".join(
+            f"{name}: " + ", ".join(f"{k} {v}" for k, v in pr.items())
+            for name, pr in priors.items()
+        )
+        + ".",
+        "",
+        "Answerability AUC on the v2.0 held-out articles (answerable vs. not, every "
+        "question's best span): "
+        + ", ".join(f"{k} {v}" for k, v in answerability_auc.items())
+        + ".",
+        "",
+        "Reliability of the default, then of the factorised verifier at each set's "
+        "estimated prior:",
+        "",
         "![v2.0](reliability-v2-heldout.png) ![v1.1](reliability-v1.1-open.png)",
+        "",
+        "![v2.0](reliability-v2-heldout-estimated-prior.png) "
+        "![v1.1](reliability-v1.1-open-estimated-prior.png)",
     ]
     (args.out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

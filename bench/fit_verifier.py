@@ -6,16 +6,22 @@ The verifier is a logistic model of P(correct) over ``rag.reader.verifier.FEATUR
 the abstention threshold on that probability. It is fitted on what the gold sets the tests
 ask never contain, article-disjoint from what it is measured on:
 
-- half of the SQuAD v2.0 dev (half) articles, drawn with the seed (their answerable and
-  unanswerable questions; the open corpus is every v2.0 paragraph);
+- a quarter of the SQuAD v2.0 dev (half) articles, drawn with the seed (their answerable
+  and unanswerable questions; the open corpus is every v2.0 paragraph): half of the articles
+  are held out for measuring, and the other half is split again into the span reader's
+  no-answer training (``bench/reader_noanswer_data.py``) and this fit, so the verifier is
+  never fitted on questions the reader was trained on;
 - SQuAD v1.1 train articles, drawn with the seed, with a share of their paragraphs withheld
   from the corpus so the questions about them have no answer there (the passage is gone,
   its article's others are not: how a retrieval miss looks).
 
 Every question is answered with abstention off and its verifier features are cached in
 ``--out`` (``runs/<name>.jsonl``), so ``--refit`` refits without reading again. The fit
-writes ``rag/data/span_reader_fit.json`` (and the margin rule, refitted on the same
-questions, to ``rag/data/span_margin_fit.json``); ``bench/abstention_heldout.py`` measures it on the
+writes ``rag/data/span_reader_fit.json`` (one model of P(correct), the default),
+``rag/data/span_reader_prior_fit.json`` (the factorised verifier, P(answerable) x
+P(correct | answerable), used with ``RAG_SPAN_ANSWERABLE_PRIOR``) and the margin rule,
+refitted on the same questions, to ``rag/data/span_margin_fit.json``;
+``bench/abstention_heldout.py`` measures them on the
 other v2.0 articles and SQuAD v1.1 dev.
 """
 
@@ -40,6 +46,7 @@ from bench.common import (  # noqa: E402
 from rag.eval import (  # noqa: E402
     QuestionResult,
     fit_abstention,
+    fit_factorised_verifier,
     fit_verifier,
     sample_articles,
     split_articles,
@@ -47,23 +54,47 @@ from rag.eval import (  # noqa: E402
 )
 from rag.gold import GoldSet, load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
-from rag.reader import MARGIN_FIT_FILE, VERIFIER_FIT_FILE, SpanReader, save_abstention  # noqa: E402
+from rag.reader import (  # noqa: E402
+    MARGIN_FIT_FILE,
+    PRIOR_FIT_FILE,
+    VERIFIER_FIT_FILE,
+    SpanReader,
+    save_abstention,
+)
 from rag.settings import Settings  # noqa: E402
 
 SQUAD_TRAIN = SHARED / "qa-train" / "squad_v1.1_train.json.gz"
-FIT_SETS = ("squad-v2-fit-articles", "squad-train-withheld")
+FIT_SETS = ("squad-v2-verifier-articles", "squad-train-withheld")
 # Abstention off: every question answered, so the fit sees every best span.
 NO_ABSTENTION = Settings(
     reader="span", span_abstain_margin=float("-inf"), span_verifier_threshold=float("-inf")
 )
-DATA = "SQuAD v2.0 dev half (fit articles) + SQuAD v1.1 train (withheld paragraphs), open corpus"
+
+
+def no_abstention(reader_weights: Path | None) -> Settings:
+    """``NO_ABSTENTION`` with other span reader weights (None: the shipped ones)."""
+    if reader_weights is None:
+        return NO_ABSTENTION
+    return NO_ABSTENTION.model_copy(update={"reader_weights": reader_weights})
+
+
+DATA = (
+    "SQuAD v2.0 dev half (verifier-fit articles) + SQuAD v1.1 train (withheld paragraphs), "
+    "open corpus"
+)
+
+
+def reader_and_verifier_parts(seed: int) -> tuple[GoldSet, GoldSet]:
+    """The v2.0 fit half's articles split in two: (reader training, verifier fit)."""
+    fit_half, _ = split_articles(load_gold(SQUAD_V2_HALF), 0.5, seed)
+    return split_articles(fit_half, 0.5, seed + 1)
 
 
 def fit_sets(
     seed: int, v2_questions: int, train_articles: int, train_questions: int, withheld: float
 ) -> dict[str, GoldSet]:
     """The gold sets the verifier is fitted on (see the module docstring)."""
-    v2_fit, _ = split_articles(load_gold(SQUAD_V2_HALF), 0.5, seed)
+    _, v2_fit = reader_and_verifier_parts(seed)
     if v2_questions < len(v2_fit.questions):
         v2_fit.questions = random.Random(seed).sample(v2_fit.questions, v2_questions)
     train = withhold_paragraphs(
@@ -93,10 +124,13 @@ def main() -> int:
     ap.add_argument("--withheld", type=float, default=0.3, help="share of train paragraphs removed")
     ap.add_argument("--keep", type=float, default=0.9, help="answerable F1 the threshold keeps")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "verifier")
-    ap.add_argument("--fit-file", type=Path, default=None, help="default: the reader's own")
+    ap.add_argument("--fit-file", type=Path, default=VERIFIER_FIT_FILE)
+    ap.add_argument("--margin-file", type=Path, default=MARGIN_FIT_FILE)
+    ap.add_argument("--prior-fit-file", type=Path, default=PRIOR_FIT_FILE)
+    ap.add_argument("--reader-weights", type=Path, default=None, help="default: the shipped")
     args = ap.parse_args()
 
-    settings = NO_ABSTENTION
+    settings = no_abstention(args.reader_weights)
     results: list[QuestionResult] = []
     sets = fit_sets(
         args.seed, args.v2_questions, args.train_articles, args.train_questions, args.withheld
@@ -113,14 +147,17 @@ def main() -> int:
     # The margin rule (RAG_SPAN_VERIFIER=false), fitted on the same questions.
     margin = fit_abstention(results, Abstention(features=("score",), objective="f1"), args.keep)
     save_abstention(
-        MARGIN_FIT_FILE, SpanReader.kind, margin.abstention, **margin.report, **provenance
+        args.margin_file, SpanReader.kind, margin.abstention, **margin.report, **provenance
     )
-    print(f"wrote {MARGIN_FIT_FILE}")
-    fit = fit_verifier(results, keep=args.keep)
-    path = args.fit_file or VERIFIER_FIT_FILE
-    save_abstention(path, SpanReader.kind, fit.abstention, **fit.report, **provenance)
-    print(json.dumps(fit.report, indent=2))
-    print(f"wrote {path}")
+    print(f"wrote {args.margin_file}")
+    for path, fitter in (
+        (args.fit_file, fit_verifier),
+        (args.prior_fit_file, fit_factorised_verifier),
+    ):
+        fit = fitter(results, keep=args.keep)
+        save_abstention(path, SpanReader.kind, fit.abstention, **fit.report, **provenance)
+        print(json.dumps(fit.report, indent=2))
+        print(f"wrote {path}")
     return 0
 
 

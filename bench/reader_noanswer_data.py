@@ -26,16 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SQUAD_V2_HALF  # noqa: E402
-from bench.fit_verifier import SQUAD_TRAIN, fit_sets  # noqa: E402
-from rag.eval import sample_articles, split_articles  # noqa: E402
+from bench.fit_verifier import SQUAD_TRAIN, fit_sets, reader_and_verifier_parts  # noqa: E402
+from rag.eval import sample_articles  # noqa: E402
 from rag.gold import GoldSet, load_gold  # noqa: E402
-
-
-def reader_and_verifier_parts(seed: int) -> tuple[GoldSet, GoldSet]:
-    """The v2.0 fit half's articles split in two: (reader training, verifier fit)."""
-    fit_half, _ = split_articles(load_gold(SQUAD_V2_HALF), 0.5, seed)
-    return split_articles(fit_half, 0.5, seed + 1)
 
 
 def to_squad(gold: GoldSet) -> dict[str, Any]:

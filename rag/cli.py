@@ -277,7 +277,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import random
 
-    from rag.eval import Evaluator, compare, fit_abstention, fit_verifier, write_outputs
+    from rag.eval import (
+        Evaluator,
+        compare,
+        fit_abstention,
+        fit_factorised_verifier,
+        fit_verifier,
+        write_outputs,
+    )
     from rag.gold import load_gold
     from rag.reader import save_abstention
 
@@ -325,10 +332,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         # The reader that answered is the one fitted, into its own fit file by default.
         reader = run.reader
         path = reader.fit_file if args.fit_threshold == FIT_FOR_READER else args.fit_threshold
-        if reader.abstention.decides == "confidence":
-            fit = fit_verifier(run.results, reader.abstention.features, args.fit_keep)
-        else:
-            fit = fit_abstention(run.results, reader.abstention, args.fit_keep)
+        try:
+            if reader.abstention.decides == "answerable":
+                fit = fit_factorised_verifier(
+                    run.results, reader.abstention.features, args.fit_keep
+                )
+            elif reader.abstention.decides == "confidence":
+                fit = fit_verifier(run.results, reader.abstention.features, args.fit_keep)
+            else:
+                fit = fit_abstention(run.results, reader.abstention, args.fit_keep)
+        except ValueError as e:  # e.g. no unanswerable question to fit P(answerable) on
+            raise UserError(f"--fit-threshold: {e}") from e
         report = {
             **fit.report,
             # The span reader's margins shift a little with int8: fit with what will serve.
@@ -428,7 +442,11 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         f"trained {state.steps} steps, {state.examples_done} examples, {state.seconds:.0f}s",
         file=sys.stderr,
     )
-    metrics: dict[str, object] = {}
+    metrics: dict[str, object] = {
+        "command": " ".join(["rag", *sys.argv[1:]]) if sys.argv[1:] else "rag train-reader",
+        "train_data": str(args.train),
+        "fine_tune": bool(args.fine_tune),
+    }
     if args.dev is not None:
         dev = evaluate_gold_paragraph(
             trainer.model,
@@ -438,8 +456,8 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
             args.dev_questions or None,
             batch_size=128 if device == "cuda" else 32,
         )
-        metrics = {"dev_gold_paragraph": dev}
-        print(json.dumps(metrics))
+        metrics["dev_gold_paragraph"] = dev
+        print(json.dumps({"dev_gold_paragraph": dev}))
     if args.export is not None:
         trainer.export(args.export, fp16=not args.fp32, extra=metrics)
         print(f"exported to {args.export}", file=sys.stderr)

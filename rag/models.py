@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -180,6 +180,14 @@ class IndexStats:
 AbstentionFeature = str
 
 
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
 @dataclass(frozen=True, slots=True)
 class Abstention:
     """When a reader abstains, and how sure it is when it answers; each reader owns one.
@@ -187,40 +195,84 @@ class Abstention:
     ``calibration``: logistic weights, one per name in ``features`` and then a bias, giving
     P(correct); None when unfitted (the reader then says what its raw score means).
     ``threshold``: the reader abstains when its best answer's ``decides`` value is below it:
-    its "score" (a margin), or its "confidence" (the calibrated P(correct): the verifier).
+    its "score" (a margin), its "confidence" (the calibrated P(correct): the verifier), or
+    its "answerable" probability (the factorised verifier, below).
     ``objective`` is what a fit maximises: "f1" (the official SQuAD v2.0 F1, for phrase
     answers) or "cited" (right decisions: an answer whose cited sentence holds a gold answer).
+
+    The factorised verifier splits P(correct) = P(answerable) x P(correct | answerable):
+    ``answerable`` holds the logistic weights of P(answerable) (same features, then a
+    bias), fitted where a share ``fit_prior`` of the questions had an answer, and then
+    ``calibration`` is P(correct | answerable). The first factor is the only one that
+    depends on how often questions have an answer, so a deployment whose share differs
+    (``prior``: every question answerable is 1.0) moves its log-odds by the difference of
+    the priors' log-odds (Bayes' rule under label shift), and the decision and the
+    confidence follow, without refitting.
     """
 
     threshold: float = 0.0
     calibration: tuple[float, ...] | None = None
     features: tuple[AbstentionFeature, ...] = ("score",)
     objective: Literal["f1", "cited"] = "f1"
-    decides: Literal["score", "confidence"] = "score"
+    decides: Literal["score", "confidence", "answerable"] = "score"
+    answerable: tuple[float, ...] | None = None
+    fit_prior: float | None = None
+    prior: float | None = None
 
     def __post_init__(self) -> None:
-        if self.calibration is not None and len(self.calibration) != len(self.features) + 1:
-            raise ValueError(
-                f"a calibration over {list(self.features)} has {len(self.features) + 1} "
-                f"weights, not {len(self.calibration)}"
-            )
-        if self.decides == "confidence" and self.calibration is None:
-            raise ValueError("an abstention that decides on confidence needs a calibration")
+        n = len(self.features) + 1
+        for name, weights in (("calibration", self.calibration), ("answerable", self.answerable)):
+            if weights is not None and len(weights) != n:
+                raise ValueError(
+                    f"a {name} over {list(self.features)} has {n} weights, not {len(weights)}"
+                )
+        if self.decides != "score" and self.calibration is None:
+            raise ValueError(f"an abstention that decides on {self.decides} needs a calibration")
+        if self.decides == "answerable" and (self.answerable is None or self.fit_prior is None):
+            raise ValueError("an abstention that decides on answerable needs its weights and prior")
+        if self.fit_prior is not None and not 0.0 < self.fit_prior < 1.0:
+            raise ValueError(f"fit_prior {self.fit_prior} is not inside (0, 1)")
+        if self.prior is not None and not 0.0 < self.prior <= 1.0:
+            raise ValueError(f"prior {self.prior} is not inside (0, 1]")
+
+    def decision_value(self, values: Mapping[str, float]) -> float:
+        """The value the threshold is compared with (see ``decides``)."""
+        if self.decides == "score":
+            return values["score"]
+        p = self.answerable_probability(values) if self.decides == "answerable" else None
+        p = self.probability(values) if p is None else p
+        return 0.0 if p is None else p
 
     def abstains(self, values: Mapping[str, float]) -> bool:
         """Whether an answer with these feature values is withheld."""
-        if self.decides == "confidence":
-            p = self.probability(values)
-            return p is not None and p < self.threshold
-        return values["score"] < self.threshold
+        return self.decision_value(values) < self.threshold
+
+    def answerable_probability(self, values: Mapping[str, float]) -> float | None:
+        """P(the documents answer the question) under ``prior`` (the fit's own when unset);
+        None without the factorised verifier."""
+        if self.answerable is None:
+            return None
+        if self.prior is not None and self.prior >= 1.0:
+            return 1.0
+        z = _linear(self.answerable, self.features, values)
+        if self.prior is not None and self.fit_prior is not None:
+            z += _logit(self.prior) - _logit(self.fit_prior)
+        return _sigmoid(z)
 
     def probability(self, values: Mapping[str, float]) -> float | None:
         """The calibrated P(correct) of an answer with these feature values, or None."""
         if self.calibration is None:
             return None
-        *weights, bias = self.calibration
-        z = sum(w * values[f] for w, f in zip(weights, self.features, strict=True)) + bias
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+        p = _sigmoid(_linear(self.calibration, self.features, values))
+        a = self.answerable_probability(values)
+        return p if a is None else a * p
+
+
+def _linear(
+    weights: Sequence[float], features: Sequence[str], values: Mapping[str, float]
+) -> float:
+    *w, bias = weights
+    return sum(wi * values[f] for wi, f in zip(w, features, strict=True)) + bias
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,8 +122,9 @@ class ReaderSettings(BaseSettings):
     span_verifier: bool = Field(
         True,
         description="The span reader decides answer vs. no answer, and gives its "
-        "confidence, with the answer verifier: a logistic model of P(correct) over the "
-        "reader's, the retrievers' and the question's signals (rag/reader/verifier.py), "
+        "confidence, with the answer verifier: logistic models of P(answerable) and "
+        "P(correct | answerable) over the reader's, the retrievers' and the question's "
+        "signals (rag/reader/verifier.py), "
         "fitted by `make fit-threshold` into rag/data/span_reader_fit.json. Off: the margin "
         "rule (a threshold on the span's margin over no-answer, Platt-scaled confidence; "
         "rag/data/span_margin_fit.json).",
@@ -131,8 +132,20 @@ class ReaderSettings(BaseSettings):
     span_verifier_threshold: float | None = Field(
         None,
         description="With the verifier on, the span reader abstains when its best answer's "
-        "P(correct) is below this. Unset: the threshold fitted with the verifier (best "
-        "official SQuAD v2.0 F1 among those keeping 90% of the answerable F1).",
+        "P(correct) (with RAG_SPAN_ANSWERABLE_PRIOR: its P(answerable)) is below this. Unset: "
+        "the threshold fitted with the verifier (best official SQuAD v2.0 F1 among those "
+        "keeping 90% of the answerable F1).",
+    )
+    span_answerable_prior: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="The share of questions your documents are expected to answer. Set, the "
+        "verifier is the factorised one (rag/data/span_reader_prior_fit.json: P(correct) = "
+        "P(answerable) x P(correct | answerable), abstaining when P(answerable) is below its "
+        "threshold), whose P(answerable) moves by Bayes' rule from the share it was fitted "
+        "on (0.615) to this one, and its decision and confidence follow; 1.0 never abstains "
+        "for lack of an answer. Unset: the default verifier, one model of P(correct).",
     )
     span_abstain_margin: float | None = Field(
         None,
@@ -362,6 +375,7 @@ _COMPUTED_DEFAULTS = {
     "confidence_calibration": "(unset: fitted)",
     "span_abstain_margin": "(unset: fitted)",
     "span_verifier_threshold": "(unset: fitted)",
+    "span_answerable_prior": "(unset: fitted)",
     "span_confidence_calibration": "(unset: fitted)",
     "reader_weights": "rag/data/reader (in the package)",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -73,6 +74,28 @@ def test_abstains_on_an_unanswerable_question(seed_pipeline: Pipeline) -> None:
     assert not answer.answered and answer.no_answer_reason
     assert answer.text == "" and answer.start is None
     assert_round_trip(seed_pipeline, answer)
+
+
+def test_a_prior_of_one_answers_what_the_fit_prior_withholds(
+    seed_index_root: Path, real_embedder: Embedder
+) -> None:
+    """RAG_SPAN_ANSWERABLE_PRIOR=1.0 (every question answerable): the factorised verifier
+    answers, no longer abstaining for lack of an answer, and the confidence is then
+    P(correct | answerable); the same span is withheld at the fit's own prior."""
+    question = "Who won the 2024 European football championship?"
+    sure = Pipeline(
+        Settings(index_root=seed_index_root, span_answerable_prior=1.0), embedder=real_embedder
+    )
+    assert sure.reader.abstention.prior == 1.0
+    answer = sure.ask(question)
+    assert answer.answered and answer.doc_id == SEED_ID
+    assert_round_trip(sure, answer)
+    fitted = dataclasses.replace(sure.reader.abstention, prior=None)
+    values = {**answer.features, "score": answer.score}
+    assert fitted.abstains(values)
+    assert answer.confidence == pytest.approx(
+        dataclasses.replace(fitted, answerable=None, decides="confidence").probability(values)
+    )
 
 
 def test_sentence_reader_stays_available(seed_index_root: Path, real_embedder: Embedder) -> None:

@@ -162,6 +162,14 @@ def test_tiny_run_loss_falls_and_export_round_trips(tmp_path: Path, tokenizer: o
     tuned = ReaderTrainer(cfg, tmp_path / "t", init=tmp_path / "fp32", fine_tune=True)
     assert tuned.state.examples_done == 0
     assert tuned.run(examples, max_steps=2).steps == 2
+    # The fine-tuned card says what it was tuned on and keeps the run it started from.
+    command = "rag train-reader t.json --init w --fine-tune"
+    facts = {"command": command, "train_data": "t.json", "fine_tune": True}
+    tuned.export(tmp_path / "tuned", fp16=True, extra=facts)
+    card = json.loads((tmp_path / "tuned" / "reader.json").read_text())
+    assert card["earlier_runs"][-1]["steps"] == trainer.state.steps
+    text = (tmp_path / "tuned" / "README.md").read_text()
+    assert "**Fine-tuned**" in text and "`t.json`" in text and f"`{command}`" in text
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from rag.eval import QuestionResult, fit_verifier
+from rag.eval import QuestionResult, estimate_prior, fit_factorised_verifier, fit_verifier
 from rag.models import Abstention, Document, Passage, Span
 from rag.reader import (
+    PRIOR_FIT_FILE,
     VERIFIER_FEATURES,
     VERIFIER_FIT_FILE,
     SentenceReader,
@@ -174,3 +177,94 @@ def test_the_shipped_verifier_is_fitted_over_every_feature() -> None:
     fitted = load_abstention(VERIFIER_FIT_FILE, "span", Abstention())
     assert fitted.decides == "confidence" and fitted.features == VERIFIER_FEATURES
     assert fitted.calibration is not None and 0.0 < fitted.threshold < 1.0
+    factorised = load_abstention(PRIOR_FIT_FILE, "span", Abstention())
+    assert factorised.decides == "answerable" and factorised.features == VERIFIER_FEATURES
+    assert factorised.calibration is not None and factorised.answerable is not None
+    assert factorised.fit_prior is not None and 0.0 < factorised.fit_prior < 1.0
+    assert 0.0 < factorised.threshold < 1.0
+
+
+# ---- the factorised verifier: P(answerable) x P(correct | answerable) -------------------
+def test_the_factorised_fit_learns_answerability_and_correctness_apart() -> None:
+    """Unanswerables have a low mass; among answerable questions, a narrow gap marks the
+    wrong span. P(answerable) must weigh mass and decide; P(correct | answerable) must
+    weigh the gap, so a wrong answer to an answerable question is answered, with a low
+    confidence, and an unanswerable one is withheld."""
+    rows = [_result(False, True, mass=0.2 + 0.05 * (i % 4), gap=1.0 + i % 3) for i in range(40)]
+    rows += [_result(True, False, mass=0.7 + 0.05 * (i % 4), gap=3.0 + i % 3) for i in range(40)]
+    rows += [_result(False, False, mass=0.7 + 0.05 * (i % 4), gap=0.1 * (i % 3)) for i in range(40)]
+    fit = fit_factorised_verifier(rows)
+    a = fit.abstention
+    assert a.decides == "answerable" and a.fit_prior == pytest.approx(80 / 120)
+    assert a.answerable is not None and a.calibration is not None
+    assert a.answerable[VERIFIER_FEATURES.index("mass")] > 0
+    assert a.calibration[VERIFIER_FEATURES.index("gap")] > 0
+    assert a.abstains(rows[0].features) and not a.abstains(rows[100].features)
+    right, wrong = a.probability(rows[40].features), a.probability(rows[100].features)
+    assert right is not None and wrong is not None and right > 0.5 > wrong
+    assert fit.report["no_answer_recall"] == 1.0
+    with pytest.raises(ValueError, match="answerable and unanswerable"):
+        fit_factorised_verifier(rows[40:])
+
+
+@given(
+    st.lists(st.floats(-3, 3), min_size=3, max_size=3),
+    st.lists(st.floats(-3, 3), min_size=3, max_size=3),
+    st.floats(-2, 2),
+    st.floats(0.05, 0.95),
+    st.floats(0.01, 0.99),
+)
+def test_a_new_prior_moves_the_answerable_odds_by_bayes_rule(
+    w_ans: list[float], w_cor: list[float], mass: float, fit_prior: float, prior: float
+) -> None:
+    names = ("score", "mass")
+    base = Abstention(0.5, tuple(w_cor), names, "f1", "answerable", tuple(w_ans), fit_prior)
+    values = {"score": 1.0, "mass": mass}
+    same = dataclasses.replace(base, prior=fit_prior)
+    assert same.probability(values) == pytest.approx(base.probability(values))
+    p0, p1 = (
+        base.answerable_probability(values),
+        dataclasses.replace(base, prior=prior).answerable_probability(values),
+    )
+    assert p0 is not None and p1 is not None
+    if 1e-6 < p0 < 1 - 1e-6 and 1e-6 < p1 < 1 - 1e-6:
+        odds = (p1 / (1 - p1)) / (p0 / (1 - p0))
+        prior_odds = (prior / (1 - prior)) / (fit_prior / (1 - fit_prior))
+        assert odds == pytest.approx(prior_odds, rel=1e-6)
+    # Every question answerable: never abstain, and the confidence is P(correct | answerable).
+    sure = dataclasses.replace(base, prior=1.0)
+    assert not sure.abstains(values)
+    z = w_cor[0] * 1.0 + w_cor[1] * mass + w_cor[2]
+    assert sure.probability(values) == pytest.approx(1 / (1 + math.exp(-z)))
+
+
+def test_the_prior_of_a_set_is_estimated_from_its_unlabelled_posteriors() -> None:
+    """Posteriors calibrated at prior 0.5 (two unit Gaussians at -1 and +1: log-odds 2x) on
+    sets whose true answerable share is 0.9 and 0.3: EM recovers each share."""
+    rng = np.random.default_rng(0)
+    for true in (0.9, 0.3):
+        answerable = rng.random(20_000) < true
+        x = rng.normal(np.where(answerable, 1.0, -1.0), 1.0)
+        posteriors = 1 / (1 + np.exp(-2 * x))
+        assert estimate_prior(posteriors.tolist(), 0.5) == pytest.approx(true, abs=0.02)
+    assert estimate_prior([], 0.4) == 0.4
+
+
+def test_a_saved_factorised_verifier_loads_back_the_same(tmp_path: Path) -> None:
+    n = len(VERIFIER_FEATURES) + 1
+    verifier = Abstention(
+        0.37,
+        tuple(0.1 * (i % 5) - 0.2 for i in range(n)),
+        VERIFIER_FEATURES,
+        "f1",
+        "answerable",
+        tuple(0.05 * (i % 7) - 0.1 for i in range(n)),
+        0.61,
+    )
+    path = tmp_path / "fit.json"
+    save_abstention(path, "span", verifier)
+    assert load_abstention(path, "span", Abstention()) == verifier
+    with pytest.raises(ValueError, match="needs its weights and prior"):
+        Abstention(0.5, verifier.calibration, VERIFIER_FEATURES, "f1", "answerable")
+    with pytest.raises(ValueError, match="prior"):
+        dataclasses.replace(verifier, prior=0.0)

@@ -80,7 +80,7 @@ def fit_logistic(
 
 # Penalties the verifier's fit chooses from, on standardised features, by cross-validated
 # log-loss over article folds.
-RIDGES = (0.01, 0.1, 1.0, 10.0, 100.0)
+RIDGES = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 FOLDS = 5
 
 
@@ -186,6 +186,67 @@ def fit_verifier(
     report["ridge"] = ridge
     report["cv_log_loss_by_ridge"] = losses
     return AbstentionFit(abstention, report)
+
+
+def fit_factorised_verifier(
+    results: Sequence[QuestionResult],
+    features: Sequence[str] = VERIFIER_FEATURES,
+    keep: float = 0.0,
+) -> AbstentionFit:
+    """The factorised verifier (see ``Abstention``) from a run with abstention off:
+    P(answerable) fitted on every question (was it answerable?), P(correct | answerable) on
+    the answerable ones (is the best span right?), both as ``fit_standardised`` fits them;
+    the threshold is on P(answerable), chosen as ``fit_verifier`` chooses its own, and the
+    fit prior is the share of answerable questions in ``results``."""
+    missing = sorted({f for r in results for f in features if f not in r.features})
+    if missing:
+        raise ValueError(f"results lack the verifier features {missing}: not a span reader run?")
+    x = np.array([[float(r.features[f]) for f in features] for r in results])
+    answerable = np.array([not r.impossible for r in results], dtype=float)
+    if answerable.min() == answerable.max():
+        raise ValueError("the factorised verifier needs answerable and unanswerable questions")
+    correct = np.array([r.correct for r in results], dtype=float)
+    groups = [_article(r) for r in results]
+    w_ans, ridge_ans, losses_ans = fit_standardised(x, answerable, groups)
+    mask = answerable.astype(bool)
+    w_cor, ridge_cor, losses_cor = fit_standardised(
+        x[mask], correct[mask], [g for g, m in zip(groups, mask, strict=True) if m]
+    )
+    fit_prior = round(float(answerable.mean()), 6)
+    probe = Abstention(
+        0.0, tuple(w_cor), tuple(features), "f1", "answerable", tuple(w_ans), fit_prior
+    )
+    values = [dict(zip(features, row, strict=True)) for row in x.tolist()]
+    p = [probe.decision_value(v) for v in values]
+    rows = [(pi, None if r.impossible else r.f1) for pi, r in zip(p, results, strict=True)]
+    threshold, value = best_threshold(rows, keep)
+    abstention = dataclasses.replace(probe, threshold=round(threshold, 4))
+    report = _report(results, p, threshold, value, rows, keep)
+    report["ridge"] = {"answerable": ridge_ans, "correct_if_answerable": ridge_cor}
+    report["cv_log_loss_by_ridge"] = {
+        "answerable": losses_ans,
+        "correct_if_answerable": losses_cor,
+    }
+    return AbstentionFit(abstention, report)
+
+
+def estimate_prior(p_answerable: Sequence[float], fit_prior: float, steps: int = 200) -> float:
+    """The share of answerable questions in a set, from its unlabelled P(answerable) values
+    fitted at ``fit_prior``: the EM of Saerens, Latinne & Decaestecker (2002), which
+    re-weights each posterior by the ratio of the new to the fit prior until the prior is
+    the mean posterior."""
+    ps = np.clip(np.asarray(p_answerable, dtype=float), 1e-9, 1 - 1e-9)
+    if ps.size == 0:
+        return fit_prior
+    prior = fit_prior
+    for _ in range(steps):
+        a = prior / fit_prior * ps
+        b = (1 - prior) / (1 - fit_prior) * (1 - ps)
+        new = float(np.mean(a / (a + b)))
+        if abs(new - prior) < 1e-7:
+            return new
+        prior = min(max(new, 1e-6), 1 - 1e-6)
+    return prior
 
 
 def apply_abstention(

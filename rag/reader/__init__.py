@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from rag.reader.span_format import (
         CONFIG_FILE as CONFIG_FILE,
         MARGIN_FIT_FILE as MARGIN_FIT_FILE,
+        PRIOR_FIT_FILE as PRIOR_FIT_FILE,
         VERIFIER_FIT_FILE as VERIFIER_FIT_FILE,
         WEIGHTS_FILE as WEIGHTS_FILE,
         WindowConfig as WindowConfig,
@@ -102,7 +103,14 @@ _NAMES = {
         "rag.reader.verifier",
     ),
     **dict.fromkeys(
-        ["CONFIG_FILE", "MARGIN_FIT_FILE", "VERIFIER_FIT_FILE", "WEIGHTS_FILE", "WindowConfig"],
+        [
+            "CONFIG_FILE",
+            "MARGIN_FIT_FILE",
+            "PRIOR_FIT_FILE",
+            "VERIFIER_FIT_FILE",
+            "WEIGHTS_FILE",
+            "WindowConfig",
+        ],
         "rag.reader.span_format",
     ),
     **dict.fromkeys(

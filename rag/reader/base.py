@@ -66,12 +66,16 @@ def load_abstention(path: Path, kind: str, unfitted: Abstention) -> Abstention:
     if data.get("reader") != kind:
         raise ValueError(f"{path} holds the fit of the {data.get('reader')!r} reader, not {kind!r}")
     calibration = data.get("confidence_calibration")
+    answerable = data.get("answerable_calibration")
+    fit_prior = data.get("fit_prior")
     return Abstention(
         threshold=float(data["abstain_threshold"]),
         calibration=None if calibration is None else tuple(float(v) for v in calibration),
         features=tuple(data.get("features", unfitted.features)),
         objective=data.get("objective", unfitted.objective),
         decides=data.get("decides", unfitted.decides),
+        answerable=None if answerable is None else tuple(float(v) for v in answerable),
+        fit_prior=None if fit_prior is None else float(fit_prior),
     )
 
 
@@ -86,6 +90,10 @@ def save_abstention(path: Path, kind: str, abstention: Abstention, **report: Any
         "features": list(abstention.features),
         "objective": abstention.objective,
         "decides": abstention.decides,
+        "answerable_calibration": None
+        if abstention.answerable is None
+        else list(abstention.answerable),
+        "fit_prior": abstention.fit_prior,
         **report,
     }
     path.write_text(json.dumps(data, indent=2) + "\n")
@@ -112,7 +120,7 @@ def compose_answer(
     best = spans[0]
     abstention = reader.abstention
     if abstention.abstains(feature_values(best)):
-        value = reader.confidence(best) if abstention.decides == "confidence" else best.score
+        value = abstention.decision_value(feature_values(best))
         return no_answer(
             question,
             f"best candidate's {abstention.decides} {value:.3f} is below the abstention "

@@ -16,7 +16,12 @@ from rag.ingest import Embedder
 from rag.models import Abstention
 from rag.reader import sentence
 from rag.reader.base import Reader, load_abstention
-from rag.reader.span_format import MARGIN_FIT_FILE, VERIFIER_FIT_FILE, WEIGHTS_FILE
+from rag.reader.span_format import (
+    MARGIN_FIT_FILE,
+    PRIOR_FIT_FILE,
+    VERIFIER_FIT_FILE,
+    WEIGHTS_FILE,
+)
 from rag.settings import ReaderSettings
 
 log = logging.getLogger("rag.reader")
@@ -39,14 +44,26 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         from rag.reader import span  # torch is imported only when needed
 
         kind = span.SpanReader.kind
-        if s.span_verifier and not VERIFIER_FIT_FILE.is_file():
-            log.warning("no verifier fit at %s: the margin rule decides", VERIFIER_FIT_FILE)
-        if s.span_verifier and VERIFIER_FIT_FILE.is_file():
-            fit_file = VERIFIER_FIT_FILE
+        # With a prior, the factorised verifier (its P(answerable) moves with the prior).
+        prior = s.span_answerable_prior
+        verifier_file = VERIFIER_FIT_FILE if prior is None else PRIOR_FIT_FILE
+        if s.span_verifier and not verifier_file.is_file():
+            if prior is not None:
+                raise ValueError(
+                    f"RAG_SPAN_ANSWERABLE_PRIOR needs the factorised verifier's fit at "
+                    f"{verifier_file} (make fit-threshold)"
+                )
+            log.warning("no verifier fit at %s: the margin rule decides", verifier_file)
+        if s.span_verifier and verifier_file.is_file():
+            fit_file = verifier_file
             fitted = load_abstention(fit_file, kind, span.UNFITTED)
-            if fitted.decides != "confidence":  # a margin fit in the verifier's file
+            if fitted.decides == "score":  # a margin fit in the verifier's file
                 raise ValueError(f"{fit_file} holds no verifier fit")
+            if prior is not None and fitted.answerable is None:
+                raise ValueError(f"{fit_file} holds no factorised verifier fit")
             abstention = _with_overrides(fitted, s.span_verifier_threshold, None)
+            if prior is not None:
+                abstention = dataclasses.replace(abstention, prior=prior)
         else:
             fit_file = MARGIN_FIT_FILE
             fitted = load_abstention(fit_file, kind, span.UNFITTED)

@@ -14,10 +14,12 @@ from typing import Any
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "reader.json"
 # The span reader's abstention fits (in rag/data, beside rag.settings.DATA_DIR's other
-# files; named here so that training needs no settings): the answer verifier (the default)
-# and the margin rule (RAG_SPAN_VERIFIER=false), written by `make fit-threshold`.
+# files; named here so that training needs no settings): the answer verifier (the default),
+# the factorised verifier (used with RAG_SPAN_ANSWERABLE_PRIOR) and the margin rule
+# (RAG_SPAN_VERIFIER=false), written by `make fit-threshold`.
 _DATA = Path(__file__).resolve().parents[1] / "data"
 VERIFIER_FIT_FILE = _DATA / "span_reader_fit.json"
+PRIOR_FIT_FILE = _DATA / "span_reader_prior_fit.json"
 MARGIN_FIT_FILE = _DATA / "span_margin_fit.json"
 # The window shape a reader is trained with and read with (recorded in its reader.json).
 MAX_LENGTH = 256

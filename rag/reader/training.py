@@ -393,6 +393,9 @@ class ReaderTrainer:
             # The run this one continued from (``--init``), with its own history.
             earlier = dict(self.init_card.get("training", {}))
             earlier["config"] = self.init_card.get("config", {})
+            for key in ("command", "train_data", "fine_tune"):
+                if key in self.init_card:
+                    earlier[key] = self.init_card[key]
             history = list(self.init_card.get("earlier_runs", []))
             card["earlier_runs"] = [*history, earlier]
         save_reader(self.model, folder, card, fp16)
@@ -424,8 +427,16 @@ def model_card(card: dict[str, Any], fp16: bool) -> str:
     earlier = "".join(
         f"\n  Continued from an earlier run: {r.get('steps')} steps, "
         f"{r.get('windows_seen')} windows, {r.get('seconds', 0) / 3600:.2f} h on "
-        f"{r.get('device', 'cpu')}, settings `{json.dumps(r.get('config', {}), sort_keys=True)}`."
+        f"{r.get('device', 'cpu')}, settings `{json.dumps(r.get('config', {}), sort_keys=True)}`"
+        + (f", command `{r['command']}`" if r.get("command") else "")
+        + "."
         for r in card.get("earlier_runs", [])
+    )
+    fine_tune = (
+        f"\n- **Fine-tuned** (this run, `--fine-tune`) on `{card.get('train_data')}`, "
+        "SQuAD-format data whose questions without an answer train `[CLS]`."
+        if card.get("fine_tune")
+        else ""
     )
     return f"""# Span reader: all-MiniLM-L6-v2 + start/end head
 
@@ -435,7 +446,7 @@ def model_card(card: dict[str, Any], fp16: bool) -> str:
 - **Data**: SQuAD v1.1 train (Rajpurkar et al. 2016, CC BY-SA 4.0; reconstructed copy, see
   `shared/data/qa-train/SOURCES.md`), with same-article paragraphs as "no answer" negatives
   (ratio {card["config"]["negative_ratio"]}). The weights are a derivative of SQuAD: share them
-  under CC BY-SA 4.0 with this attribution.
+  under CC BY-SA 4.0 with this attribution.{fine_tune}
 - **Training**: {t["steps"]} steps on {t.get("device", "cpu")}, {t["windows_seen"]} windows,
   {t["seconds"] / 3600:.2f} h; settings `{json.dumps(card["config"], sort_keys=True)}`;
   {t["examples_seen"]} examples seen in all (the position in the seeded example order).{earlier}

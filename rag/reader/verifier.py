@@ -1,12 +1,13 @@
 """The answer verifier's inputs: what the pipeline already knows about a candidate answer.
 
-The span reader's abstention is a logistic model of P(correct) over these features (fitted
-by ``make fit-threshold`` on SQuAD v2.0 dev articles and SQuAD train, never on the gold sets
-the tests ask; see ``rag.eval.fit``): the reader's margin over "no answer" and the window's
-no-answer score, how far the answer beats the next distinct one and how much of the
-reader's probability mass its text holds across passages, where the passage it comes from
-ranked in each retriever, how much of the question the cited sentence covers, and the shape
-of the answer against the kind of question. All are computed from one question's spans and
+The span reader's abstention is two logistic models over these features, P(answerable) and
+P(correct | answerable) (see ``Abstention``; fitted by ``make fit-threshold`` on SQuAD v2.0
+dev articles and SQuAD train, never on the gold sets the tests ask; see ``rag.eval.fit``):
+the reader's margin over "no answer" and the window's no-answer score, how far the answer
+beats the next distinct one and how much of the reader's probability mass its text holds
+across passages, where the passage it comes from ranked in each retriever, how much of the
+question the cited sentence covers, and the shape of the answer against the kind of
+question. All are computed from one question's spans and
 passages, in microseconds, with no model.
 """
 
