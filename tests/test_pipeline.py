@@ -93,6 +93,12 @@ def test_a_prior_of_one_answers_what_the_fit_prior_withholds(
     fitted = dataclasses.replace(sure.reader.abstention, prior=None)
     values = {**answer.features, "score": answer.score}
     assert fitted.abstains(values)
+    assert fitted.fit_prior is not None
+    at_fit = Pipeline(
+        Settings(index_root=seed_index_root, span_answerable_prior=fitted.fit_prior),
+        embedder=real_embedder,
+    ).ask(question)
+    assert not at_fit.answered and "P(answerable)" in (at_fit.no_answer_reason or "")
     assert answer.confidence == pytest.approx(
         dataclasses.replace(fitted, answerable=None, decides="confidence").probability(values)
     )

@@ -100,6 +100,10 @@ def save_abstention(path: Path, kind: str, abstention: Abstention, **report: Any
 
 
 # ---- the composer ------------------------------------------------------------------------
+# What an abstention decided on, in the no-answer reason.
+_DECIDES = {"score": "score", "confidence": "confidence", "answerable": "P(answerable)"}
+
+
 def compose_answer(
     question: str,
     spans: Sequence[Span],
@@ -123,7 +127,7 @@ def compose_answer(
         value = abstention.decision_value(feature_values(best))
         return no_answer(
             question,
-            f"best candidate's {abstention.decides} {value:.3f} is below the abstention "
+            f"best candidate's {_DECIDES[abstention.decides]} {value:.3f} is below the abstention "
             f"threshold {abstention.threshold:.3f}",
             passages,
             score=best.score,
