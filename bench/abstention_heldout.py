@@ -138,6 +138,8 @@ def main() -> int:
     ap.add_argument("--fit-cache", type=Path, default=ROOT / "eval" / "reports" / "verifier")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "verifier")
     ap.add_argument("--reader-weights", type=Path, default=None, help="default: the shipped")
+    ap.add_argument("--fit-file", type=Path, default=VERIFIER_FIT_FILE, help="the default rule")
+    ap.add_argument("--prior-fit-file", type=Path, default=PRIOR_FIT_FILE)
     args = ap.parse_args()
 
     settings = no_abstention(args.reader_weights)
@@ -167,26 +169,28 @@ def main() -> int:
     for share in (0.1, 0.25, 0.5):
         part = random.Random(args.seed).sample(fit_rows, round(share * len(fit_rows)))
         rules[f"verifier: all, {share:.0%} of fit data"] = fit_verifier(part, keep=0.9).abstention
-    default = load_abstention(VERIFIER_FIT_FILE, SpanReader.kind, Abstention())
+    default = load_abstention(args.fit_file, SpanReader.kind, Abstention())
     rules["default (rag/data/span_reader_fit.json)"] = default
 
     rows = {
         rule: {name: summary(apply_abstention(rs, a)) for name, rs in sets.items()}
         for rule, a in rules.items()
     }
-    factorised = load_abstention(PRIOR_FIT_FILE, SpanReader.kind, Abstention())
-    if factorised.answerable is None:
-        raise SystemExit(f"{PRIOR_FIT_FILE} holds no factorised verifier: make fit-threshold")
+    factorised = load_abstention(args.prior_fit_file, SpanReader.kind, Abstention())
+    if factorised.answerable is None or factorised.fit_prior is None:
+        raise SystemExit(f"{args.prior_fit_file} holds no factorised verifier: make fit-threshold")
     priors: dict[str, dict[str, float]] = {}
     for name, rs in sets.items():
-        p = [factorised.answerable_probability(values(r)) or 0.0 for r in rs if r.answered]
-        assert factorised.fit_prior is not None
+        # Over the questions with a best span (the others have no features to weigh).
+        read = [r for r in rs if r.answered]
+        p = [factorised.answerable_probability(values(r)) or 0.0 for r in read]
+        share = sum(not r.impossible for r in read) / max(1, len(read))
         priors[name] = {
             "fit": factorised.fit_prior,
-            "estimated": round(estimate_prior(p, factorised.fit_prior), 4),
-            "true": round(sum(not r.impossible for r in rs) / len(rs), 4),
+            "estimated": round(min(1.0, max(1e-4, estimate_prior(p, factorised.fit_prior))), 4),
+            "true": round(min(1.0, max(1e-4, share)), 4),
         }
-    held_v2 = sets["v2.0 held-out articles"]
+    held_v2 = [r for r in sets["v2.0 held-out articles"] if r.answered]
     answerability_auc = {
         "margin": auc([r.score for r in held_v2], [not r.impossible for r in held_v2]),
         "P(answerable)": auc(
@@ -231,7 +235,8 @@ def main() -> int:
     lines = [
         "# The answer decision on held-out questions",
         "",
-        f"Fit: {len(fit_rows)} questions (bench/fit_verifier.py --seed {args.seed}); held out: "
+        f"Fit: {len(fit_rows)} questions (bench/fit_verifier.py --seed {args.seed}; "
+        f"{args.fit_file.name}, {args.prior_fit_file.name}); held out: "
         + ", ".join(f"{k} {len(v)}" for k, v in sets.items())
         + f". Command: `python bench/abstention_heldout.py --seed {args.seed} "
         f"--questions {args.questions}`.",
@@ -247,7 +252,7 @@ def main() -> int:
         + ".",
         "",
         "Answerability AUC on the v2.0 held-out articles (answerable vs. not, every "
-        "question's best span): "
+        "question with a best span): "
         + ", ".join(f"{k} {v}" for k, v in answerability_auc.items())
         + ".",
         "",

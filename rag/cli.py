@@ -479,11 +479,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rag`` console script."""
     args = _parser().parse_args(argv)
     from rag.pipeline import QuestionError
+    from rag.reader import ReaderConfigError
     from rag.validation import InvalidInput
 
     try:
         return COMMANDS[args.command](args)
-    except (UserError, StoreError, LoadError, QuestionError, GoldFormatError, InvalidInput) as exc:
+    except (
+        UserError,
+        StoreError,
+        LoadError,
+        QuestionError,
+        GoldFormatError,
+        InvalidInput,
+        ReaderConfigError,
+    ) as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

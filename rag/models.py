@@ -207,7 +207,8 @@ class Abstention:
     depends on how often questions have an answer, so a deployment whose share differs
     (``prior``: every question answerable is 1.0) moves its log-odds by the difference of
     the priors' log-odds (Bayes' rule under label shift), and the decision and the
-    confidence follow, without refitting.
+    confidence follow, without refitting. ``prior`` is a deployment's setting
+    (``RAG_SPAN_ANSWERABLE_PRIOR``), never part of a fit file.
     """
 
     threshold: float = 0.0
@@ -230,6 +231,10 @@ class Abstention:
             raise ValueError(f"an abstention that decides on {self.decides} needs a calibration")
         if self.decides == "answerable" and (self.answerable is None or self.fit_prior is None):
             raise ValueError("an abstention that decides on answerable needs its weights and prior")
+        if (self.answerable is None) != (self.fit_prior is None):
+            raise ValueError("P(answerable) weights and the prior they were fitted at go together")
+        if self.prior is not None and self.answerable is None:
+            raise ValueError("a prior moves P(answerable): it needs the factorised verifier")
         if self.fit_prior is not None and not 0.0 < self.fit_prior < 1.0:
             raise ValueError(f"fit_prior {self.fit_prior} is not inside (0, 1)")
         if self.prior is not None and not 0.0 < self.prior <= 1.0:

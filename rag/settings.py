@@ -144,7 +144,8 @@ class ReaderSettings(BaseSettings):
         "verifier is the factorised one (rag/data/span_reader_prior_fit.json: P(correct) = "
         "P(answerable) x P(correct | answerable), abstaining when P(answerable) is below its "
         "threshold), whose P(answerable) moves by Bayes' rule from the share it was fitted "
-        "on (0.615) to this one, and its decision and confidence follow; 1.0 never abstains "
+        "on (its fit file's fit_prior) to this one, and its decision and confidence follow; "
+        "1.0 never abstains "
         "for lack of an answer. Unset: the default verifier, one model of P(correct).",
     )
     span_abstain_margin: float | None = Field(
@@ -375,7 +376,7 @@ _COMPUTED_DEFAULTS = {
     "confidence_calibration": "(unset: fitted)",
     "span_abstain_margin": "(unset: fitted)",
     "span_verifier_threshold": "(unset: fitted)",
-    "span_answerable_prior": "(unset: fitted)",
+    "span_answerable_prior": "(unset: the one-model verifier)",
     "span_confidence_calibration": "(unset: fitted)",
     "reader_weights": "rag/data/reader (in the package)",
 }

@@ -138,3 +138,22 @@ def test_train_reader_user_errors_exit_2(
     assert main(["train-reader", *args, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err
+
+
+@pytest.mark.model
+def test_a_prior_without_its_fit_is_one_line_not_a_traceback(
+    seed_index_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """RAG_SPAN_ANSWERABLE_PRIOR needs the factorised verifier's fit: without it, exit 2
+    and one line that says so; nothing is answered with a verifier the user did not ask."""
+    import rag.reader.factory
+
+    monkeypatch.setattr(rag.reader.factory, "PRIOR_FIT_FILE", tmp_path / "absent.json")
+    monkeypatch.setenv("RAG_SPAN_ANSWERABLE_PRIOR", "0.9")
+    argv = ["ask", "Who said North Korean workers would be welcomed?"]
+    assert main([*argv, "--index-root", str(seed_index_root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "RAG_SPAN_ANSWERABLE_PRIOR" in err

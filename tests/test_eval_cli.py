@@ -92,6 +92,7 @@ def test_eval_outputs_fit_and_compare(
     assert fitted["reader"] == "span" and fitted["decides"] == "confidence"
     assert fitted["features"] == list(VERIFIER_FEATURES)
     assert len(fitted["confidence_calibration"]) == len(VERIFIER_FEATURES) + 1
+    assert 0.0 <= fitted["abstain_threshold"] <= 1.0
     # With a prior, the factorised verifier answers, and a refit fits that kind: P(answerable)
     # and P(correct | answerable), at the run's share of answerable questions.
     monkeypatch.setenv("RAG_SPAN_ANSWERABLE_PRIOR", "0.9")
@@ -101,7 +102,6 @@ def test_eval_outputs_fit_and_compare(
     assert fitted["decides"] == "answerable" and fitted["fit_prior"] == pytest.approx(3 / 4)
     assert len(fitted["answerable_calibration"]) == len(VERIFIER_FEATURES) + 1
     monkeypatch.delenv("RAG_SPAN_ANSWERABLE_PRIOR")
-    assert 0.0 <= fitted["abstain_threshold"] <= 1.0
     # With the verifier off, the margin rule: Platt scaling of the margin alone.
     monkeypatch.setenv("RAG_SPAN_VERIFIER", "false")
     margin = tmp_path / "margin.json"

@@ -100,7 +100,9 @@ def test_a_prior_of_one_answers_what_the_fit_prior_withholds(
     ).ask(question)
     assert not at_fit.answered and "P(answerable)" in (at_fit.no_answer_reason or "")
     assert answer.confidence == pytest.approx(
-        dataclasses.replace(fitted, answerable=None, decides="confidence").probability(values)
+        dataclasses.replace(
+            fitted, answerable=None, fit_prior=None, decides="confidence"
+        ).probability(values)
     )
 
 

@@ -16,6 +16,7 @@ from rag.reader import (
     PRIOR_FIT_FILE,
     VERIFIER_FEATURES,
     VERIFIER_FIT_FILE,
+    ReaderConfigError,
     SentenceReader,
     compose_answer,
     load_abstention,
@@ -231,6 +232,12 @@ def test_a_new_prior_moves_the_answerable_odds_by_bayes_rule(
         odds = (p1 / (1 - p1)) / (p0 / (1 - p0))
         prior_odds = (prior / (1 - prior)) / (fit_prior / (1 - fit_prior))
         assert odds == pytest.approx(prior_odds, rel=1e-6)
+    # The confidence is the product of the two factors at any prior.
+    shifted = dataclasses.replace(base, prior=prior)
+    z_cor = w_cor[0] * 1.0 + w_cor[1] * mass + w_cor[2]
+    assert shifted.probability(values) == pytest.approx(
+        (shifted.answerable_probability(values) or 0.0) / (1 + math.exp(-z_cor))
+    )
     # Every question answerable: never abstain, and the confidence is P(correct | answerable).
     sure = dataclasses.replace(base, prior=1.0)
     assert not sure.abstains(values)
@@ -268,3 +275,25 @@ def test_a_saved_factorised_verifier_loads_back_the_same(tmp_path: Path) -> None
         Abstention(0.5, verifier.calibration, VERIFIER_FEATURES, "f1", "answerable")
     with pytest.raises(ValueError, match="prior"):
         dataclasses.replace(verifier, prior=0.0)
+    with pytest.raises(ValueError, match="go together"):
+        dataclasses.replace(verifier, decides="confidence", fit_prior=None)
+    plain = Abstention(0.5, verifier.calibration, VERIFIER_FEATURES, "f1", "confidence")
+    with pytest.raises(ValueError, match="needs the factorised verifier"):
+        dataclasses.replace(plain, prior=0.9)
+    # A damaged fit file is one clear error naming it.
+    path.write_text('{"reader": "span", "abstain_threshold": "x"}')
+    with pytest.raises(ReaderConfigError, match="not a usable fit"):
+        load_abstention(path, "span", Abstention())
+    path.write_text("{not json")
+    with pytest.raises(ReaderConfigError, match="not a usable fit"):
+        load_abstention(path, "span", Abstention())
+
+
+def test_a_prior_without_the_verifier_is_refused() -> None:
+    """The margin rule has no P(answerable) to move: a prior there is a clear error."""
+    from rag.reader import build_reader
+    from rag.settings import ReaderSettings
+
+    settings = ReaderSettings(span_verifier=False, span_answerable_prior=0.9)
+    with pytest.raises(ReaderConfigError, match="RAG_SPAN_VERIFIER=true"):
+        build_reader(settings, FakeEmbedder())

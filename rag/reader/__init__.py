@@ -17,6 +17,7 @@ from rag.faces import lazy_face
 if TYPE_CHECKING:
     from rag.reader.base import (
         Reader as Reader,
+        ReaderConfigError as ReaderConfigError,
         compose_answer as compose_answer,
         feature_values as feature_values,
         load_abstention as load_abstention,
@@ -69,6 +70,7 @@ _NAMES = {
     **dict.fromkeys(
         [
             "Reader",
+            "ReaderConfigError",
             "compose_answer",
             "feature_values",
             "load_abstention",

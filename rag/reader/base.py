@@ -16,6 +16,11 @@ from typing import Any, Protocol
 from rag.models import Abstention, Answer, Candidate, Citation, Document, Passage, Span
 
 
+class ReaderConfigError(ValueError):
+    """A reader's fit files and settings do not go together (told in one line, not a
+    traceback: e.g. a prior set without the factorised verifier's fit)."""
+
+
 class Reader(Protocol):
     """Finds answer spans for a question in retrieved passages of the given documents."""
 
@@ -63,20 +68,27 @@ def load_abstention(path: Path, kind: str, unfitted: Abstention) -> Abstention:
         data: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
         return unfitted
+    except (OSError, ValueError) as e:
+        raise ReaderConfigError(f"{path}: not a usable fit ({e})") from e
     if data.get("reader") != kind:
-        raise ValueError(f"{path} holds the fit of the {data.get('reader')!r} reader, not {kind!r}")
+        raise ReaderConfigError(
+            f"{path} holds the fit of the {data.get('reader')!r} reader, not {kind!r}"
+        )
     calibration = data.get("confidence_calibration")
     answerable = data.get("answerable_calibration")
     fit_prior = data.get("fit_prior")
-    return Abstention(
-        threshold=float(data["abstain_threshold"]),
-        calibration=None if calibration is None else tuple(float(v) for v in calibration),
-        features=tuple(data.get("features", unfitted.features)),
-        objective=data.get("objective", unfitted.objective),
-        decides=data.get("decides", unfitted.decides),
-        answerable=None if answerable is None else tuple(float(v) for v in answerable),
-        fit_prior=None if fit_prior is None else float(fit_prior),
-    )
+    try:
+        return Abstention(
+            threshold=float(data["abstain_threshold"]),
+            calibration=None if calibration is None else tuple(float(v) for v in calibration),
+            features=tuple(data.get("features", unfitted.features)),
+            objective=data.get("objective", unfitted.objective),
+            decides=data.get("decides", unfitted.decides),
+            answerable=None if answerable is None else tuple(float(v) for v in answerable),
+            fit_prior=None if fit_prior is None else float(fit_prior),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ReaderConfigError(f"{path}: not a usable fit ({e})") from e
 
 
 def save_abstention(path: Path, kind: str, abstention: Abstention, **report: Any) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from rag.ingest import Embedder
 from rag.models import Abstention
 from rag.reader import sentence
-from rag.reader.base import Reader, load_abstention
+from rag.reader.base import Reader, ReaderConfigError, load_abstention
 from rag.reader.span_format import (
     MARGIN_FIT_FILE,
     PRIOR_FIT_FILE,
@@ -49,7 +49,7 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         verifier_file = VERIFIER_FIT_FILE if prior is None else PRIOR_FIT_FILE
         if s.span_verifier and not verifier_file.is_file():
             if prior is not None:
-                raise ValueError(
+                raise ReaderConfigError(
                     f"RAG_SPAN_ANSWERABLE_PRIOR needs the factorised verifier's fit at "
                     f"{verifier_file} (make fit-threshold)"
                 )
@@ -58,13 +58,18 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             fit_file = verifier_file
             fitted = load_abstention(fit_file, kind, span.UNFITTED)
             if fitted.decides == "score":  # a margin fit in the verifier's file
-                raise ValueError(f"{fit_file} holds no verifier fit")
+                raise ReaderConfigError(f"{fit_file} holds no verifier fit")
             if prior is not None and fitted.answerable is None:
-                raise ValueError(f"{fit_file} holds no factorised verifier fit")
+                raise ReaderConfigError(f"{fit_file} holds no factorised verifier fit")
             abstention = _with_overrides(fitted, s.span_verifier_threshold, None)
             if prior is not None:
                 abstention = dataclasses.replace(abstention, prior=prior)
         else:
+            if prior is not None:
+                raise ReaderConfigError(
+                    "RAG_SPAN_ANSWERABLE_PRIOR moves the verifier's P(answerable): it needs "
+                    "RAG_SPAN_VERIFIER=true"
+                )
             fit_file = MARGIN_FIT_FILE
             fitted = load_abstention(fit_file, kind, span.UNFITTED)
             abstention = _with_overrides(
@@ -81,6 +86,10 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)
+        if s.span_answerable_prior is not None:
+            log.warning(
+                "the sentence reader has no P(answerable): RAG_SPAN_ANSWERABLE_PRIOR unused"
+            )
     reader = sentence.SentenceReader
     fitted = load_abstention(reader.fit_file, reader.kind, sentence.UNFITTED)
     return reader(
