@@ -49,6 +49,7 @@ from rag.eval import (  # noqa: E402
     estimate_prior,
     fit_abstention,
     fit_verifier,
+    result_values,
     split_articles,
 )
 from rag.gold import load_gold  # noqa: E402
@@ -93,11 +94,6 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
         return None
     wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
     return round(wins / (len(pos) * len(neg)), 4)
-
-
-def values(r: QuestionResult) -> dict[str, float]:
-    """The abstention feature values of a result's best span."""
-    return {**r.features, "score": r.score, "narrowed": float(r.narrowed)}
 
 
 def reliability_png(results: Sequence[QuestionResult], title: str, path: Path) -> None:
@@ -183,7 +179,7 @@ def main() -> int:
     for name, rs in sets.items():
         # Over the questions with a best span (the others have no features to weigh).
         read = [r for r in rs if r.answered]
-        p = [factorised.answerable_probability(values(r)) or 0.0 for r in read]
+        p = [factorised.answerable_probability(result_values(r)) or 0.0 for r in read]
         share = sum(not r.impossible for r in read) / max(1, len(read))
         priors[name] = {
             "fit": factorised.fit_prior,
@@ -194,7 +190,7 @@ def main() -> int:
     answerability_auc = {
         "margin": auc([r.score for r in held_v2], [not r.impossible for r in held_v2]),
         "P(answerable)": auc(
-            [factorised.answerable_probability(values(r)) or 0.0 for r in held_v2],
+            [factorised.answerable_probability(result_values(r)) or 0.0 for r in held_v2],
             [not r.impossible for r in held_v2],
         ),
     }

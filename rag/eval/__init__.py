@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         fit_logistic as fit_logistic,
         fit_reranker as fit_reranker,
         fit_verifier as fit_verifier,
+        result_values as result_values,
     )
     from rag.eval.metrics import (
         QUESTION_TYPES as QUESTION_TYPES,
@@ -60,6 +61,7 @@ _NAMES = {
             "fit_logistic",
             "fit_reranker",
             "fit_verifier",
+            "result_values",
         ],
         "rag.eval.fit",
     ),

@@ -161,6 +161,19 @@ def fit_abstention(
     return AbstentionFit(abstention, report)
 
 
+def _feature_matrix(results: Sequence[QuestionResult], features: Sequence[str]) -> np.ndarray:
+    """The verifier features of each result's best span, one row per result."""
+    missing = sorted({f for r in results for f in features if f not in r.features})
+    if missing:
+        raise ValueError(f"results lack the verifier features {missing}: not a span reader run?")
+    return np.array([[float(r.features[f]) for f in features] for r in results])
+
+
+def result_values(r: QuestionResult) -> dict[str, float]:
+    """The abstention feature values of a result's best span (what the composer weighs)."""
+    return {**r.features, "score": r.score, "narrowed": float(r.narrowed)}
+
+
 def fit_verifier(
     results: Sequence[QuestionResult],
     features: Sequence[str] = VERIFIER_FEATURES,
@@ -171,10 +184,7 @@ def fit_verifier(
     with the penalty chosen by article-fold cross-validation, see ``fit_standardised``),
     and the threshold on that probability that maximises the official SQuAD v2.0 F1 among those
     that keep at least ``keep`` of the answerable questions' F1."""
-    missing = sorted({f for r in results for f in features if f not in r.features})
-    if missing:
-        raise ValueError(f"results lack the verifier features {missing}: not a span reader run?")
-    x = np.array([[float(r.features[f]) for f in features] for r in results])
+    x = _feature_matrix(results, features)
     y = np.array([r.correct for r in results], dtype=float)
     weights, ridge, losses = fit_standardised(x, y, [_article(r) for r in results])
     probe = Abstention(0.0, tuple(weights), tuple(features), "f1", "confidence")
@@ -198,10 +208,7 @@ def fit_factorised_verifier(
     the answerable ones (is the best span right?), both as ``fit_standardised`` fits them;
     the threshold is on P(answerable), chosen as ``fit_verifier`` chooses its own, and the
     fit prior is the share of answerable questions in ``results``."""
-    missing = sorted({f for r in results for f in features if f not in r.features})
-    if missing:
-        raise ValueError(f"results lack the verifier features {missing}: not a span reader run?")
-    x = np.array([[float(r.features[f]) for f in features] for r in results])
+    x = _feature_matrix(results, features)
     answerable = np.array([not r.impossible for r in results], dtype=float)
     if answerable.min() == answerable.max():
         raise ValueError("the factorised verifier needs answerable and unanswerable questions")
@@ -261,7 +268,7 @@ def apply_abstention(
         if not r.answered:  # no span at all: nothing to withhold
             out.append(r)
             continue
-        values = {**r.features, "score": r.score, "narrowed": float(r.narrowed)}
+        values = result_values(r)
         if abstention.abstains(values):
             out.append(
                 dataclasses.replace(
