@@ -121,6 +121,30 @@ def test_answer_at_a_window_edge_targets_cls_where_it_is_cut(tokenizer: object) 
         assert 0 <= c.start < c.end <= len(context)
 
 
+@pytest.mark.parametrize("word", ["disarmament", "Wrenfield", "Khusnullin", "40km"])
+def test_a_span_starting_or_ending_inside_a_word_is_widened_to_the_word(
+    tokenizer: object, word: str
+) -> None:
+    context = f"It was agreed, after {word} talks, in Quillmouth."
+    (w,) = encode_windows(tokenizer, ["What?"], [context], WindowConfig(64, 16, 16))
+    a = context.index(word)
+    pieces = [i for i, o in enumerate(w.offsets) if o is not None and a <= o[0] < a + len(word)]
+    assert len(pieces) >= 2  # the word is several wordpieces
+    # The model's best span is one continuation piece ("##sar").
+    start = torch.full((1, len(w.input_ids)), -5.0)
+    end = torch.full((1, len(w.input_ids)), -5.0)
+    start[0, pieces[1]] = 5.0
+    end[0, pieces[1]] = 5.0
+    best = decode([w], start, end, 5, top_n=3)[0]
+    assert context[best.start : best.end] == word
+    # No decoded candidate begins or ends inside a run of letters and digits.
+    def inside(i: int) -> bool:
+        return 0 < i < len(context) and context[i - 1].isalnum() and context[i].isalnum()
+
+    for c in decode([w], start, end, 5, top_n=len(w.input_ids)):
+        assert not inside(c.start) and not inside(c.end)
+
+
 def _cfg(**kw: object) -> TrainConfig:
     base = dict(max_length=64, stride=16, batch_size=8, lr=5e-4, warmup_ratio=0.1, epochs=40.0)
     base.update(kw)

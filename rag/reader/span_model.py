@@ -82,6 +82,11 @@ class Window:
     # Per token: (start, end) character offsets in the sample's context, or None for
     # question and special tokens.
     offsets: list[tuple[int, int] | None]
+    # Per token: the character range of the whole word it is a piece of (the encoder's
+    # pre-tokenizer words, split at white space and punctuation; the pieces inside this
+    # window), or None where ``offsets`` is None. Answers are cut at these, never inside a
+    # word ("sarmament" of "disarmament").
+    words: list[tuple[int, int] | None]
 
 
 def encode_windows(
@@ -121,9 +126,28 @@ def encode_windows(
                 input_ids=list(ids),
                 token_type_ids=list(enc["token_type_ids"][i]),
                 offsets=offsets,
+                words=_word_ranges(offsets, enc.word_ids(i)),
             )
         )
     return windows
+
+
+def _word_ranges(
+    offsets: Sequence[tuple[int, int] | None], word_ids: Sequence[int | None]
+) -> list[tuple[int, int] | None]:
+    """Per context token, the character range of the word its pieces make up (first
+    piece's start, last piece's end), from the tokenizer's word ids; linear in the window."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for o, w in zip(offsets, word_ids, strict=True):
+        if o is None or w is None:
+            continue
+        first.setdefault(w, o[0])
+        last[w] = o[1]
+    return [
+        None if o is None or w is None else (first[w], last[w])
+        for o, w in zip(offsets, word_ids, strict=True)
+    ]
 
 
 def _clip_questions(tokenizer: Any, questions: Sequence[str], max_tokens: int) -> list[str]:
@@ -194,8 +218,10 @@ def decode(
     top_n: int = 20,
 ) -> list[SpanScore]:
     """Candidate spans of every window (top ``top_n`` starts x ends, inside the context,
-    at most ``max_answer_tokens`` long), best first. ``null_score`` is the window's CLS
-    start + end logit: how strongly this window says "no answer here"."""
+    at most ``max_answer_tokens`` long), best first, each widened to whole words (a start
+    or end inside a word moves to the word's edge; two candidates may so become one span,
+    the caller keeps the best). ``null_score`` is the window's CLS start + end logit: how
+    strongly this window says "no answer here"."""
     out: list[SpanScore] = []
     starts_all = start_logits.float().numpy()
     ends_all = end_logits.float().numpy()
@@ -206,11 +232,11 @@ def decode(
         starts = s_log.argsort()[::-1][:top_n]
         ends = e_log.argsort()[::-1][:top_n]
         for s in starts:
-            os_ = w.offsets[s]
+            os_ = w.words[s]
             if os_ is None:
                 continue
             for e in ends:
-                oe = w.offsets[e]
+                oe = w.words[e]
                 if oe is None or e < s or e - s + 1 > max_answer_tokens:
                     continue
                 out.append(SpanScore(w.sample, os_[0], oe[1], float(s_log[s] + e_log[e]), null))
