@@ -133,6 +133,9 @@ class Answer:
     # What the reader's verifier weighed about the best span, answered or not (for fitting
     # and error analysis; empty for a reader without a verifier or without a span).
     features: Mapping[str, float] = field(default_factory=dict)
+    # The best span an abstention held back (error analysis: was the right answer read and
+    # withheld?). Never an answer: the HTTP, CLI and chat replies do not show it.
+    withheld: str | None = None
 
     @property
     def answered(self) -> bool:

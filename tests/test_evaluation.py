@@ -11,6 +11,7 @@ from rag.eval.metrics import (
     QuestionResult,
     answer_metrics,
     calibration,
+    loss_split,
     ndcg_at,
     question_kind,
     retrieval_metrics,
@@ -134,6 +135,30 @@ def test_calibration_ece() -> None:
     assert cal["ece"] == pytest.approx(0.0)
     skewed = [_result(confidence=0.95, em=0.0, f1=0.0)] * 4
     assert calibration(skewed)["ece"] == pytest.approx(0.95)
+
+
+def test_loss_split_attributes_each_lost_point_to_one_stage() -> None:
+    results = [
+        _result(),  # right: loses nothing
+        _result(answer_rank=None, prediction="y", em=0.0, f1=0.0),  # not retrieved
+        _result(answer_rank=7, prediction="x y", em=0.0, f1=2 / 3),  # read only the top 5
+        _result(answered=False, prediction="", em=0.0, f1=0.0, withheld_f1=1.0),  # held back
+        _result(answered=False, prediction="", em=0.0, f1=0.0, withheld_f1=0.4),  # wrong span
+        _result(prediction="x y z", em=0.0, f1=0.5),  # partial span
+        _result(impossible=True, gold_answers=[], answered=False, em=1.0, f1=1.0),  # not counted
+    ]
+    split = loss_split(results, top_k=5)
+    assert split["n"] == 6
+    assert split["retrieval"] == {
+        "questions": round(200 / 6, 2),
+        "f1_lost": round(100 * (1 + 1 / 3) / 6, 2),
+    }
+    assert split["abstention"] == {"questions": round(100 / 6, 2), "f1_lost": round(100 / 6, 2)}
+    assert split["reader"] == {"questions": round(200 / 6, 2), "f1_lost": round(150 / 6, 2)}
+    has_f1 = answer_metrics(results)["has_answer"]["f1"]
+    lost = sum(split[s]["f1_lost"] for s in ("retrieval", "abstention", "reader"))
+    assert lost == pytest.approx(100 - has_f1, abs=0.02)
+    assert "## Where the F1 is lost" in markdown({"questions": 7, "loss_split": split}, "t", [])
 
 
 def test_best_threshold_separates() -> None:

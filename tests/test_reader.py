@@ -139,8 +139,18 @@ def test_compose_answer_cites_round_trip_and_abstains_below_threshold() -> None:
     low = compose_answer("When?", [span], {"d": DOC}, [_passage(0, 10, 1)], _reader(0.9))
     assert not low.answered and "threshold" in (low.no_answer_reason or "")
     assert low.citations == []
+    assert low.withheld == "1889"  # for error analysis only
     none = compose_answer("When?", [], {"d": DOC}, [], _reader(0.0))
-    assert not none.answered
+    assert not none.answered and none.withheld is None
+
+
+def test_a_withheld_span_is_never_part_of_a_reply() -> None:
+    from service.schemas import AnswerOut
+
+    span = Span("d", 60, 64, "1889", 0.7, 42, 66)
+    low = compose_answer("When?", [span], {"d": DOC}, [_passage(0, 10, 1)], _reader(0.9))
+    reply = AnswerOut.model_validate(low).model_dump_json()
+    assert low.withheld == "1889" and "1889" not in reply
 
 
 def test_confidence_is_the_fitted_logistic() -> None:

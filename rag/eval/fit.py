@@ -279,6 +279,7 @@ def apply_abstention(
                     em=float(r.impossible),
                     f1=float(r.impossible),
                     citation_holds_answer=False,
+                    withheld_f1=r.f1,
                 )
             )
             continue

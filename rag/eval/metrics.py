@@ -77,6 +77,9 @@ class QuestionResult:
     citation_failures: list[str] = field(default_factory=list)
     # The verifier's inputs for the reader's best span (``Answer.features``).
     features: dict[str, float] = field(default_factory=dict)
+    # When it abstained on a span: that span's F1 against the gold answers (was the right
+    # answer read and held back?); None when it answered or had no span.
+    withheld_f1: float | None = None
 
     @property
     def correct(self) -> bool:
@@ -157,6 +160,9 @@ def judge(
         read_ms=read_ms,
         passages=[PassageRef(p.doc_id, p.start, p.end, round(p.score, 5)) for p in passages[:5]],
         citation_failures=failures,
+        withheld_f1=None
+        if answer.answered or answer.withheld is None
+        else f1(answer.withheld, golds),
     )
 
 
@@ -206,6 +212,39 @@ def answer_metrics(results: Sequence[QuestionResult]) -> dict[str, Any]:
         },
         "by_type": by_kind,
     }
+
+
+# Where an answerable question's F1 was lost (see ``loss_split``), in the order checked.
+LOSS_STAGES = ("retrieval", "abstention", "reader")
+
+
+def loss_stage(r: QuestionResult, top_k: int) -> str | None:
+    """Which stage lost an answerable question's F1: ``retrieval`` when no passage read
+    (the top ``top_k``) holds a gold answer; ``abstention`` when the span it held back was
+    right (F1 > 0.5); else ``reader`` (a wrong or partial span, or none). None when the
+    question lost nothing or has no answer."""
+    if r.impossible or r.f1 >= 1.0:
+        return None
+    if r.answer_rank is None or r.answer_rank > top_k:
+        return "retrieval"
+    if not r.answered and r.withheld_f1 is not None and r.withheld_f1 > CORRECT_F1:
+        return "abstention"
+    return "reader"
+
+
+def loss_split(results: Sequence[QuestionResult], top_k: int) -> dict[str, Any]:
+    """The answerable questions' F1 loss split three ways (``loss_stage``): per stage, the
+    share of questions it lost F1 on and the F1 points lost there (they sum to 100 minus
+    the has-answer F1), so that work goes where the loss is."""
+    has = [r for r in results if not r.impossible]
+    out: dict[str, Any] = {"n": len(has), "top_k": top_k}
+    for stage in LOSS_STAGES:
+        lost = [r for r in has if loss_stage(r, top_k) == stage]
+        out[stage] = {
+            "questions": round(100 * len(lost) / max(1, len(has)), 2),
+            "f1_lost": round(100 * sum(1.0 - r.f1 for r in lost) / max(1, len(has)), 2),
+        }
+    return out
 
 
 def retrieval_metrics(

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.eval.metrics import QUESTION_TYPES, QuestionResult
+from rag.eval.metrics import LOSS_STAGES, QUESTION_TYPES, QuestionResult
 from rag.eval.runner import EvalRun
 
 
@@ -69,6 +69,22 @@ def markdown(metrics: Mapping[str, Any], title: str, plots: Sequence[str]) -> st
             row = answers["by_type"].get(kind)
             if row:
                 lines.append(f"| {kind} | {row['n']} | {_fmt(row['em'])} | {_fmt(row['f1'])} |")
+        lines.append("")
+    split = metrics.get("loss_split")
+    if split and split["n"]:
+        lines += [
+            "## Where the F1 is lost",
+            "",
+            f"Answerable questions ({split['n']}) that lost F1, by stage: retrieval (no "
+            f"passage of the top {split['top_k']} read holds a gold answer), abstention (the "
+            "span held back was right), reader (a wrong or partial span, or none).",
+            "",
+            "| stage | questions % | F1 points lost |",
+            "|---|---|---|",
+        ]
+        for stage in LOSS_STAGES:
+            row = split[stage]
+            lines.append(f"| {stage} | {_fmt(row['questions'])} | {_fmt(row['f1_lost'])} |")
         lines.append("")
     lines += ["## Retrieval", ""]
     for mode, m in metrics.get("retrieval", {}).items():

@@ -20,6 +20,7 @@ from rag.eval.metrics import (
     doc_ranking,
     first_rank,
     judge,
+    loss_split,
     ndcg_at,
     retrieval_metrics,
 )
@@ -151,6 +152,7 @@ class Evaluator:
         metrics = {
             "questions": len(results),
             "answers": answer_metrics(results),
+            "loss_split": loss_split(results, pipe.settings.top_k),
             "retrieval": retrieval,
             "citations": citation_metrics(results),
             "calibration": calibration(results),

@@ -144,6 +144,7 @@ def compose_answer(
             passages,
             score=best.score,
             features=best.features,
+            withheld=best.text,
         )
     chosen: list[Span] = []
     for span in spans:
@@ -195,8 +196,9 @@ def no_answer(
     passages: Sequence[Passage] = (),
     score: float = 0.0,
     features: Mapping[str, float] | None = None,
+    withheld: str | None = None,
 ) -> Answer:
-    """An honest abstention."""
+    """An honest abstention (``withheld``: the best span it held back, if any)."""
     return Answer(
         question=question,
         text="",
@@ -209,4 +211,5 @@ def no_answer(
         no_answer_reason=reason,
         passages=list(passages),
         features=dict(features or {}),
+        withheld=withheld,
     )
