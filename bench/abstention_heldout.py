@@ -96,6 +96,32 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
     return round(wins / (len(pos) * len(neg)), 4)
 
 
+def abstention_frontier(
+    scores: Sequence[float], unanswerable: Sequence[bool], recall: float, precision: float
+) -> dict[str, float | None]:
+    """What the best threshold on one score can reach, abstaining below it: the highest
+    no-answer precision at no-answer recall >= ``recall``, and the highest recall at
+    precision >= ``precision`` (None where no threshold gets there). Ties are cut as one."""
+    pairs = sorted(zip(scores, unanswerable, strict=True))
+    total = sum(unanswerable)
+    best_p: float | None = None
+    best_r: float | None = None
+    hits = 0
+    for k, (score, y) in enumerate(pairs, start=1):
+        hits += y
+        if k < len(pairs) and pairs[k][0] == score:
+            continue
+        r, p = hits / max(1, total), hits / k
+        if r >= recall:
+            best_p = p if best_p is None else max(best_p, p)
+        if p >= precision:
+            best_r = r if best_r is None else max(best_r, r)
+    return {
+        f"precision_at_recall_{recall:g}": None if best_p is None else round(100 * best_p, 1),
+        f"recall_at_precision_{precision:g}": None if best_r is None else round(100 * best_r, 1),
+    }
+
+
 def reliability_png(results: Sequence[QuestionResult], title: str, path: Path) -> None:
     import matplotlib
 
@@ -194,6 +220,21 @@ def main() -> int:
             [not r.impossible for r in held_v2],
         ),
     }
+    # Questions without a span are abstentions at every threshold.
+    everything = sets["v2.0 held-out articles"]
+    impossible = [r.impossible for r in everything]
+
+    def score_of(f: Any) -> list[float]:
+        return [f(result_values(r)) if r.answered else float("-inf") for r in everything]
+
+    frontier = {
+        name: abstention_frontier(score_of(f), impossible, 0.6, 0.8)
+        for name, f in {
+            "margin": lambda v: v["score"],
+            "default P(correct)": lambda v: default.probability(v) or 0.0,
+            "P(answerable)": lambda v: factorised.answerable_probability(v) or 0.0,
+        }.items()
+    }
     for how in ("fit", "estimated", "true"):
         rows[f"factorised (rag/data/span_reader_prior_fit.json), {how} prior"] = {
             name: summary(
@@ -222,6 +263,7 @@ def main() -> int:
                 "held_out": {k: len(v) for k, v in sets.items()},
                 "answerable_priors": priors,
                 "answerability_auc_v2_heldout": answerability_auc,
+                "best_threshold_v2_heldout": frontier,
                 "rules": rows,
             },
             indent=2,
@@ -250,6 +292,15 @@ def main() -> int:
         "Answerability AUC on the v2.0 held-out articles (answerable vs. not, every "
         "question with a best span): "
         + ", ".join(f"{k} {v}" for k, v in answerability_auc.items())
+        + ".",
+        "",
+        "The most any threshold on each score reaches on the v2.0 held-out articles "
+        "(abstaining below it; the target is no-answer recall >= 60% at precision >= 80%): "
+        + "; ".join(
+            f"{name}: precision {v['precision_at_recall_0.6']}% at recall >= 60%, "
+            f"recall {v['recall_at_precision_0.8']}% at precision >= 80%"
+            for name, v in frontier.items()
+        )
         + ".",
         "",
         "Reliability of the default, then of the factorised verifier at each set's "

@@ -29,7 +29,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def pipeline_fingerprint(settings: Settings) -> str:
     """A short hash of what decides a cached run's answers and features: the reader's
-    weights config, the reranker fit (when on) and the verifier's feature code."""
+    weights config, the reranker fit (when on), the span reader's decoding and the
+    verifier's feature code."""
     import hashlib
 
     import rag.reader
@@ -37,8 +38,9 @@ def pipeline_fingerprint(settings: Settings) -> str:
     from rag.reranking import FIT_FILE
 
     h = hashlib.sha256()
-    verifier = Path(rag.reader.__file__).parent / "verifier.py"
-    files = [Path(settings.reader_weights) / CONFIG_FILE, verifier]
+    package = Path(rag.reader.__file__).parent
+    code = [package / name for name in ("span_model.py", "span.py", "verifier.py")]
+    files = [Path(settings.reader_weights) / CONFIG_FILE, *code]
     if settings.rerank:
         files.append(FIT_FILE)
     for f in files:
