@@ -319,7 +319,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     evaluator = Evaluator(settings, ablation=args.ablation, progress=not args.quiet)
     run = evaluator.run(gold, index_name=args.index)
-    summary = {k: run.metrics[k] for k in ("answers", "retrieval", "cost") if k in run.metrics}
+    shown = ("answers", "loss_split", "retrieval", "cost")
+    summary = {k: run.metrics[k] for k in shown if k in run.metrics}
     if "answers" in summary:
         summary["answers"] = {k: v for k, v in summary["answers"].items() if k != "by_type"}
     print(json.dumps(summary, indent=2))

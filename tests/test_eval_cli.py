@@ -73,6 +73,12 @@ def test_eval_outputs_fit_and_compare(
     assert metrics["citations"]["faithful"] in (100.0, None)
     assert set(metrics["retrieval"]) == {"hybrid", "dense", "bm25"}
     assert metrics["retrieval"]["hybrid"]["recall_answer"]["5"] == 1.0
+    # Every answerable question is retrieved here: no F1 is lost to retrieval.
+    split = metrics["loss_split"]
+    assert split["n"] == 3 and split["retrieval"] == {"questions": 0.0, "f1_lost": 0.0}
+    lost = sum(split[s]["f1_lost"] for s in ("retrieval", "abstention", "reader"))
+    assert lost == pytest.approx(100 - metrics["answers"]["has_answer"]["f1"], abs=0.02)
+    assert "## Where the F1 is lost" in (out_a / "report.md").read_text()
     # The settings block names the reader that answered and the threshold it abstained at.
     pipe = Pipeline(Settings(index_root=tmp_path / "idx"))
     assert metrics["settings"]["reader"] == pipe.reader.kind
