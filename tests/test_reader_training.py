@@ -137,6 +137,7 @@ def test_a_span_starting_or_ending_inside_a_word_is_widened_to_the_word(
     end[0, pieces[1]] = 5.0
     best = decode([w], start, end, 5, top_n=3)[0]
     assert context[best.start : best.end] == word
+
     # No decoded candidate begins or ends inside a run of letters and digits.
     def inside(i: int) -> bool:
         return 0 < i < len(context) and context[i - 1].isalnum() and context[i].isalnum()
