@@ -55,6 +55,24 @@ def to_squad(gold: GoldSet) -> dict[str, Any]:
     }
 
 
+def noanswer_data(seed: int, train_articles: int) -> tuple[dict[str, Any], int, int, int]:
+    """The training data (SQuAD v2.0 JSON) and its counts: v2.0 reader-part questions,
+    of them unanswerable, SQuAD train questions."""
+    reader_part, _ = reader_and_verifier_parts(seed)
+    reader_part.questions = [q for q in reader_part.questions if q.doc_id]
+    verifier_train = fit_sets(seed, 0, 30, 0, 0.3)["squad-train-withheld"]
+    used = {str(d.metadata.get("article", "")) for d in verifier_train.documents}
+    train = load_gold(SQUAD_TRAIN)
+    train.documents = [d for d in train.documents if d.metadata.get("article") not in used]
+    keep = {d.id for d in train.documents}
+    train.questions = [q for q in train.questions if q.doc_id in keep]
+    train = sample_articles(train, train_articles, seed + 2)
+    data = to_squad(reader_part)
+    data["data"] += to_squad(train)["data"]
+    n_imp = sum(q.is_impossible for q in reader_part.questions)
+    return data, len(reader_part.questions), n_imp, len(train.questions)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=13)
@@ -62,25 +80,13 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "noanswer" / "train.json.gz")
     args = ap.parse_args()
 
-    reader_part, _ = reader_and_verifier_parts(args.seed)
-    reader_part.questions = [q for q in reader_part.questions if q.doc_id]
-    verifier_train = fit_sets(args.seed, 0, 30, 0, 0.3)["squad-train-withheld"]
-    used = {str(d.metadata.get("article", "")) for d in verifier_train.documents}
-    train = load_gold(SQUAD_TRAIN)
-    train.documents = [d for d in train.documents if d.metadata.get("article") not in used]
-    keep = {d.id for d in train.documents}
-    train.questions = [q for q in train.questions if q.doc_id in keep]
-    train = sample_articles(train, args.train_articles, args.seed + 2)
-    data = to_squad(reader_part)
-    data["data"] += to_squad(train)["data"]
+    data, n_v2, n_imp, n_train = noanswer_data(args.seed, args.train_articles)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(args.out, "wt") as fh:
         json.dump(data, fh)
-    n_v2 = len(reader_part.questions)
-    n_imp = sum(q.is_impossible for q in reader_part.questions)
     print(
         f"wrote {args.out}: v2.0 reader part {n_v2} questions ({n_imp} unanswerable), "
-        f"SQuAD train {len(train.questions)} questions from {args.train_articles} articles"
+        f"SQuAD train {n_train} questions from {args.train_articles} articles"
     )
     return 0
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.ingest import Chunker, Embedder
+from rag.ingest import Chunker, Embedder, embedding_text
 from rag.models import (
     Answer,
     Chunk,
@@ -82,6 +82,7 @@ class Pipeline:
         """Keys an index must agree on with this pipeline before it is written to."""
         return {
             **self.embedder.manifest(),
+            "embedding_input": "title+chunk" if self.settings.embed_title else "chunk",
             **self._chunker.manifest(),
             "faiss_index_type": self._store.faiss_index_type,
         }
@@ -210,7 +211,11 @@ class Pipeline:
         progress: ProgressFn | None,
         metadata_only: Sequence[Document] = (),
     ) -> tuple[int, float]:
-        texts = [c.text for _, chunks in batch for c in chunks]
+        texts = [
+            embedding_text(doc.title, c.text, self.settings.embed_title)
+            for doc, chunks in batch
+            for c in chunks
+        ]
         if texts:
             self.embedder.warm_up()
         t0 = time.perf_counter()

@@ -62,6 +62,12 @@ class IngestSettings(BaseSettings):
         "window end, so chunks hold whole sentences where one is near.",
     )
     embed_batch_size: int = Field(32, ge=1, description="Texts per encoder batch.")
+    embed_title: bool = Field(
+        False,
+        description="Embed each chunk after its document's title (the stored text and its "
+        "offsets are unchanged): a passage deep in a long document often never names its "
+        "topic. An index records which way it was built.",
+    )
 
 
 class RetrievalSettings(BaseSettings):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import faiss
@@ -82,6 +83,29 @@ def test_index_built_with_another_model_is_refused(tmp_path: Path) -> None:
         other.ingest([Document("b", "more")])
     with pytest.raises(StoreError, match="embedding_model=model-a"):
         other.ask("Does asking check it too?")
+
+
+def test_a_title_embedded_with_each_chunk_leaves_the_text_exact(tmp_path: Path) -> None:
+    text = "The final was played in February. Denver won it."
+    seen: list[str] = []
+
+    class Recording(FakeEmbedder):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            seen.extend(texts)
+            return super().embed(texts)
+
+    settings = unit_settings(index_root=tmp_path, embed_title=True)
+    pipe = Pipeline(settings, embedder=Recording())
+    pipe.ingest([Document("a", text, "Super Bowl 50")])
+    (chunk,) = pipe.chunk(Document("a", text, "Super Bowl 50"))
+    assert seen == [f"Super Bowl 50\n\n{text}"]
+    assert chunk.text == text[chunk.start : chunk.end] == text
+    assert pipe.retrieve("Which city won the Super Bowl?")[0].text == text
+    assert pipe.stats().manifest["embedding_input"] == "title+chunk"
+    # An index built one way is not extended the other way.
+    other = Pipeline(unit_settings(index_root=tmp_path), embedder=FakeEmbedder())
+    with pytest.raises(StoreError, match="embedding_input"):
+        other.ingest([Document("b", "More text.")])
 
 
 def test_changed_chunk_settings_are_refused(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rag.ingest.embedding import (
         Embedder as Embedder,
         default_model_path as default_model_path,
+        embedding_text as embedding_text,
     )
     from rag.ingest.loaders import (
         SUPPORTED_SUFFIXES as SUPPORTED_SUFFIXES,
@@ -34,6 +35,7 @@ _NAMES = {
     "cl100k": "rag.ingest.chunking",
     "Embedder": "rag.ingest.embedding",
     "default_model_path": "rag.ingest.embedding",
+    "embedding_text": "rag.ingest.embedding",
     "SUPPORTED_SUFFIXES": "rag.ingest.loaders",
     "LoadError": "rag.ingest.loaders",
     "LoadResult": "rag.ingest.loaders",

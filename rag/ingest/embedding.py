@@ -83,7 +83,8 @@ class Embedder:
         return int(self.model.max_seq_length)
 
     def manifest(self) -> dict[str, str]:
-        """What an index built with this embedder must record."""
+        """What an index built with this embedder must record (the model; how a chunk
+        becomes the text embedded is the pipeline's, see ``embedding_text``)."""
         return {"embedding_model": MODEL_NAME, "embedding_sha256": self.weights_sha256}
 
     def wordpiece_count(self, text: str) -> int:
@@ -108,3 +109,14 @@ class Embedder:
         """(dim,) unit vector for one query."""
         vector: np.ndarray = self.embed([text])[0]
         return vector
+
+
+# The title is cut to this many characters before a chunk (a chunk of 160 cl100k tokens
+# stays inside the encoder's 256 wordpieces with it).
+TITLE_CHARS = 80
+
+
+def embedding_text(title: str, text: str, with_title: bool) -> str:
+    """What is embedded for a chunk: its text, after its document's title when asked."""
+    title = " ".join(title.split())[:TITLE_CHARS]
+    return f"{title}\n\n{text}" if with_title and title else text
