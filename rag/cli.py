@@ -234,7 +234,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         args.question, filters=_parse_filters(args.filter) or None, answers=args.answers
     )
     if args.json:
-        print(json.dumps(dataclasses.asdict(answer), ensure_ascii=False, indent=2))
+        # What an abstention held back is for error analysis, never part of a reply.
+        shown_json = {k: v for k, v in dataclasses.asdict(answer).items() if k != "withheld"}
+        print(json.dumps(shown_json, ensure_ascii=False, indent=2))
         return 0
     if not answer.answered:
         print(f"No answer: {answer.no_answer_reason}")
