@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SQUAD_V2_HALF, collect_results  # noqa: E402
+from bench.common import SQUAD_V2_HALF, SQUAD_V11, collect_results  # noqa: E402
 from bench.fit_verifier import fit_results, no_abstention  # noqa: E402
 from rag.eval import (  # noqa: E402
     QuestionResult,
@@ -64,7 +64,6 @@ from rag.reader import (  # noqa: E402
     load_abstention,
 )
 
-SQUAD_V11 = ROOT / "eval" / "gold" / "squad-dev-v1.1.json.gz"
 GROUPS: dict[str, tuple[str, ...]] = {
     "reader": READER_FEATURES,
     "reader + retrieval": READER_FEATURES + RETRIEVAL_FEATURES,

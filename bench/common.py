@@ -16,6 +16,8 @@ from rag.settings import Settings
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SQUAD_DEV = SHARED / "squad" / "dev-v1.1.json.gz"
 SQUAD_V2_HALF = SHARED / "squad" / "dev-v2.0-half.json.gz"
+# The project's own copy of SQuAD v1.1 dev (CC BY-SA 4.0, see eval/README.md).
+SQUAD_V11 = Path(__file__).resolve().parents[1] / "eval" / "gold" / "squad-dev-v1.1.json.gz"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -91,6 +93,7 @@ def gold_index(gold: GoldSet, name: str, **overrides: object) -> Pipeline:
 __all__ = [
     "SQUAD_DEV",
     "SQUAD_V2_HALF",
+    "SQUAD_V11",
     "LoadResult",
     "collect_results",
     "gold_index",

@@ -27,12 +27,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import SQUAD_V11  # noqa: E402
 from rag.eval import Evaluator  # noqa: E402
 from rag.gold import GoldAnswer, GoldQuestion, GoldSet, load_gold  # noqa: E402
 from rag.models import Document, Passage  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
-SQUAD_V11 = ROOT / "eval" / "gold" / "squad-dev-v1.1.json.gz"
 KS = (1, 5, 10, 20)
 SEPARATOR = "\n\n"
 

@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SHARED, collect_results  # noqa: E402
+from bench.common import SHARED, SQUAD_V11, collect_results  # noqa: E402
 from bench.fit_verifier import no_abstention  # noqa: E402
 from rag.eval import (  # noqa: E402
     QuestionResult,
@@ -42,13 +42,13 @@ from rag.eval import (  # noqa: E402
     estimate_prior,
     loss_split,
     result_values,
+    retrieval_metrics,
 )
 from rag.gold import GoldSet, load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
 from rag.reader import PRIOR_FIT_FILE, VERIFIER_FIT_FILE, SpanReader, load_abstention  # noqa: E402
 
 NEWS = SHARED / "news-qa" / "realtimeqa-2020-2023.json.gz"
-SQUAD_V11 = ROOT / "eval" / "gold" / "squad-dev-v1.1.json.gz"
 # The quiz years: development (may be fitted on) and measurement (never fitted on).
 DEV_YEARS = ("2020", "2021")
 TEST_YEARS = ("2022", "2023")
@@ -62,23 +62,19 @@ def news_years(gold: GoldSet, years: Sequence[str]) -> GoldSet:
     return part
 
 
-def hit_at(results: Sequence[QuestionResult], k: int) -> float:
-    """Share of answerable questions with a gold answer in the top ``k`` passages."""
-    has = [r for r in results if not r.impossible]
-    return round(sum(r.answer_rank is not None and r.answer_rank <= k for r in has) / len(has), 4)
-
-
 def figures(results: Sequence[QuestionResult], top_k: int) -> dict[str, Any]:
     """One set under one rule."""
     a = answer_metrics(results)
+    ranks = [r.answer_rank for r in results if not r.impossible]
+    hit = retrieval_metrics(ranks, [], (5, 20))["recall_answer"]
     return {
         "n": a["n"],
         "em": a["em"],
         "f1": a["f1"],
         "answered": a["answered_share"],
         "ece": calibration(results)["ece"],
-        "hit@5": hit_at(results, 5),
-        "hit@20": hit_at(results, 20),
+        "hit@5": hit["5"],
+        "hit@20": hit["20"],
         "loss_split": loss_split(results, top_k),
     }
 

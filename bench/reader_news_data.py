@@ -21,8 +21,6 @@ never shipped; the weights trained on them are, as SQuAD-derived weights are).
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import random
 import sys
 from pathlib import Path
@@ -32,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.news_eval import DEV_YEARS, NEWS, news_years  # noqa: E402
-from bench.reader_noanswer_data import noanswer_data  # noqa: E402
+from bench.reader_noanswer_data import noanswer_data, write_squad  # noqa: E402
 from rag.eval import Evaluator  # noqa: E402
 from rag.gold import load_gold  # noqa: E402
 from rag.settings import Settings  # noqa: E402
@@ -111,9 +109,7 @@ def main() -> int:
     }
     base, *_ = noanswer_data(args.seed, 8)
     data["data"] += replay_sample(base, args.replay, args.seed)["data"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(args.out, "wt") as fh:
-        json.dump(data, fh)
+    write_squad(args.out, data)
     print(
         f"wrote {args.out}: news {DEV_YEARS[0]}-{DEV_YEARS[-1]} {len(questions)} questions, "
         f"{negatives} wrong-passage negatives; replay {args.replay} questions"

@@ -73,6 +73,13 @@ def noanswer_data(seed: int, train_articles: int) -> tuple[dict[str, Any], int, 
     return data, len(reader_part.questions), n_imp, len(train.questions)
 
 
+def write_squad(path: Path, data: dict[str, Any]) -> None:
+    """SQuAD JSON, gzipped, at ``path`` (its folder made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as fh:
+        json.dump(data, fh)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=13)
@@ -81,9 +88,7 @@ def main() -> int:
     args = ap.parse_args()
 
     data, n_v2, n_imp, n_train = noanswer_data(args.seed, args.train_articles)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(args.out, "wt") as fh:
-        json.dump(data, fh)
+    write_squad(args.out, data)
     print(
         f"wrote {args.out}: v2.0 reader part {n_v2} questions ({n_imp} unanswerable), "
         f"SQuAD train {n_train} questions from {args.train_articles} articles"

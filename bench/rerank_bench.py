@@ -23,13 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import percentile  # noqa: E402
+from bench.common import SQUAD_V11, percentile  # noqa: E402
 from rag.eval import Evaluator  # noqa: E402
 from rag.gold import load_gold  # noqa: E402
 from rag.reranking import Reranker, load_rerank_model  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
-SQUAD_V11 = ROOT / "eval" / "gold" / "squad-dev-v1.1.json.gz"
 KS = (1, 3, 5, 10, 20)
 
 
