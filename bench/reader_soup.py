@@ -28,8 +28,13 @@ sys.path.insert(0, str(ROOT))
 from bench.common import SQUAD_V11  # noqa: E402
 from bench.news_eval import DEV_YEARS, NEWS, TEST_YEARS, news_years  # noqa: E402
 from rag.gold import load_squad  # noqa: E402
-from rag.reader import TrainConfig, evaluate_gold_paragraph  # noqa: E402
-from rag.reader.span_model import load_reader, load_tokenizer, save_reader  # noqa: E402
+from rag.reader import (  # noqa: E402
+    TrainConfig,
+    evaluate_gold_paragraph,
+    load_reader,
+    load_tokenizer,
+    save_reader,
+)
 from rag.settings import Settings  # noqa: E402
 
 

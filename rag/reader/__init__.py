@@ -49,7 +49,12 @@ if TYPE_CHECKING:
         WEIGHTS_FILE as WEIGHTS_FILE,
         WindowConfig as WindowConfig,
     )
-    from rag.reader.span_model import quantize_encoder as quantize_encoder
+    from rag.reader.span_model import (
+        load_reader as load_reader,
+        load_tokenizer as load_tokenizer,
+        quantize_encoder as quantize_encoder,
+        save_reader as save_reader,
+    )
     from rag.reader.training import (
         ReaderTrainer as ReaderTrainer,
         TrainConfig as TrainConfig,
@@ -93,7 +98,10 @@ _NAMES = {
         "rag.reader.sentences",
     ),
     "SpanReader": "rag.reader.span",
-    "quantize_encoder": "rag.reader.span_model",
+    **dict.fromkeys(
+        ["load_reader", "load_tokenizer", "quantize_encoder", "save_reader"],
+        "rag.reader.span_model",
+    ),
     **dict.fromkeys(
         [
             "QUESTION_FEATURES",
