@@ -70,6 +70,8 @@ EVAL_OUT ?= eval/reports
 FIT_SEED ?= 13
 fit-threshold: $(INSTALLED)
 	$(BIN)/python bench/fit_reranker.py --seed $(FIT_SEED)
+	$(BIN)/python bench/span_selection.py --fit-only --fit-seed $(FIT_SEED) \
+	  --write rag/data/span_selection_fit.json
 	$(BIN)/python bench/fit_verifier.py --seed $(FIT_SEED)
 	RAG_READER=sentence $(BIN)/rag eval $(SHARED)/squad/dev-v2.0-half.json.gz --sample 1000 \
 	  --seed $(FIT_SEED) --fit-threshold --quiet

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import SQUAD_V2_HALF, SQUAD_V11, collect_results  # noqa: E402
-from bench.fit_verifier import fit_results, no_abstention  # noqa: E402
+from bench.fit_verifier import fit_results, fit_settings, no_abstention  # noqa: E402
 from rag.eval import (  # noqa: E402
     QuestionResult,
     answer_metrics,
@@ -178,7 +178,7 @@ def main() -> int:
             f"squad-v1.1-open-{tag}", v11, args.out / "runs", settings
         ),
     }
-    fit_rows = fit_results(args.seed, args.fit_cache, settings)
+    fit_rows = fit_results(args.seed, args.fit_cache, fit_settings(args.reader_weights))
     rules: dict[str, Abstention] = {
         "never abstain": Abstention(threshold=float("-inf")),
         "margin (threshold + Platt)": fit_abstention(

@@ -31,12 +31,12 @@ def percentile(values: list[float], q: float) -> float:
 
 def pipeline_fingerprint(settings: Settings) -> str:
     """A short hash of what decides a cached run's answers and features: the reader's
-    weights config, the reranker fit (when on), the span reader's decoding and the
-    verifier's feature code."""
+    weights config, the span selection's rank weight, the reranker fit (when on), the span
+    reader's decoding and the verifier's feature code."""
     import hashlib
 
     import rag.reader
-    from rag.reader import CONFIG_FILE
+    from rag.reader import CONFIG_FILE, SELECTION_FIT_FILE, load_rank_weight
     from rag.reranking import FIT_FILE
 
     h = hashlib.sha256()
@@ -47,7 +47,10 @@ def pipeline_fingerprint(settings: Settings) -> str:
         files.append(FIT_FILE)
     for f in files:
         h.update(f.read_bytes() if f.exists() else b"-")
-    h.update(f"{settings.top_k} {settings.rerank_depth} {settings.rerank}".encode())
+    weight = settings.span_rank_weight
+    if weight is None:
+        weight = load_rank_weight(SELECTION_FIT_FILE)
+    h.update(f"{settings.top_k} {settings.rerank_depth} {settings.rerank} {weight}".encode())
     return h.hexdigest()[:8]
 
 

@@ -78,6 +78,16 @@ def no_abstention(reader_weights: Path | None) -> Settings:
     return NO_ABSTENTION.model_copy(update={"reader_weights": reader_weights})
 
 
+def fit_settings(reader_weights: Path | None) -> Settings:
+    """What the verifier is fitted on: ``no_abstention`` with the span reader's candidates in
+    margin order (``span_rank_weight`` 0), so that the verifier's fit does not depend on the
+    span selection's (``bench/span_selection.py``), which reorders candidates by passage rank
+    at answer time. The verifier models P(correct) from a span's own features, whichever rule
+    picked it; measured, not assumed: ``bench/abstention_heldout.py`` and
+    ``bench/news_eval.py`` answer with the shipped selection."""
+    return no_abstention(reader_weights).model_copy(update={"span_rank_weight": 0.0})
+
+
 DATA = (
     "SQuAD v2.0 dev half (verifier-fit articles) + SQuAD v1.1 train (withheld paragraphs), "
     "open corpus"
@@ -130,7 +140,7 @@ def main() -> int:
     ap.add_argument("--reader-weights", type=Path, default=None, help="default: the shipped")
     args = ap.parse_args()
 
-    settings = no_abstention(args.reader_weights)
+    settings = fit_settings(args.reader_weights)
     results: list[QuestionResult] = []
     sets = fit_sets(
         args.seed, args.v2_questions, args.train_articles, args.train_questions, args.withheld

@@ -125,6 +125,15 @@ class ReaderSettings(BaseSettings):
         "5 passages) for 0.4-1.3 F1 on SQuAD dev (bench/reader_bench.py). Off by default: "
         "int8 margins run lower, and with the fp32-fitted margin it abstains more.",
     )
+    span_rank_weight: float | None = Field(
+        None,
+        ge=0.0,
+        description="The span reader answers with the candidate of highest margin - w * "
+        "log(rank of the retrieved passage it was read from); this is w. Unset: the weight "
+        "fitted by `make fit-threshold` on SQuAD v1.1 train questions "
+        "(rag/data/span_selection_fit.json, bench/span_selection.py; 0 when absent). 0: the "
+        "margin alone.",
+    )
     span_verifier: bool = Field(
         True,
         description="The span reader decides answer vs. no answer, and gives its "
@@ -381,6 +390,7 @@ _COMPUTED_DEFAULTS = {
     "abstain_threshold": "(unset: fitted)",
     "confidence_calibration": "(unset: fitted)",
     "span_abstain_margin": "(unset: fitted)",
+    "span_rank_weight": "(unset: fitted)",
     "span_verifier_threshold": "(unset: fitted)",
     "span_answerable_prior": "(unset: the one-model verifier)",
     "span_confidence_calibration": "(unset: fitted)",

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from rag.models import Document, Passage
-from rag.reader.span import Region, SpanReader, read_regions
+from rag.reader.span import Region, SpanReader, read_rank, read_regions
+from rag.reader.span_format import load_rank_weight, save_rank_weight
 from rag.reader.span_model import SpanModel, save_reader
 
 
@@ -32,6 +33,31 @@ def test_regions_widen_and_merge_per_document() -> None:
         Region("e", 0, 50),
     ]
     assert read_regions(ps, {"e": other}, 40) == [Region("e", 0, 50)]  # unknown documents skipped
+
+
+def test_read_rank_is_the_best_passage_the_span_was_read_from() -> None:
+    doc = Document("d", "x" * 1000)
+    other = Document("e", "y" * 1000)
+    ps = [passage(other, 0, 100), passage(doc, 500, 600), passage(doc, 100, 200)]
+    assert read_rank("d", 150, 160, ps, 40) == 3  # inside the third passage only
+    assert read_rank("d", 190, 520, ps, 40) == 2  # overlaps both: the better rank
+    assert read_rank("d", 205, 215, ps, 40) == 3  # in the third's read margin
+    assert read_rank("d", 470, 480, ps, 40) == 2  # in the second's read margin
+    assert read_rank("e", 50, 60, ps, 40) == 1
+    assert read_rank("d", 300, 310, ps, 40) == 4  # not read from these passages
+    assert read_rank("z", 0, 5, ps, 40) == 4
+
+
+def test_rank_weight_fit_file_round_trips_and_refuses_a_negative(tmp_path: Path) -> None:
+    path = tmp_path / "selection.json"
+    assert load_rank_weight(path) == 0.0  # absent: the margin alone
+    save_rank_weight(path, 1.5, fitted_on="test")
+    assert load_rank_weight(path) == 1.5
+    save_rank_weight(path, -1.0)
+    with pytest.raises(ValueError, match="rank_weight"):
+        load_rank_weight(path)
+    with pytest.raises(ValueError, match="rank_weight"):
+        SpanReader(tmp_path, rank_weight=-0.5)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +92,34 @@ def test_spans_are_in_document_coordinates_and_cited_by_whole_sentences(
             assert s.context_start <= s.start < s.end <= s.context_end
             assert i - 60 - 30 <= s.start and s.end <= i + 80 + 30
     assert untrained_reader.read("Who?", [], {doc.id: doc}) == []
+
+
+@pytest.mark.model
+def test_rank_weight_ranks_spans_of_better_ranked_passages_first(
+    untrained_reader: SpanReader,
+) -> None:
+    docs = {
+        d.id: d
+        for d in (
+            Document("a", "The ferry was built by Anna Brask in 1902 at Quillmouth."),
+            Document("b", "The bridge was built by Olle Vinge in 1911 at Stenby."),
+        )
+    }
+    ps = [passage(docs["b"], 0, len(docs["b"].text)), passage(docs["a"], 0, 20)]
+    q = "Who built the ferry?"
+    plain = untrained_reader.read(q, ps, docs)
+    ranked = SpanReader(
+        untrained_reader.folder, margin_chars=30, max_answer_tokens=8, rank_weight=1e6
+    ).read(q, ps, docs)
+    assert sorted((s.doc_id, s.start, s.end) for s in plain) == sorted(
+        (s.doc_id, s.start, s.end) for s in ranked
+    )  # the same candidates, ordered differently
+    ranks = [read_rank(s.doc_id, s.start, s.end, ps, 30) for s in ranked]
+    assert ranks == sorted(ranks)
+    assert {1, 2} <= set(ranks)
+    for rank in (1, 2):  # within one rank, by margin
+        scores = [s.score for s, r in zip(ranked, ranks, strict=True) if r == rank]
+        assert scores == sorted(scores, reverse=True)
 
 
 @pytest.mark.model
@@ -138,3 +192,18 @@ def test_pipeline_uses_the_span_reader_when_asked_and_falls_back_without_weights
     for c in answer.citations:
         assert text[c.start : c.end] == c.quote
     assert 0.0 <= answer.confidence <= 1.0
+
+
+@pytest.mark.model
+def test_rank_weight_is_the_fitted_one_unless_set(untrained_reader: SpanReader) -> None:
+    from rag.reader import SELECTION_FIT_FILE, build_reader
+    from rag.settings import Settings
+    from tests.conftest import FakeEmbedder
+
+    fitted = Settings(reader="span", reader_weights=untrained_reader.folder)
+    reader = build_reader(fitted, FakeEmbedder())
+    assert isinstance(reader, SpanReader)
+    assert reader.rank_weight == load_rank_weight(SELECTION_FIT_FILE)
+    for weight in (0.0, 2.5):
+        chosen = fitted.model_copy(update={"span_rank_weight": weight})
+        assert build_reader(chosen, FakeEmbedder()).rank_weight == weight  # type: ignore[attr-defined]

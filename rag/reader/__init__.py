@@ -40,14 +40,18 @@ if TYPE_CHECKING:
     )
     from rag.reader.span import (
         SpanReader as SpanReader,
+        read_rank as read_rank,
     )
     from rag.reader.span_format import (
         CONFIG_FILE as CONFIG_FILE,
         MARGIN_FIT_FILE as MARGIN_FIT_FILE,
         PRIOR_FIT_FILE as PRIOR_FIT_FILE,
+        SELECTION_FIT_FILE as SELECTION_FIT_FILE,
         VERIFIER_FIT_FILE as VERIFIER_FIT_FILE,
         WEIGHTS_FILE as WEIGHTS_FILE,
         WindowConfig as WindowConfig,
+        load_rank_weight as load_rank_weight,
+        save_rank_weight as save_rank_weight,
     )
     from rag.reader.span_model import (
         load_reader as load_reader,
@@ -97,7 +101,7 @@ _NAMES = {
         ],
         "rag.reader.sentences",
     ),
-    "SpanReader": "rag.reader.span",
+    **dict.fromkeys(["SpanReader", "read_rank"], "rag.reader.span"),
     **dict.fromkeys(
         ["load_reader", "load_tokenizer", "quantize_encoder", "save_reader"],
         "rag.reader.span_model",
@@ -117,9 +121,12 @@ _NAMES = {
             "CONFIG_FILE",
             "MARGIN_FIT_FILE",
             "PRIOR_FIT_FILE",
+            "SELECTION_FIT_FILE",
             "VERIFIER_FIT_FILE",
             "WEIGHTS_FILE",
             "WindowConfig",
+            "load_rank_weight",
+            "save_rank_weight",
         ],
         "rag.reader.span_format",
     ),

@@ -72,6 +72,21 @@ def read_regions(
     return out
 
 
+def read_rank(doc_id: str, start: int, end: int, passages: Sequence[Passage], margin: int) -> int:
+    """The rank (1-based) of the retrieved passage that put ``[start, end)`` of ``doc_id``
+    in front of the reader: the best-ranked passage the span overlaps, else the best one
+    whose read margin it lies in; ``len(passages) + 1`` when none (not read from these)."""
+    near = len(passages) + 1
+    for i, p in enumerate(passages, 1):
+        if p.doc_id != doc_id:
+            continue
+        if p.start < end and start < p.end:
+            return i
+        if p.start - margin < end and start < p.end + margin:
+            near = min(near, i)
+    return near
+
+
 class SpanReader(Reader):
     """The trained span reader behind the ``Reader`` interface.
 
@@ -79,6 +94,11 @@ class SpanReader(Reader):
     merged), all questions and windows of a batch in one encoder pass per ``batch_size``
     windows. A span's score is its start + end logit minus the no-answer (``[CLS]``) score
     of its window: positive when the model prefers the span to "no answer here".
+
+    Candidates are ranked by ``score - rank_weight * log(read rank)``: the no-answer score
+    differs from window to window, so margins of different passages compare badly (on news
+    quizzes every window leans to "no answer"), and the retrieval rank of the passage a
+    span was read from is the evidence the reader lacks (``bench/span_selection.py``).
     """
 
     kind = "span"
@@ -92,8 +112,12 @@ class SpanReader(Reader):
         quantize: bool = False,
         abstention: Abstention = UNFITTED,
         fit_file: Path = VERIFIER_FIT_FILE,
+        rank_weight: float = 0.0,
     ) -> None:
+        if not rank_weight >= 0.0:
+            raise ValueError(f"rank_weight must be >= 0, got {rank_weight}")
         self.folder = folder
+        self.rank_weight = rank_weight
         self.abstention = abstention
         self.fit_file = fit_file
         self.margin_chars = margin_chars
@@ -150,7 +174,7 @@ class SpanReader(Reader):
         out: list[list[Span]] = []
         for qi, found in enumerate(best):
             spans, nulls = [], []
-            for (doc_id, a, b), (score, null) in sorted(found.items(), key=lambda kv: -kv[1][0]):
+            for (doc_id, a, b), (score, null) in self._ranked(found, passages[qi]):
                 doc = documents[doc_id]
                 ca, cb = sentence_bounds(doc.text, a, b)
                 spans.append(Span(doc_id, a, b, doc.text[a:b], score, ca, cb))
@@ -158,6 +182,21 @@ class SpanReader(Reader):
             features = span_features(questions[qi], spans, nulls, passages[qi], documents)
             out.append([replace(s, features=f) for s, f in zip(spans, features, strict=True)])
         return out
+
+    def _ranked(
+        self, found: Mapping[tuple[str, int, int], tuple[float, float]], passages: Sequence[Passage]
+    ) -> list[tuple[tuple[str, int, int], tuple[float, float]]]:
+        """One question's candidates (span -> (margin, no-answer score)), best first by
+        ``margin - rank_weight * log(read rank)``."""
+        w, margin = self.rank_weight, self.margin_chars
+
+        def selection(item: tuple[tuple[str, int, int], tuple[float, float]]) -> float:
+            (doc_id, a, b), (score, _) = item
+            if w == 0.0:
+                return score
+            return score - w * math.log(read_rank(doc_id, a, b, passages, margin))
+
+        return sorted(found.items(), key=selection, reverse=True)
 
     def confidence(self, span: Span) -> float:
         """Platt scaling of the margin when fitted, else sigmoid(margin)."""

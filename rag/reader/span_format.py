@@ -21,6 +21,9 @@ _DATA = Path(__file__).resolve().parents[1] / "data"
 VERIFIER_FIT_FILE = _DATA / "span_reader_fit.json"
 PRIOR_FIT_FILE = _DATA / "span_reader_prior_fit.json"
 MARGIN_FIT_FILE = _DATA / "span_margin_fit.json"
+# Which span the reader answers with: the weight of the read passage's rank beside the
+# span's margin, fitted by `make fit-threshold` (bench/span_selection.py).
+SELECTION_FIT_FILE = _DATA / "span_selection_fit.json"
 # The window shape a reader is trained with and read with (recorded in its reader.json).
 MAX_LENGTH = 256
 STRIDE = 128
@@ -44,3 +47,25 @@ class WindowConfig:
             int(config.get("stride", STRIDE)),
             int(config.get("max_question_tokens", MAX_QUESTION_TOKENS)),
         )
+
+
+def load_rank_weight(path: Path) -> float:
+    """The fitted weight of the read passage's rank in span selection; 0 (the margin
+    alone) when the file is absent."""
+    import json
+
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return 0.0
+    weight = float(data["rank_weight"])
+    if not weight >= 0.0:
+        raise ValueError(f"{path}: rank_weight must be >= 0, got {weight}")
+    return weight
+
+
+def save_rank_weight(path: Path, weight: float, **report: Any) -> None:
+    """Write the fitted rank weight with what it was fitted on (provenance, figures)."""
+    import json
+
+    path.write_text(json.dumps({"rank_weight": weight, **report}, indent=2) + "\n")
