@@ -61,7 +61,7 @@ class Pipeline:
         s = self.settings
         self.embedder = embedder or Embedder(batch_size=s.embed_batch_size)
         self._chunker = Chunker(s.chunk_tokens, s.chunk_overlap, s.sentence_snap_tokens)
-        self._store = store or Store(s.index_dir, s.faiss_index_type)
+        self._store = store or Store.from_settings(s)
         self._retriever = Retriever(self.embedder, s.retrieve_depth, s.rrf_k, s.retrievers)
         model = load_rerank_model() if s.rerank else None
         self._reranker = Reranker(model) if model is not None else None
@@ -265,7 +265,7 @@ class Pipeline:
             for lock in (fresh._store.lock_path, fresh._store.serve_lock_path):
                 lock.unlink(missing_ok=True)
         # The swapped-in folder is new: open it afresh (the old connection saw the old one).
-        self._store = Store(final, self.settings.faiss_index_type)
+        self._store = Store.from_settings(self.settings, final)
         return report
 
     def delete(self, doc_id: str) -> bool:

@@ -37,6 +37,20 @@ class IndexSettings(BaseSettings):
         "IDMap2,Flat",
         description="faiss.index_factory string (inner product over L2-normalised vectors).",
     )
+    segment_merge_factor: int = Field(
+        10,
+        ge=2,
+        description="Vector segments merge this many at a time: each write adds a segment, "
+        "and this many adjacent segments of one size tier become one (Lucene's merge factor; "
+        "higher: cheaper writes, more segments searched per question).",
+    )
+    segment_max_dead: float = Field(
+        0.3,
+        gt=0.0,
+        le=1.0,
+        description="A vector segment whose share of deleted chunks' vectors passes this is "
+        "rewritten without them (a search asks each segment for that many more hits).",
+    )
 
     @property
     def index_dir(self) -> Path:

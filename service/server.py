@@ -13,7 +13,7 @@ from service.app import create_app
 def serve(settings: Settings) -> int:
     """Serve until stopped. A damaged index is told in one line (StoreError) before
     anything starts; the app itself would serve 503s with the reason."""
-    store = Store(settings.index_dir, settings.faiss_index_type)
+    store = Store.from_settings(settings)
     if store.exists() or any(store.path.glob("vectors.*.faiss")):
         store.create()
         store.check()

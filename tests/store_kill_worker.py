@@ -1,6 +1,9 @@
 """Ingests new versions of the same documents forever; killed by test_store to test atomicity.
 
-Prints ``committed N`` after each ingest of generation N returns.
+Prints ``committed N`` after each ingest of generation N returns. With ``merge`` as the
+second argument, step N adds one document ``doc-N`` and, every third step, deletes
+``doc-(N-2)``, under merge factor 2: most steps set off segment merges, which the kill
+lands in.
 """
 
 from __future__ import annotations
@@ -26,13 +29,30 @@ def documents(generation: int) -> list[Document]:
     ]
 
 
+def merge_step_docs(step: int) -> Document:
+    return Document(f"doc-{step}", f"Step {step} adds this document. " * 20)
+
+
+def deleted_at(step: int) -> str | None:
+    """The document step ``step`` deletes in merge mode."""
+    return f"doc-{step - 2}" if step % 3 == 0 else None
+
+
 def main() -> None:
     root = Path(sys.argv[1])
-    pipe = Pipeline(unit_settings(index_root=root), embedder=FakeEmbedder())
+    merge = sys.argv[2:] == ["merge"]
+    settings = unit_settings(index_root=root, segment_merge_factor=2 if merge else 10)
+    pipe = Pipeline(settings, embedder=FakeEmbedder())
     generation = int(pipe.manifest().get("test_generation", "0")) if pipe.exists() else 0
     while True:
         generation += 1
-        pipe.ingest(documents(generation))
+        if merge:
+            pipe.ingest([merge_step_docs(generation)])
+            gone = deleted_at(generation)
+            if gone is not None:
+                pipe.delete(gone)
+        else:
+            pipe.ingest(documents(generation))
         pipe.stamp({"test_generation": str(generation)})
         print(f"committed {generation}", flush=True)
 

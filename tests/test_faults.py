@@ -193,8 +193,8 @@ def test_a_full_disk_during_a_commit_changes_nothing(
     pipe = Pipeline(settings(tmp_path), embedder=FakeEmbedder())
     with pytest.raises(StoreWriteFailed, match=r"No space left on device.*nothing was changed"):
         pipe.ingest([Document("berlin.txt", "Berlin is the capital of Germany.")])
-    with pytest.raises(StoreWriteFailed):
-        pipe.delete("paris.txt")
+    with pytest.raises(StoreWriteFailed):  # a new version of a document: new vectors
+        pipe.ingest([Document("paris.txt", "Paris is the capital of France. And more.")])
     pipe.close()
     with client(tmp_path) as c:
         r = c.post(
@@ -206,6 +206,29 @@ def test_a_full_disk_during_a_commit_changes_nothing(
     assert_consistent_and_holds(tmp_path, set(TEXTS))
     answer = Pipeline(settings(tmp_path), embedder=FakeEmbedder()).ask("capital of France?")
     assert answer.doc_id == "paris.txt"
+
+
+def test_a_delete_on_a_full_disk_commits_and_its_merge_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A delete writes no vector file (its vectors become tombstones), so a full disk does
+    not stop it; the merge it sets off (rewriting a half-dead segment) fails, is logged,
+    and leaves the committed delete and the old segment as they were."""
+    built(tmp_path)  # one segment: paris and rome
+
+    def full(index: Any, path: str) -> None:
+        raise RuntimeError(f"write error in {path} (No space left on device)")
+
+    monkeypatch.setattr(faiss, "write_index", full)
+    pipe = Pipeline(settings(tmp_path), embedder=FakeEmbedder())
+    assert pipe.delete("paris.txt")
+    pipe.close()
+    assert "segment merge" in caplog.text and "No space left" in caplog.text
+    monkeypatch.undo()
+    assert not list(index_dir(tmp_path).glob("*.tmp"))
+    assert_consistent_and_holds(tmp_path, {"rome.txt"})
+    answer = Pipeline(settings(tmp_path), embedder=FakeEmbedder()).ask("capital of Italy?")
+    assert answer.doc_id == "rome.txt"
 
 
 # ---- two writers on one index ----------------------------------------------------------------

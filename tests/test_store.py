@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import faiss
@@ -19,17 +20,24 @@ import pytest
 
 from rag.models import Document
 from rag.pipeline import Pipeline
-from rag.store import Store, StoreError
+from rag.store import Segment, Store, StoreError, read_segments, segment_vectors
 from tests.conftest import ROOT, FakeEmbedder, unit_settings
+from tests.store_kill_worker import deleted_at
+
+
+def segment_ids(loaded: Sequence[tuple[Segment, faiss.Index]]) -> list[int]:
+    """Every chunk id the loaded segments hold (tombstones included)."""
+    return [i for _, index in loaded for i in segment_vectors(index)[0].tolist()]
 
 
 def assert_consistent(store: Store) -> dict[str, str]:
-    """Rows, FTS and FAISS agree; returns the manifest. (An audit of the store's own
-    tables: it reads the snapshot's connection, which nothing outside the store does.)"""
+    """Rows, FTS and the vector segments agree; returns the manifest. (An audit of the
+    store's own tables: it reads the snapshot's connection, which nothing outside the store
+    does.)"""
     with store.read() as snap:
         conn = snap._conn
         manifest = snap.manifest()
-        index = snap.vectors()
+        loaded = snap.segments()
         chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
         fts = conn.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0]
         per_doc = dict(conn.execute("SELECT doc_id, COUNT(*) FROM chunks GROUP BY doc_id"))
@@ -38,14 +46,23 @@ def assert_consistent(store: Store) -> dict[str, str]:
             "SELECT c.start, c.end, c.text, d.text FROM chunks c "
             "JOIN documents d ON d.id = c.doc_id"
         ).fetchall()
-    faiss_ids = set() if index is None else set(faiss.vector_to_array(index.id_map).tolist())
-    assert faiss_ids == chunk_ids
+    vector_ids = segment_ids(loaded)
+    assert len(vector_ids) == len(set(vector_ids))  # one vector per chunk id
+    # Every chunk has its vector; every other vector is counted dead in its segment.
+    assert chunk_ids <= set(vector_ids)
+    for segment, index in loaded:
+        ids = set(segment_vectors(index)[0].tolist())
+        assert index.ntotal == segment.count
+        assert len(ids - chunk_ids) == segment.dead
+        assert min(ids) >= segment.lo
+    los = [s.lo for s, _ in loaded]
+    assert los == sorted(los)
     assert fts == len(chunk_ids)
     assert {k: v for k, v in declared.items() if v} == per_doc
     for start, end, text, doc_text in rows:
         assert doc_text[start:end] == text
     files = sorted(p.name for p in store.path.glob("vectors.*"))
-    assert manifest.get("faiss_file") in files or index is None
+    assert {s.file for s, _ in loaded} <= set(files)
     return manifest
 
 
@@ -70,9 +87,16 @@ def test_incremental_ingest_update_and_delete(fake_pipeline: Pipeline, fake_stor
     assert fake_pipeline.delete("a") is True
     assert fake_pipeline.delete("a") is False
     assert [d.id for d in store.documents()] == ["b"]
-    assert_consistent(store)
-    # Older generations are removed; the one just replaced stays for readers one behind.
-    assert len(list(store.path.glob("vectors.*"))) == 2
+    manifest = assert_consistent(store)
+    # The first segment ("a", "b") was half dead after "a" changed: rewritten with "b"
+    # only; the second ("a" changed) was dropped when "a" was deleted.
+    segments = read_segments(manifest)
+    assert [(s.count, s.dead) for s in segments] == [(1, 0)]
+    # On disk: those, and the replaced manifest's (the dropped one) for readers one behind.
+    assert sorted(p.name for p in store.path.glob("vectors.*")) == [
+        "vectors.2.faiss",
+        "vectors.3.faiss",
+    ]
 
 
 def test_index_built_with_another_model_is_refused(tmp_path: Path) -> None:
@@ -139,29 +163,33 @@ def test_failed_write_rolls_back_and_leaves_no_file(
     assert [d.id for d in store.documents()] == ["a"]
 
 
+def _kill_worker(folder: Path, rng: random.Random, seconds: float, *args: str) -> int:
+    """Run ``tests.store_kill_worker`` on ``folder`` until its first commit, SIGKILL it a
+    random moment (up to ``seconds``) later; the last step it reported committed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.store_kill_worker", str(folder), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("committed"), line
+    reported = int(line.split()[1])
+    time.sleep(rng.uniform(0.0, seconds))
+    proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate()
+    for line in out.splitlines():
+        reported = int(line.split()[1])
+    return reported
+
+
 def test_sigkill_mid_ingest_leaves_a_consistent_index(tmp_path: Path) -> None:
     """Kill a writer at random moments; every reopen is consistent and loses nothing done."""
     rng = random.Random(7)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    reported = 0
     for _ in range(6):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.store_kill_worker", str(tmp_path)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        # Wait for at least one commit of this run, then kill at a random moment after it.
-        line = proc.stdout.readline()
-        assert line.startswith("committed"), line
-        reported = int(line.split()[1])
-        time.sleep(rng.uniform(0.0, 0.6))
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate()
-        for line in out.splitlines():
-            reported = int(line.split()[1])
+        reported = _kill_worker(tmp_path, rng, 0.6)
         store = Store(tmp_path / "default")
         manifest = assert_consistent(store)
         assert int(manifest["test_generation"]) >= reported
@@ -175,6 +203,26 @@ def test_sigkill_mid_ingest_leaves_a_consistent_index(tmp_path: Path) -> None:
             int(manifest["test_generation"]),
             int(manifest["test_generation"]) + 1,
         }
+        store.close()
+
+
+def test_sigkill_during_segment_merges_leaves_a_consistent_index(tmp_path: Path) -> None:
+    """Kill a writer whose every step adds a document (and every third deletes one) under
+    merge factor 2, so that kills land in merges: every reopen is consistent, and every
+    document a reported step wrote is there."""
+    rng = random.Random(11)
+    for _ in range(5):
+        reported = _kill_worker(tmp_path, rng, 0.8, "merge")
+        store = Store(tmp_path / "default")
+        manifest = assert_consistent(store)
+        step = int(manifest["test_generation"])
+        assert step >= reported
+        have = {d.id for d in store.documents(limit=10_000)}
+        deleted = {deleted_at(s) for s in range(1, step + 1)}
+        want = {f"doc-{s}" for s in range(1, step + 1)} - deleted
+        # The next step may have landed in part before the kill: its ingest, its delete.
+        assert want - {deleted_at(step + 1)} <= have
+        assert have - want <= {f"doc-{step + 1}"}
         store.close()
 
 
@@ -205,78 +253,83 @@ def _ingest_in_thread(pipe: Pipeline, doc: Document) -> None:
     writer.join()
 
 
-def test_a_read_keeps_its_generation_through_later_writes(
+def test_a_read_keeps_its_segments_through_later_writes_and_merges(
     fake_pipeline: Pipeline, fake_store: Store
 ) -> None:
-    """The race CI once hit: a reader's snapshot names generation N, writers commit N+1 and
-    N+2 (whose cleanup deletes N's file), and only then does the reader ask for vectors."""
+    """The race CI once hit: a reader's snapshot names segments, writers commit and merge
+    them away (deleting their files), and only then does the reader ask for vectors."""
     fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
     store = fake_store
+    store.merge_factor = 2
     with store.read() as snap:
         ids = {r[0] for r in snap._conn.execute("SELECT id FROM chunks")}
         for i in range(3):
             _ingest_in_thread(fake_pipeline, Document(f"b{i}", f"Beta number {i}."))
-        index = snap.vectors()
-        assert index is not None
-        assert set(faiss.vector_to_array(index.id_map).tolist()) == ids
+        assert set(segment_ids(snap.segments())) == ids
+        assert len(snap.dense(np.ones((1, 64), np.float32), 10)[0]) == len(ids)
     manifest = assert_consistent(store)
-    files = sorted(p.name for p in store.path.glob("vectors.*"))
-    generation = int(manifest["generation"])
-    assert files == [f"vectors.{generation - 1}.faiss", f"vectors.{generation}.faiss"]
-    # Once no reader holds it, the old generation leaves memory: only the newest stays.
-    assert list(store._indexes) == [manifest["faiss_file"]]
+    segments = read_segments(manifest)
+    assert len(segments) == 1  # merged: 1 + 1 -> 2, 2 + 1 + 1 -> ... one segment of 4
+    assert segments[0].count == 4
+    # Once no reader holds them, merged segments leave memory: the newest manifest's stay.
+    assert set(store._indexes) == {s.file for s in segments}
 
 
 def _writes_after_snapshot(
-    reader: Store, pipe: Pipeline, docs: list[Document], monkeypatch: pytest.MonkeyPatch
+    reader: Store, writes: list[Callable[[], object]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Make ``reader``'s next snapshot see ``docs`` ingested by another process (``pipe``'s
-    Store, whose lock and pins are its own) right after its first SELECT, before it loads
-    the generation that snapshot names: the only window a pin cannot cover."""
+    """Make ``reader``'s next snapshot see ``writes`` (each run in a thread, through another
+    process's Store, whose lock and pins are its own) right after its first SELECT, before
+    it loads the segments that snapshot names: the only window a pin cannot cover."""
     original = reader._manifest
 
     def manifest(conn: sqlite3.Connection) -> dict[str, str]:
         result = original(conn)
         monkeypatch.setattr(reader, "_manifest", original)
-        for doc in docs:
-            _ingest_in_thread(pipe, doc)
+        for write in writes:
+            thread = threading.Thread(target=write)
+            thread.start()
+            thread.join()
         return result
 
     monkeypatch.setattr(reader, "_manifest", manifest)
 
 
-def test_a_reader_in_another_process_keeps_its_generation_or_is_told_to_ask_again(
-    fake_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+def test_a_reader_in_another_process_keeps_its_segments_or_is_told_to_ask_again(
+    fake_pipeline: Pipeline, fake_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another Store on the same folder stands for another process. A read loads its
-    generation as it pins it, so later writes there cannot take it away; a write landing
-    between its snapshot and that load finds the replaced generation still on disk; two
-    writes there make it ask again, never hand out a torn index."""
+    segments as it pins them, so later merges there cannot take them away; a merge landing
+    between its snapshot and that load finds the replaced segments still on disk; two
+    merges there make it ask again, never hand out a torn index."""
+    fake_store.merge_factor = 2
     fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
     other = Store(fake_pipeline.index_path)
     with other.read() as snap:
         for doc in [Document("b", "Beta."), Document("c", "Gamma.")]:
-            _ingest_in_thread(fake_pipeline, doc)  # deletes the file this read pinned
-        index = snap.vectors()
-        assert index is not None and index.ntotal == 1
-    _writes_after_snapshot(other, fake_pipeline, [Document("d", "Delta.")], monkeypatch)
+            _ingest_in_thread(fake_pipeline, doc)  # merges away the segment this read pinned
+        assert len(segment_ids(snap.segments())) == 1
+    ingest_d = functools.partial(fake_pipeline.ingest, [Document("d", "Delta.")])
+    _writes_after_snapshot(other, [ingest_d], monkeypatch)
     with other.read() as snap:
-        index = snap.vectors()
-        assert index is not None and index.ntotal == 3  # one behind: "a", "b", "c"
-    two = [Document("e", "Epsilon."), Document("f", "Zeta.")]
-    _writes_after_snapshot(other, fake_pipeline, two, monkeypatch)
+        assert len(segment_ids(snap.segments())) == 3  # one behind: "a", "b", "c"
+    # Two writes that each rewrite the segment the snapshot names (a quarter of it dead).
+    fake_store.max_dead = 0.1
+    deletes = [functools.partial(fake_pipeline.delete, d) for d in ("a", "b")]
+    _writes_after_snapshot(other, deletes, monkeypatch)
     with other.read() as snap:
-        assert snap.counts()[0] == 4
+        assert snap.counts()[0] == 4  # the snapshot before the deletes
         with pytest.raises(StoreError, match="ask again"):
-            snap.vectors()
+            snap.segments()
     with other.read() as snap:
-        index = snap.vectors()
-        assert index is not None and index.ntotal == 6
-    assert list(other._indexes) == [other.manifest()["faiss_file"]]
+        assert sorted(segment_ids(snap.segments())) == sorted(
+            r[0] for r in snap._conn.execute("SELECT id FROM chunks")
+        )
+    assert set(other._indexes) == {s.file for s in read_segments(other.manifest())}
     other.close()
 
 
-def test_a_write_removes_older_generations_and_temp_files(
+def test_a_write_removes_merged_segments_and_temp_files(
     fake_pipeline: Pipeline, fake_store: Store
 ) -> None:
     store = fake_store
@@ -285,16 +338,20 @@ def test_a_write_removes_older_generations_and_temp_files(
     (store.path / "vectors.0.faiss").write_bytes(b"stale")
     (store.path / "vectors.99.tmp").write_bytes(b"killed writer")
     fake_pipeline.ingest([Document("e", "One more.")])
-    generation = int(store.manifest()["generation"])
+    segments = read_segments(store.manifest())
     files = sorted(p.name for p in store.path.glob("vectors.*"))
-    assert files == [f"vectors.{generation - 1}.faiss", f"vectors.{generation}.faiss"]
+    assert files == sorted(s.file for s in segments)
     assert_consistent(store)
 
 
-def test_questions_during_ingests_never_see_a_torn_index(tmp_path: Path) -> None:
-    """Readers in threads while a writer replaces documents: every answer cites text that is
-    exactly in the document version it read, and no reader fails."""
-    settings = unit_settings(index_root=tmp_path / "idx", abstain_threshold=0.0)
+@pytest.mark.parametrize("merge_factor", [10, 2])
+def test_questions_during_ingests_never_see_a_torn_index(tmp_path: Path, merge_factor: int) -> None:
+    """Readers in threads while a writer replaces documents (and, with merge factor 2, merges
+    segments at nearly every write): every answer cites text that is exactly in the
+    document version it read, and no reader fails."""
+    settings = unit_settings(
+        index_root=tmp_path / "idx", abstain_threshold=0.0, segment_merge_factor=merge_factor
+    )
     pipe = Pipeline(settings, embedder=FakeEmbedder())
     pipe.ingest([Document(f"d{i}", f"Version 0 of doc {i}: the colour is red.") for i in range(20)])
     stop = threading.Event()
@@ -351,3 +408,32 @@ def test_incremental_ingest_compares_across_lookup_batches(fake_pipeline: Pipeli
     report = fake_pipeline.ingest(again)
     assert report.updated == [changed.id] and report.added == ["zz"]
     assert len(report.unchanged) == n - 1 and report.chunks_embedded == 1
+
+
+def test_an_index_from_before_segments_reads_and_converts_on_its_next_write(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
+    """Indexes written before segments name one vector file (``faiss_file``) whose deletes
+    were applied to it: it is read as one segment, and the next write lists it as one."""
+    fake_pipeline.ingest([Document("a", "Alpha is the first letter."), Document("b", "Beta.")])
+    (segment,) = read_segments(fake_store.manifest())
+    conn = sqlite3.connect(fake_store.db_path)
+    with conn:
+        conn.execute("DELETE FROM manifest WHERE key = 'segments'")
+        conn.executemany(
+            "INSERT INTO manifest VALUES (?, ?)",
+            [("faiss_file", segment.file), ("faiss_sha256", segment.sha256)],
+        )
+    conn.close()
+    old = Store(fake_pipeline.index_path)
+    assert old.check().vectors == 2
+    assert fake_pipeline.retrieve("Which letter is first?")[0].doc_id == "a"
+    fake_pipeline.ingest([Document("c", "Gamma is the third letter.")])
+    manifest = assert_consistent(old)
+    assert "faiss_file" not in manifest
+    first = read_segments(manifest)[0]
+    assert (first.file, first.count, first.dead, first.lo) == (segment.file, 2, 0, 0)
+    fake_pipeline.delete("b")  # half of it dead: rewritten
+    first = read_segments(assert_consistent(old))[0]
+    assert first.file != segment.file and (first.count, first.dead, first.lo) == (1, 0, 0)
+    old.close()

@@ -1,5 +1,6 @@
-"""The index on disk: FAISS vectors beside an SQLite database (rows, FTS5 keyword table),
-written atomically and read through ``Snapshot``s. The segmented store grows here."""
+"""The index on disk: immutable FAISS vector segments beside an SQLite database (rows, FTS5
+keyword table), written atomically, merged in the background of writes, and read through
+``Snapshot``s."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ if TYPE_CHECKING:
         StoreError as StoreError,
         StoreWriteFailed as StoreWriteFailed,
     )
+    from rag.store.segments import (
+        Segment as Segment,
+        plan_merge as plan_merge,
+        read_segments as read_segments,
+        segment_vectors as segment_vectors,
+        tombstone as tombstone,
+    )
     from rag.store.snapshot import (
         Snapshot as Snapshot,
     )
@@ -30,6 +38,10 @@ _NAMES = {
     "StoreError": "rag.store.errors",
     "StoreWriteFailed": "rag.store.errors",
     "Snapshot": "rag.store.snapshot",
+    **dict.fromkeys(
+        ["Segment", "plan_merge", "read_segments", "segment_vectors", "tombstone"],
+        "rag.store.segments",
+    ),
 }
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_face(__name__, _NAMES)

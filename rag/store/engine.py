@@ -1,23 +1,25 @@
-"""The persisted index: FAISS vectors beside an SQLite database, under ``index/<name>/``.
+"""The persisted index: FAISS vector segments beside an SQLite database, under
+``index/<name>/``.
 
-FAISS holds one vector per chunk, keyed by the chunk's row id; the database (``schema``)
-holds the manifest, documents, chunks and the keyword table. Reads go through a
-``Snapshot``.
+The vectors live in immutable segment files (``segments``), one per commit until merged,
+each keyed by chunk row id; the database (``schema``) holds the manifest (which names the
+live segments), documents, chunks and the keyword table. Reads go through a ``Snapshot``.
 
-Atomic writes: a change opens an SQLite write transaction, inserts the new rows, writes the
-new FAISS file under a fresh generation name (temp file, fsync, rename), points the manifest
-at it and commits. A process killed anywhere before the commit leaves the previous manifest,
-rows and FAISS file untouched (the orphan file is removed by the next writer); after the
-commit the new state is complete. Readers take the FAISS generation named by the manifest
-inside their own read transaction, so they never pair new rows with old vectors.
+Atomic writes: a change opens an SQLite write transaction, deletes and inserts rows, counts
+the deleted rows' vectors as tombstones of their segments, writes the new vectors as a new
+segment file (temp file, fsync, rename), points the manifest at the new segment list and
+commits. A process killed anywhere before the commit leaves the previous manifest, rows and
+segments untouched (an orphan file is removed by the next writer); after the commit the new
+state is complete. A write never rewrites an old segment, so its cost follows the batch.
+Merges (``merge``, run after a write when the policy asks) are atomic steps of their own.
 
-Generations and readers: a read transaction pins and loads the generation its snapshot
-names (held in memory until the last reader of it leaves; only the newest and pinned ones
-stay loaded), and the writer commits and installs a new generation under the same lock, so
-a reader in this process never finds its generation gone. On disk the writer keeps the
-generation it replaced beside the new one, for a reader whose snapshot is one commit behind
-when it loads (writes from another process, e.g. `rag ingest` beside a server); two commits
-behind, it gets a StoreError ("ask again") instead of a torn read.
+Segments and readers: a read transaction pins and loads the segments its snapshot names
+(held in memory until the last reader of them leaves; only the newest manifest's and pinned
+ones stay loaded), and the writer commits under the same lock, so a reader in this process
+never finds a segment gone. On disk the writer keeps the segments of the manifest it
+replaced beside the new one's, for a reader whose snapshot is one commit behind when it
+loads (writes from another process, e.g. `rag ingest` beside a server); a merge two commits
+ahead of it gives it a StoreError ("ask again") instead of a torn read.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -37,12 +40,25 @@ import faiss
 import numpy as np
 
 from rag.models import Chunk, Document, DocumentInfo
+from rag.settings import IndexSettings
 from rag.store.errors import StoreBusy, StoreError, StoreWriteFailed
 from rag.store.files import file_sha256, fsync_dir
 from rag.store.schema import DB_FILE, SCHEMA, SCHEMA_VERSION
-from rag.store.snapshot import Snapshot
+from rag.store.segments import (
+    LEGACY_KEYS,
+    Segment,
+    dump_segments,
+    plan_merge,
+    read_segments,
+    run_dim,
+    segment_file,
+    segment_vectors,
+    tombstone,
+)
+from rag.store.snapshot import Snapshot, existing_ids
 
 LOCK_DIR = ".locks"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +83,19 @@ class Upsert:
 class Store:
     """One named index on disk. Thread-safe: one connection per thread, writes serialised."""
 
-    def __init__(self, path: Path, faiss_index_type: str = "IDMap2,Flat") -> None:
+    def __init__(
+        self,
+        path: Path,
+        faiss_index_type: str = "IDMap2,Flat",
+        merge_factor: int = 10,
+        max_dead: float = 0.3,
+    ) -> None:
+        if merge_factor < 2 or not 0.0 < max_dead <= 1.0:
+            raise ValueError("merge_factor must be >= 2 and max_dead in (0, 1]")
         self.path = Path(path)
         self.faiss_index_type = faiss_index_type
+        self.merge_factor = merge_factor
+        self.max_dead = max_dead
         self._local = threading.local()
         # Writes: one thread at a time here (re-entrant: an ingest's read-compare-write
         # holds it across its commits), and one process at a time through an flock on
@@ -83,6 +109,22 @@ class Store:
         self._faiss_lock = threading.Lock()
         self._indexes: dict[str, faiss.Index] = {}
         self._pins: dict[str, int] = {}
+        # The newest manifest seen: (generation, its segment files), which stay loaded.
+        self._newest: tuple[int, frozenset[str]] = (-1, frozenset())
+        # Segments written by the transaction in flight (installed for readers at commit).
+        self._written: dict[str, faiss.Index] = {}
+        # Files the writes in flight must not remove (see ``apply``).
+        self._protect: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, settings: IndexSettings, path: Path | None = None) -> Store:
+        """The store of ``settings.index_dir`` (or ``path``) with its vector settings."""
+        return cls(
+            settings.index_dir if path is None else path,
+            settings.faiss_index_type,
+            settings.segment_merge_factor,
+            settings.segment_max_dead,
+        )
 
     # ---- connections -------------------------------------------------------------------
     @property
@@ -231,29 +273,29 @@ class Store:
         Re-entrant per thread: a nested ``read()`` joins the outer snapshot, so a caller can
         hold one snapshot across retrieval and the document reads that follow it (a question
         answered during an ingest sees the index before it or after it, never a mix). The
-        outermost one pins the snapshot's FAISS generation, so its ``vectors()`` finds it
-        however many writes land meanwhile.
+        outermost one pins the snapshot's segments, so its ``segments()`` finds them however
+        many writes and merges land meanwhile.
         """
         conn = self._conn()
         depth: int = getattr(self._local, "depth", 0)
-        pinned: str | None = None
+        pinned: list[str] = []
         if depth == 0:
             with self._faiss_lock:
                 conn.execute("BEGIN")
                 try:
-                    # The first read fixes the snapshot; its generation is pinned and loaded
-                    # before any writer here can commit the next one and let this one go.
+                    # The first read fixes the snapshot; its segments are pinned and loaded
+                    # before any writer here can commit a merge and let them go.
                     manifest = self._manifest(conn)
-                    pinned = manifest.get("faiss_file")
-                    if pinned is not None:
-                        self._pins[pinned] = self._pins.get(pinned, 0) + 1
-                        self._load(pinned, manifest.get("faiss_sha256"))
+                    for segment in read_segments(manifest):
+                        self._pins[segment.file] = self._pins.get(segment.file, 0) + 1
+                        pinned.append(segment.file)
+                        self._load(segment.file, segment.sha256)
+                    self._note(manifest)
                 except BaseException:
-                    if pinned is not None:
-                        self._unpin(pinned)
+                    self._unpin(pinned)
                     conn.execute("ROLLBACK")
                     raise
-            self._local.snapshot = Snapshot(conn, self._vectors)
+            self._local.snapshot = Snapshot(conn, self._segments)
         snapshot: Snapshot = self._local.snapshot
         self._local.depth = depth + 1
         try:
@@ -263,7 +305,7 @@ class Store:
             if depth == 0:
                 self._local.snapshot = None
                 conn.execute("COMMIT")
-                if pinned is not None:
+                if pinned:
                     with self._faiss_lock:
                         self._unpin(pinned)
 
@@ -290,21 +332,23 @@ class Store:
     def _new_faiss(self, dim: int) -> faiss.Index:
         return faiss.index_factory(dim, self.faiss_index_type, faiss.METRIC_INNER_PRODUCT)
 
-    def _vectors(self, conn: sqlite3.Connection) -> faiss.Index | None:
-        """The FAISS index named by the manifest of ``conn``'s snapshot (loaded once, kept
-        while it is the newest loaded generation or a reader has it pinned)."""
-        manifest = self._manifest(conn)
-        name = manifest.get("faiss_file")
-        if name is None:
-            return None
+    def _segments(self, conn: sqlite3.Connection) -> list[tuple[Segment, faiss.Index]]:
+        """The segments named by the manifest of ``conn``'s snapshot, loaded (each file
+        loaded once, kept while the newest manifest names it or a reader has it pinned)."""
+        segments = read_segments(self._manifest(conn))
         with self._faiss_lock:
-            index = self._load(name, manifest.get("faiss_sha256"))
-            if index is None:  # deleted by writers in another process, two commits ahead
-                raise StoreError(f"the index at {self.path} changed during this read; ask again")
-            return index
+            loaded = []
+            for s in segments:
+                index = self._load(s.file, s.sha256)
+                if index is None:  # merged away by writers in another process meanwhile
+                    raise StoreError(
+                        f"the index at {self.path} changed during this read; ask again"
+                    )
+                loaded.append((s, index))
+            return loaded
 
     def _load(self, name: str, sha256: str | None = None) -> faiss.Index | None:
-        """Generation ``name``, from memory or disk; None when its file is gone (lock held).
+        """Segment file ``name``, from memory or disk; None when it is gone (lock held).
 
         A file read from disk must match the checksum its manifest recorded (indexes
         written before checksums were recorded have none): a truncated or corrupt file is
@@ -324,27 +368,28 @@ class Store:
             except RuntimeError as exc:
                 raise StoreError(f"the vector file {path} cannot be read: {exc}") from None
             self._indexes[name] = index
-            self._evict()
         return index
 
-    def _unpin(self, name: str) -> None:
-        """A reader of ``name`` left: drop it from memory if no one needs it (lock held)."""
-        self._pins[name] -= 1
-        if not self._pins[name]:
-            del self._pins[name]
+    def _note(self, manifest: Mapping[str, str]) -> None:
+        """Remember the newest manifest's segment files: what stays loaded (lock held)."""
+        generation = int(manifest.get("generation", "0"))
+        if generation >= self._newest[0]:
+            files = frozenset(s.file for s in read_segments(manifest))
+            self._newest = (generation, files)
         self._evict()
 
-    @staticmethod
-    def _generation(name: str) -> int:
-        """The number in ``vectors.<n>.faiss`` (-1 for any other name)."""
-        parts = name.split(".")
-        return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else -1
+    def _unpin(self, names: Sequence[str]) -> None:
+        """A reader of ``names`` left: drop those no one needs from memory (lock held)."""
+        for name in names:
+            self._pins[name] -= 1
+            if not self._pins[name]:
+                del self._pins[name]
+        self._evict()
 
     def _evict(self) -> None:
-        """Drop loaded generations that are neither the newest nor pinned (lock held)."""
-        newest = max(self._indexes, key=self._generation, default=None)
+        """Drop loaded segments neither the newest manifest names nor a reader pins."""
         for name in list(self._indexes):
-            if name != newest and name not in self._pins:
+            if name not in self._newest[1] and name not in self._pins:
                 del self._indexes[name]
 
     # ---- writes ------------------------------------------------------------------------
@@ -355,21 +400,30 @@ class Store:
         manifest: Mapping[str, str] | None = None,
         metadata_only: Sequence[Document] = (),
     ) -> None:
-        """Replace/insert documents, delete others, in one atomic step.
+        """Replace/insert documents, delete others, in one atomic step; then merge segments
+        if the policy asks (each merge its own atomic step).
 
         A failure on the way (a full disk while writing the vector file or committing)
         leaves the previous state as it was and raises StoreError saying so."""
-        try:
-            self._apply(upserts, deletes, manifest, metadata_only)
-        except OSError as exc:
-            raise StoreWriteFailed(
-                f"could not write the index at {self.path} ({exc.strerror or exc}); "
-                "nothing was changed"
-            ) from None
-        except sqlite3.OperationalError as exc:
-            raise StoreWriteFailed(
-                f"could not commit to the index at {self.path} ({exc}); nothing was changed"
-            ) from None
+        with self.writing():
+            # The merges this write sets off keep the files of the state before it, so a
+            # reader one write behind in another process still finds its segments.
+            self._protect = {seg.file for seg in read_segments(self.manifest())}
+            try:
+                self._apply(upserts, deletes, manifest, metadata_only)
+            except OSError as exc:
+                raise StoreWriteFailed(
+                    f"could not write the index at {self.path} ({exc.strerror or exc}); "
+                    "nothing was changed"
+                ) from None
+            except sqlite3.OperationalError as exc:
+                raise StoreWriteFailed(
+                    f"could not commit to the index at {self.path} ({exc}); nothing was changed"
+                ) from None
+            else:
+                self._merge_after_commit()
+            finally:
+                self._protect = set()
 
     def _write_vectors(self, index: faiss.Index, path: Path) -> str:
         """Write ``index`` to ``path`` durably; its sha256. (The seam where tests inject a
@@ -382,6 +436,80 @@ class Store:
             os.fsync(fh.fileno())
         return file_sha256(path)
 
+    def _write_segment(self, number: int, ids: np.ndarray, vectors: np.ndarray) -> tuple[Path, str]:
+        """A new segment file of ``vectors`` keyed by ``ids``: (path, sha256)."""
+        index = self._new_faiss(vectors.shape[1])
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        return self._write_index(number, index)
+
+    def _write_index(self, number: int, index: faiss.Index) -> tuple[Path, str]:
+        """``index`` as segment file number ``number``, durably: (path, sha256)."""
+        path = self.path / segment_file(number)
+        tmp = path.with_suffix(".tmp")
+        try:
+            digest = self._write_vectors(index, tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, path)
+        fsync_dir(self.path)
+        self._written[path.name] = index
+        return path, digest
+
+    def _current_segments(
+        self, conn: sqlite3.Connection, manifest: Mapping[str, str]
+    ) -> list[Segment]:
+        """The manifest's segments; an index from before segments counts its one file's
+        vectors once (as many as its chunk rows), the first time it is written to."""
+        legacy = -1
+        if "segments" not in manifest and "faiss_file" in manifest:
+            legacy = int(conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+        return read_segments(manifest, legacy)
+
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        current: Mapping[str, str],
+        segments: Sequence[Segment],
+        updates: dict[str, str],
+    ) -> None:
+        """Name ``segments`` in the manifest with ``updates`` and commit; keep on disk the
+        files of the new and of the replaced manifest only (a reader one commit behind, in
+        another process, still finds its own)."""
+        updates["segments"] = dump_segments(segments)
+        conn.executemany("INSERT OR REPLACE INTO manifest VALUES (?, ?)", sorted(updates.items()))
+        conn.executemany("DELETE FROM manifest WHERE key = ?", [(k,) for k in LEGACY_KEYS])
+        # Still holding the database's write lock, so no other writer has a temp file in
+        # flight.
+        keep = {s.file for s in segments} | {s.file for s in read_segments(current)}
+        keep |= self._protect
+        self.remove_orphans(keep=keep)
+        with self._faiss_lock:
+            conn.execute("COMMIT")
+            self._indexes.update(self._written)  # readers reuse what was just written
+            self._written.clear()
+            self._note({**current, **updates})
+
+    @contextlib.contextmanager
+    def _transaction(
+        self,
+    ) -> Iterator[tuple[sqlite3.Connection, dict[str, str], list[Segment]]]:
+        """One write transaction (BEGIN IMMEDIATE) with its manifest and segments; rolled
+        back, and any segment file it wrote removed, unless it was committed."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        self._written.clear()
+        try:
+            current = self._manifest(conn)
+            yield conn, current, self._current_segments(conn, current)
+        finally:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # the transaction may be gone
+                    conn.execute("ROLLBACK")
+                for name in self._written:
+                    (self.path / name).unlink(missing_ok=True)
+                self._written.clear()
+
     def _apply(
         self,
         upserts: Sequence[Upsert],
@@ -389,69 +517,89 @@ class Store:
         manifest: Mapping[str, str] | None,
         metadata_only: Sequence[Document],
     ) -> None:
-        with self.writing():
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            committed = False
-            new_file: Path | None = None
-            try:
-                current = self._manifest(conn)
-                index = self._vectors(conn)
-                dim = next((u.vectors.shape[1] for u in upserts if len(u.chunks)), None)
-                if index is None and dim is not None:
-                    index = self._new_faiss(dim)
-                elif index is not None:
-                    index = faiss.clone_index(index)
-                replaced = [u.document.id for u in upserts] + list(deletes)
-                stale = self._chunk_ids(conn, replaced)
-                if index is not None and len(stale):
-                    index.remove_ids(faiss.IDSelectorBatch(stale))
-                pairs = [(d,) for d in replaced]
-                conn.executemany("DELETE FROM chunks WHERE doc_id = ?", pairs)
-                conn.executemany("DELETE FROM documents WHERE id = ?", pairs)
-                for u in upserts:
-                    ids = self._insert(conn, u)
-                    if index is not None and len(ids):
-                        index.add_with_ids(np.ascontiguousarray(u.vectors, dtype=np.float32), ids)
-                for d in metadata_only:
-                    conn.execute(
-                        "UPDATE documents SET title = ?, metadata = ? WHERE id = ?",
-                        (d.title, json.dumps(d.metadata, sort_keys=True), d.id),
-                    )
-                updates = dict(manifest or {})
-                if index is not None and (len(stale) or any(len(u.chunks) for u in upserts)):
-                    generation = int(current.get("generation", "0")) + 1
-                    new_file = self.path / f"vectors.{generation}.faiss"
-                    tmp = new_file.with_suffix(".tmp")
-                    try:
-                        digest = self._write_vectors(index, tmp)
-                    except BaseException:
-                        tmp.unlink(missing_ok=True)
-                        raise
-                    os.replace(tmp, new_file)
-                    fsync_dir(self.path)
-                    updates["generation"] = str(generation)
-                    updates["faiss_file"] = new_file.name
-                    updates["faiss_sha256"] = digest
+        with self._transaction() as (conn, current, segments):
+            replaced = [u.document.id for u in upserts] + list(deletes)
+            stale = self._chunk_ids(conn, replaced)
+            if len(stale):
+                segments = tombstone(segments, stale)
+            pairs = [(d,) for d in replaced]
+            conn.executemany("DELETE FROM chunks WHERE doc_id = ?", pairs)
+            conn.executemany("DELETE FROM documents WHERE id = ?", pairs)
+            new_ids: list[np.ndarray] = []
+            new_vectors: list[np.ndarray] = []
+            for u in upserts:
+                ids = self._insert(conn, u)
+                if len(ids):
+                    new_ids.append(ids)
+                    new_vectors.append(np.asarray(u.vectors, dtype=np.float32))
+            for d in metadata_only:
+                conn.execute(
+                    "UPDATE documents SET title = ?, metadata = ? WHERE id = ?",
+                    (d.title, json.dumps(d.metadata, sort_keys=True), d.id),
+                )
+            updates = dict(manifest or {})
+            if new_ids:
+                ids = np.concatenate(new_ids)
+                number = int(current.get("generation", "0")) + 1
+                path, digest = self._write_segment(number, ids, np.concatenate(new_vectors))
+                segments.append(Segment(path.name, digest, len(ids), 0, int(ids.min())))
+                updates["generation"] = str(number)
+            if new_ids or len(stale):
+                self._commit(conn, current, segments, updates)
+            else:
                 conn.executemany(
                     "INSERT OR REPLACE INTO manifest VALUES (?, ?)", sorted(updates.items())
                 )
-                if new_file is not None:
-                    # Still holding the database's write lock, so no other writer has a
-                    # temp file in flight: keep the new and the replaced generation only.
-                    self.remove_orphans(keep={new_file.name, current.get("faiss_file", "")})
-                with self._faiss_lock:
-                    conn.execute("COMMIT")
-                    committed = True
-                    if new_file is not None and index is not None:  # readers reuse it
-                        self._indexes[new_file.name] = index
-                        self._evict()
-            finally:
-                if not committed:
-                    with contextlib.suppress(sqlite3.Error):  # the transaction may be gone
-                        conn.execute("ROLLBACK")
-                    if new_file is not None:
-                        new_file.unlink(missing_ok=True)
+                conn.execute("COMMIT")
+
+    # ---- merges ------------------------------------------------------------------------
+    def merge(self, limit: int | None = None) -> int:
+        """Merge segments while the policy asks (at most ``limit`` merges): each merge an
+        atomic step of its own, readers of older snapshots undisturbed. The number done."""
+        done = 0
+        with self.writing():
+            while (limit is None or done < limit) and self._merge_once():
+                done += 1
+        return done
+
+    def _merge_after_commit(self) -> None:
+        """Merges after a write has committed: a failure here (a full disk) leaves the
+        committed write and the segments as they were, and is logged, not raised."""
+        try:
+            self.merge()
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            log.warning("segment merge of %s skipped: %s", self.path, exc)
+
+    def _merge_once(self) -> bool:
+        with self._transaction() as (conn, current, segments):
+            plan = plan_merge(segments, self.merge_factor, self.max_dead)
+            if plan is None:
+                return False
+            i, j = plan
+            run = segments[i:j]
+            with self._faiss_lock:
+                found = [self._load(s.file, s.sha256) for s in run]
+            indexes = [index for index in found if index is not None]
+            if len(indexes) < len(run):
+                raise StoreError(f"a segment of {self.path} is missing; rebuild the index")
+            # One segment's vectors copied out at a time: a merge holds the merged index
+            # and the largest segment of its run, not every copy of the run at once.
+            merged_index = self._new_faiss(run_dim(indexes))
+            for index in indexes:
+                ids, vectors = segment_vectors(index)
+                keep = np.isin(ids, np.fromiter(existing_ids(conn, ids), dtype=np.int64))
+                if keep.any():
+                    merged_index.add_with_ids(vectors[keep], ids[keep])
+                del vectors
+            merged: list[Segment] = []
+            updates: dict[str, str] = {}
+            if merged_index.ntotal:
+                number = int(current.get("generation", "0")) + 1
+                path, digest = self._write_index(number, merged_index)
+                merged = [Segment(path.name, digest, int(merged_index.ntotal), 0, run[0].lo)]
+                updates["generation"] = str(number)
+            self._commit(conn, current, [*segments[:i], *merged, *segments[j:]], updates)
+            return True
 
     def _insert(self, conn: sqlite3.Connection, u: Upsert) -> np.ndarray:
         d = u.document
@@ -485,12 +633,11 @@ class Store:
         return np.asarray(ids, dtype=np.int64)
 
     def remove_orphans(self, keep: set[str] | None = None) -> None:
-        """Delete FAISS files other than ``keep`` (default: the manifest's generation and
-        the one before it): older generations and temp files of killed writers. Call it
-        only while holding the database's write lock, as ``apply`` does."""
+        """Delete vector files other than ``keep`` (default: the manifest's segments): merged
+        segments no manifest names any more and temp files of killed writers. Call it only
+        while holding the database's write lock, as ``apply`` does."""
         if keep is None:
-            current = self.manifest().get("faiss_file", "")
-            keep = {current, f"vectors.{self._generation(current) - 1}.faiss"}
+            keep = {s.file for s in read_segments(self.manifest())}
         for f in self.path.glob("vectors.*"):
             if f.name not in keep:
                 f.unlink(missing_ok=True)
@@ -498,8 +645,9 @@ class Store:
     # ---- health --------------------------------------------------------------------------
     def check(self) -> IndexHealth:
         """Open the index and verify what start-up can afford: the database is an index,
-        the manifest's vector file is there with its recorded checksum, and vectors, chunk
-        rows and keyword rows agree in number. StoreError with the reason otherwise."""
+        the manifest's segment files are there with their recorded checksums and sizes, and
+        live vectors, chunk rows and keyword rows agree in number. StoreError with the
+        reason otherwise."""
         if not self.exists():
             raise StoreError(f"no index at {self.path} (run `rag ingest PATH` first)")
         try:
@@ -508,13 +656,19 @@ class Store:
                 manifest = snap.manifest()
                 docs, chunks = snap.counts()
                 fts = snap.keyword_rows()
-                name = manifest.get("faiss_file")
-                if name is not None and not (self.path / name).is_file():
-                    raise StoreError(f"the vector file {self.path / name} is missing")
-                index = snap.vectors()
+                for segment in read_segments(manifest):
+                    if not (self.path / segment.file).is_file():
+                        raise StoreError(f"the vector file {self.path / segment.file} is missing")
+                loaded = snap.segments()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"the index database {self.db_path} is damaged: {exc}") from None
-        vectors = 0 if index is None else int(index.ntotal)
+        for segment, index in loaded:
+            if segment.count >= 0 and index.ntotal != segment.count:
+                raise StoreError(
+                    f"the vector file {self.path / segment.file} holds {index.ntotal} vectors, "
+                    f"its manifest says {segment.count}"
+                )
+        vectors = sum(int(index.ntotal) - segment.dead for segment, index in loaded)
         if not vectors == chunks == fts:
             raise StoreError(
                 f"the index at {self.path} is inconsistent: {vectors} vectors, {chunks} chunk "
@@ -526,7 +680,7 @@ class Store:
     def _view(self) -> Snapshot:
         """The thread's connection as a snapshot (outside a ``read()``: each query on its
         own; inside one: that read's snapshot)."""
-        return Snapshot(self._conn(), self._vectors)
+        return Snapshot(self._conn(), self._segments)
 
     def document_infos(self, doc_ids: Sequence[str]) -> dict[str, DocumentInfo]:
         """The stored identities of ``doc_ids``, by id, for incremental ingest."""

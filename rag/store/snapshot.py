@@ -10,7 +10,7 @@ face a segmented store implements as well.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import faiss
@@ -19,6 +19,7 @@ import numpy as np
 from rag.models import Document, DocumentInfo, Hit, Passage
 from rag.store.files import load_metadata
 from rag.store.schema import filter_sql
+from rag.store.segments import Segment, search_segments
 
 # Ids bound in one IN (...) query: far below SQLite's variable limit.
 SQL_BATCH = 500
@@ -28,10 +29,12 @@ class Snapshot:
     """Queries over one snapshot of an index (see the module docstring)."""
 
     def __init__(
-        self, conn: sqlite3.Connection, vectors: Callable[[sqlite3.Connection], faiss.Index | None]
+        self,
+        conn: sqlite3.Connection,
+        segments: Callable[[sqlite3.Connection], list[tuple[Segment, faiss.Index]]],
     ) -> None:
         self._conn = conn
-        self._vectors = vectors
+        self._segments = segments
 
     # ---- what the index holds ------------------------------------------------------------
     def manifest(self) -> dict[str, str]:
@@ -52,9 +55,9 @@ class Snapshot:
         """Rows of the keyword table (one per chunk when the index is consistent)."""
         return int(self._conn.execute("SELECT COUNT(*) FROM chunks_fts_docsize").fetchone()[0])
 
-    def vectors(self) -> faiss.Index | None:
-        """The FAISS generation of this snapshot (None before the first vector)."""
-        return self._vectors(self._conn)
+    def segments(self) -> list[tuple[Segment, faiss.Index]]:
+        """The vector segments of this snapshot, loaded (empty before the first vector)."""
+        return self._segments(self._conn)
 
     # ---- documents -----------------------------------------------------------------------
     def document(self, doc_id: str) -> Document | None:
@@ -122,24 +125,23 @@ class Snapshot:
         filters: Mapping[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """Per query vector (rows of ``queries``), the ``depth`` nearest chunks by inner
-        product among those ``filters`` allow, best first."""
-        index = self.vectors()
+        product among those ``filters`` allow, best first: every segment searched, the hits
+        whose chunk rows this snapshot holds kept (``search_segments``)."""
+        loaded = self.segments()
         allowed = self._filtered_chunk_ids(filters) if filters else None
-        if index is None or index.ntotal == 0 or (allowed is not None and len(allowed) == 0):
+        if not loaded or (allowed is not None and len(allowed) == 0):
             return [[] for _ in range(len(queries))]
         params = None
         if allowed is not None:
             # The kwarg form keeps the selector alive for the search (faiss's Python wrapper).
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
-        out = []
-        for vector in queries:
-            scores, ids = index.search(
-                vector.reshape(1, -1), min(depth, index.ntotal), params=params
-            )
-            out.append(
-                [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-            )
-        return out
+        matrix = np.ascontiguousarray(
+            np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
+        )
+        runs = search_segments(
+            loaded, matrix, depth, lambda ids: existing_ids(self._conn, ids), params
+        )
+        return [[Hit(i, s) for i, s in run] for run in runs]
 
     def keyword(
         self, match: str, depth: int, filters: Mapping[str, Any] | None = None
@@ -162,6 +164,20 @@ class Snapshot:
             params,
         )
         return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+
+def existing_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> set[int]:
+    """Those of ``ids`` whose chunk rows exist in ``conn``'s snapshot (not tombstones);
+    batched lookups, so the cost follows ``ids``, not the index."""
+    values = [int(i) for i in dict.fromkeys(ids)]
+    found: set[int] = set()
+    for k in range(0, len(values), SQL_BATCH):
+        part = values[k : k + SQL_BATCH]
+        rows = conn.execute(
+            f"SELECT id FROM chunks WHERE id IN ({','.join('?' * len(part))})", part
+        )
+        found.update(r[0] for r in rows)
+    return found
 
 
 def _info(row: Sequence[Any]) -> DocumentInfo:

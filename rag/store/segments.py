@@ -1,0 +1,174 @@
+"""Vector segments: the immutable FAISS files an index's vectors live in, as Lucene keeps
+its postings.
+
+A commit writes its new vectors as one new segment (``vectors.<n>.faiss``) and never
+rewrites an old one, so its cost follows the batch, not the index. A chunk whose row is
+deleted keeps its vector in its segment until a merge: the segment's ``dead`` count says
+how many of its vectors are tombstones, and a search asks each segment for that many more
+hits and keeps those whose chunk row is still in the snapshot (chunk ids are never reused).
+
+Segments hold disjoint, increasing ranges of chunk ids (ids grow with every commit and only
+adjacent segments are merged), so the segment of an id is found by bisection on ``lo``.
+The manifest names the live segments (``segments``, JSON), in the same SQLite transaction
+as the rows they belong to.
+
+Merge policy (log-structured, as Lucene's LogMergePolicy): segments are grouped in tiers of
+live size, tier t holding up to ``factor ** t`` times the smallest; ``factor`` adjacent
+segments of one tier merge into one of the next, so each vector is rewritten about
+log_factor(N) times in all; a segment whose dead share passes ``max_dead`` is rewritten
+alone.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import faiss
+import numpy as np
+
+SEGMENT_PATTERN = "vectors.{}.faiss"
+# Manifest keys of the single-file layout before segments (read as one segment).
+LEGACY_KEYS = ("faiss_file", "faiss_sha256")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One immutable vector file: ``count`` vectors of chunk ids from ``lo`` up to the next
+    segment's ``lo``, ``dead`` of them tombstones."""
+
+    file: str
+    sha256: str | None
+    count: int
+    dead: int
+    lo: int
+
+    @property
+    def live(self) -> int:
+        return self.count - self.dead
+
+
+def read_segments(manifest: Mapping[str, str], legacy_count: int = -1) -> list[Segment]:
+    """The live segments a manifest names. An index written before segments names one file
+    (``faiss_file``), whose deletes were applied to it: it is one segment with no dead
+    vectors (its count is ``legacy_count``, which only the writer needs)."""
+    raw = manifest.get("segments")
+    if raw is not None:
+        return [Segment(**s) for s in json.loads(raw)]
+    name = manifest.get("faiss_file")
+    if name is None:
+        return []
+    return [Segment(name, manifest.get("faiss_sha256"), legacy_count, 0, 0)]
+
+
+def dump_segments(segments: Sequence[Segment]) -> str:
+    return json.dumps([asdict(s) for s in segments], separators=(",", ":"))
+
+
+def segment_file(number: int) -> str:
+    return SEGMENT_PATTERN.format(number)
+
+
+def tombstone(segments: Sequence[Segment], ids: Sequence[int] | np.ndarray) -> list[Segment]:
+    """``segments`` with ``ids`` (chunk ids whose rows are being deleted) counted dead, and
+    segments left with no live vector dropped."""
+    los = [s.lo for s in segments]
+    dead = [0] * len(segments)
+    for i in ids:
+        k = bisect.bisect_right(los, int(i)) - 1
+        if k < 0:
+            raise ValueError(f"chunk id {i} is in no segment")
+        dead[k] += 1
+    out = []
+    for s, d in zip(segments, dead, strict=True):
+        s = replace(s, dead=s.dead + d) if d else s
+        if s.live > 0:
+            out.append(s)
+    return out
+
+
+def plan_merge(segments: Sequence[Segment], factor: int, max_dead: float) -> tuple[int, int] | None:
+    """The run ``[i, j)`` of adjacent segments to merge next, or None.
+
+    First a segment whose dead share is above ``max_dead`` (rewritten alone), then the
+    first run of ``factor`` adjacent segments in one size tier (tier: floor(log_factor of
+    live size over the smallest live size))."""
+    for i, s in enumerate(segments):
+        if s.count > 0 and s.dead / s.count > max_dead:
+            return i, i + 1
+    if len(segments) < factor:
+        return None
+    floor = max(1, min(s.live for s in segments))
+    tiers = [int(math.log(max(s.live, 1) / floor, factor)) for s in segments]
+    run = 1
+    for i in range(1, len(tiers)):
+        run = run + 1 if tiers[i] == tiers[i - 1] else 1
+        if run == factor:
+            return i - factor + 1, i + 1
+    return None
+
+
+def segment_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of a segment written as ``IDMap2`` over a storage that reconstructs
+    (flat, HNSW flat, scalar quantisers)."""
+    mapped: Any = faiss.downcast_index(index)
+    ids = faiss.vector_to_array(mapped.id_map).astype(np.int64)
+    inner = faiss.downcast_index(mapped.index)
+    vectors = inner.reconstruct_n(0, inner.ntotal) if inner.ntotal else np.zeros((0, index.d))
+    return ids, np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def run_dim(indexes: Sequence[faiss.Index]) -> int:
+    """The vector dimension of a run of segments (one index, one dimension)."""
+    dims = {int(index.d) for index in indexes}
+    if len(dims) != 1:
+        raise ValueError(f"segments of different dimensions: {sorted(dims)}")
+    return dims.pop()
+
+
+def search_segments(
+    loaded: Sequence[tuple[Segment, faiss.Index]],
+    queries: np.ndarray,
+    depth: int,
+    alive: Callable[[set[int]], set[int]],
+    params: faiss.SearchParameters | None = None,
+) -> list[list[tuple[int, float]]]:
+    """Per query, the ``depth`` best live (id, score) hits over every segment, best first.
+
+    A segment with tombstones is asked for more hits in proportion to its dead share (the
+    share expected among its nearest if deletes fall anywhere), and again for twice as many
+    for a query left short (its nearest were deleted), never more than ``depth + dead``:
+    the cost follows ``depth``, not the number of tombstones. ``alive`` says which of some
+    ids still have their rows."""
+    out: list[list[tuple[int, float]]] = [[] for _ in range(len(queries))]
+    for segment, index in loaded:
+        most = min(depth + segment.dead, index.ntotal)
+        if most <= 0:
+            continue
+        extra = math.ceil(depth * segment.dead / max(segment.live, 1)) if segment.dead else 0
+        k = min(depth + extra, most)
+        pending = list(range(len(queries)))
+        while pending:
+            scores, ids = index.search(queries[pending], k, params=params)
+            found = {int(i) for i in ids.ravel() if i >= 0}
+            live = alive(found) if segment.dead else found
+            short = []
+            for row, qi in enumerate(pending):
+                hits = [
+                    (int(i), float(s))
+                    for i, s in zip(ids[row], scores[row], strict=True)
+                    if i >= 0 and int(i) in live
+                ]
+                if len(hits) < depth and k < most:
+                    short.append(qi)
+                else:
+                    out[qi] += hits[:depth]
+            pending, k = short, min(2 * k, most)
+    for hits in out:
+        hits.sort(key=lambda h: -h[1])
+        del hits[depth:]
+    return out
