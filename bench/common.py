@@ -36,7 +36,7 @@ def pipeline_fingerprint(settings: Settings) -> str:
     import hashlib
 
     import rag.reader
-    from rag.reader import CONFIG_FILE, SELECTION_FIT_FILE, load_rank_weight
+    from rag.reader import CONFIG_FILE, rank_weight
     from rag.reranking import FIT_FILE
 
     h = hashlib.sha256()
@@ -47,9 +47,7 @@ def pipeline_fingerprint(settings: Settings) -> str:
         files.append(FIT_FILE)
     for f in files:
         h.update(f.read_bytes() if f.exists() else b"-")
-    weight = settings.span_rank_weight
-    if weight is None:
-        weight = load_rank_weight(SELECTION_FIT_FILE)
+    weight = rank_weight(settings.span_rank_weight)
     h.update(f"{settings.top_k} {settings.rerank_depth} {settings.rerank} {weight}".encode())
     return h.hexdigest()[:8]
 

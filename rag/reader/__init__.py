@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         WEIGHTS_FILE as WEIGHTS_FILE,
         WindowConfig as WindowConfig,
         load_rank_weight as load_rank_weight,
+        rank_weight as rank_weight,
         save_rank_weight as save_rank_weight,
     )
     from rag.reader.span_model import (
@@ -126,6 +127,7 @@ _NAMES = {
             "WEIGHTS_FILE",
             "WindowConfig",
             "load_rank_weight",
+            "rank_weight",
             "save_rank_weight",
         ],
         "rag.reader.span_format",

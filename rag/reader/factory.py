@@ -19,10 +19,9 @@ from rag.reader.base import Reader, ReaderConfigError, load_abstention
 from rag.reader.span_format import (
     MARGIN_FIT_FILE,
     PRIOR_FIT_FILE,
-    SELECTION_FIT_FILE,
     VERIFIER_FIT_FILE,
     WEIGHTS_FILE,
-    load_rank_weight,
+    rank_weight,
 )
 from rag.settings import ReaderSettings
 
@@ -85,9 +84,7 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             s.span_quantize,
             abstention,
             fit_file,
-            load_rank_weight(SELECTION_FIT_FILE)
-            if s.span_rank_weight is None
-            else s.span_rank_weight,
+            rank_weight(s.span_rank_weight),
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)

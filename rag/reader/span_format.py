@@ -64,6 +64,12 @@ def load_rank_weight(path: Path) -> float:
     return weight
 
 
+def rank_weight(override: float | None) -> float:
+    """The rank weight a reader uses: ``override`` (``RAG_SPAN_RANK_WEIGHT``) when set,
+    else the fitted one (``SELECTION_FIT_FILE``)."""
+    return load_rank_weight(SELECTION_FIT_FILE) if override is None else override
+
+
 def save_rank_weight(path: Path, weight: float, **report: Any) -> None:
     """Write the fitted rank weight with what it was fitted on (provenance, figures)."""
     import json

@@ -286,11 +286,12 @@ class Store:
                     # The first read fixes the snapshot; its segments are pinned and loaded
                     # before any writer here can commit a merge and let them go.
                     manifest = self._manifest(conn)
-                    for segment in read_segments(manifest):
+                    segments = read_segments(manifest)
+                    for segment in segments:
                         self._pins[segment.file] = self._pins.get(segment.file, 0) + 1
                         pinned.append(segment.file)
                         self._load(segment.file, segment.sha256)
-                    self._note(manifest)
+                    self._note(manifest, segments)
                 except BaseException:
                     self._unpin(pinned)
                     conn.execute("ROLLBACK")
@@ -370,12 +371,11 @@ class Store:
             self._indexes[name] = index
         return index
 
-    def _note(self, manifest: Mapping[str, str]) -> None:
+    def _note(self, manifest: Mapping[str, str], segments: Sequence[Segment]) -> None:
         """Remember the newest manifest's segment files: what stays loaded (lock held)."""
         generation = int(manifest.get("generation", "0"))
         if generation >= self._newest[0]:
-            files = frozenset(s.file for s in read_segments(manifest))
-            self._newest = (generation, files)
+            self._newest = (generation, frozenset(s.file for s in segments))
         self._evict()
 
     def _unpin(self, names: Sequence[str]) -> None:
@@ -406,9 +406,6 @@ class Store:
         A failure on the way (a full disk while writing the vector file or committing)
         leaves the previous state as it was and raises StoreError saying so."""
         with self.writing():
-            # The merges this write sets off keep the files of the state before it, so a
-            # reader one write behind in another process still finds its segments.
-            self._protect = {seg.file for seg in read_segments(self.manifest())}
             try:
                 self._apply(upserts, deletes, manifest, metadata_only)
             except OSError as exc:
@@ -488,7 +485,7 @@ class Store:
             conn.execute("COMMIT")
             self._indexes.update(self._written)  # readers reuse what was just written
             self._written.clear()
-            self._note({**current, **updates})
+            self._note({**current, **updates}, segments)
 
     @contextlib.contextmanager
     def _transaction(
@@ -518,6 +515,9 @@ class Store:
         metadata_only: Sequence[Document],
     ) -> None:
         with self._transaction() as (conn, current, segments):
+            # The merges this write sets off keep the files of the state before it, so a
+            # reader one write behind in another process still finds its segments.
+            self._protect = {s.file for s in segments}
             replaced = [u.document.id for u in upserts] + list(deletes)
             stale = self._chunk_ids(conn, replaced)
             if len(stale):
