@@ -8,7 +8,10 @@ sentences recombined (pass k joins paragraph i's sentences with paragraph i+k's)
 chunks to a document, written through ``Store.apply`` in commits of 2,048 chunks as the
 pipeline makes them. Vectors are synthetic unit vectors (dimension 384): a flat search
 costs the same whatever the values, but ANN recall measured on them would mean nothing,
-so none is. 60 SQuAD v1.1 dev questions are asked at each size (query encoding excluded:
+so none is (``bench/ann_recall.py`` measures it on real ones). Each document's metadata
+``part`` is its number mod 4, so a filter ``{"part": 1}`` allows a quarter of the index (the
+``_part`` columns); the ``_docs`` columns filter to 8 random documents' ids.
+60 SQuAD v1.1 dev questions are asked at each size (query encoding excluded:
 random unit query vectors for dense, the questions' own FTS5 expressions for BM25, both
 through ``Retriever``). A commit's time is the median of the ``--commits`` commits measured
 at each size (they are part of the index from then on).
@@ -44,9 +47,13 @@ SHARED = ROOT.parent / "shared" / "data"
 SQUAD_TRAIN = SHARED / "qa-train" / "squad_v1.1_train.json.gz"
 SQUAD_DEV = SHARED / "squad" / "dev-v1.1.json.gz"
 DIM = 384
+# Noise per dimension added to a real vector reused past the cached ones (cosine to it
+# about 0.86 after renormalising): near real vectors, not copies of them.
+PERTURB = 0.03
 CHUNKS_PER_DOC = 8
 COMMIT_CHUNKS = 2048
 QUESTIONS = 60
+PARTS = 4
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -94,27 +101,92 @@ def pct(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2)
 
 
-def worker(sizes: list[int], commits: int, folder: Path) -> None:
+class VectorSource:
+    """Chunk and query vectors: random unit vectors, or (``folder``, from
+    ``bench/real_vectors.py``) the real embeddings of the same chunk texts in order, then
+    real ones perturbed (``PERTURB`` per dimension, renormalised) past the cached count, and
+    real question vectors."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.rng = np.random.default_rng(0)
+        self.real: np.ndarray | None = None
+        self.query_vectors: np.ndarray | None = None
+        if folder is not None:
+            blocks = sorted(folder.glob("block-*[0-9].npy"))
+            self.real = np.concatenate([np.load(b) for b in blocks])
+            self.query_vectors = np.load(folder / "queries.npy")
+        self.made = 0
+        self.asked = 0
+
+    def chunks(self, n: int) -> np.ndarray:
+        if self.real is None:
+            v = self.rng.standard_normal((n, DIM)).astype(np.float32)
+        else:
+            rows = np.arange(self.made, self.made + n)
+            v = self.real[rows % len(self.real)].copy()
+            far = rows >= len(self.real)
+            v[far] += PERTURB * self.rng.standard_normal((int(far.sum()), DIM)).astype(np.float32)
+        self.made += n
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def queries(self, n: int) -> np.ndarray:
+        if self.query_vectors is None:
+            v = self.rng.standard_normal((n, DIM)).astype(np.float32)
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
+        rows = np.arange(self.asked, self.asked + n) % len(self.query_vectors)
+        self.asked += n
+        return self.query_vectors[rows]
+
+
+def open_store(path: Path) -> Any:
+    """The store as the service configures it by default (a checkout from before
+    ``Store.from_settings`` gets its plain constructor)."""
+    from rag.store import Store
+
+    if hasattr(Store, "from_settings"):
+        from rag.settings import IndexSettings
+
+        return Store.from_settings(IndexSettings(), path)
+    return Store(path)
+
+
+def recall_at_10(snap: Any, kept: list[np.ndarray], queries: np.ndarray) -> float:
+    """Mean share of the exact top 10 (brute force over every vector written; chunk ids
+    are given in order from 1, and nothing is deleted) that the store's dense search finds."""
+    matrix = np.concatenate(kept)
+    truth = np.argsort(-(queries @ matrix.T), axis=1)[:, :10] + 1
+    found = snap.dense(queries, 10)
+    return float(
+        np.mean(
+            [
+                len({h.id for h in f} & set(t.tolist())) / 10
+                for f, t in zip(found, truth, strict=True)
+            ]
+        )
+    )
+
+
+def worker(sizes: list[int], commits: int, folder: Path, vectors: Path | None) -> None:
     """Build one index up to each size in turn, measuring there (prints JSON lines)."""
     from rag.models import Chunk, Document
     from rag.retrieval import Retriever
-    from rag.store import Store, Upsert
+    from rag.store import Upsert
 
-    rng = np.random.default_rng(0)
+    source = VectorSource(vectors)
+    kept: list[np.ndarray] = []
 
     class Vectors:
-        """The retriever's embedder: random unit query vectors, no model."""
+        """The retriever's embedder: query vectors from the source, no model."""
 
         def embed(self, texts: Sequence[str]) -> np.ndarray:
-            v = rng.standard_normal((len(texts), DIM)).astype(np.float32)
-            return v / np.linalg.norm(v, axis=1, keepdims=True)
+            return source.queries(len(texts))
 
         def warm_up(self) -> None:
             pass
 
     texts = chunk_texts(paragraphs())
     asked = questions()
-    store = Store(folder / "idx")
+    store = open_store(folder / "idx")
     store.create()
     retriever = Retriever(Vectors(), depth=30)  # type: ignore[arg-type]
     total = 0
@@ -130,9 +202,12 @@ def worker(sizes: list[int], commits: int, folder: Path) -> None:
             for part in parts:
                 chunks.append(Chunk(f"doc-{doc_number}", start, start + len(part), part, 0))
                 start += len(part) + 2
-            vectors = rng.standard_normal((len(parts), DIM)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            upserts.append(Upsert(Document(f"doc-{doc_number}", text), chunks, vectors))
+            vectors = source.chunks(len(parts))
+            if source.real is not None:
+                kept.append(vectors)
+            # A quarter of the documents per ``part``: what a filtered question selects.
+            doc = Document(f"doc-{doc_number}", text, metadata={"part": doc_number % PARTS})
+            upserts.append(Upsert(doc, chunks, vectors))
             doc_number += 1
         t = time.perf_counter()
         store.apply(upserts)
@@ -143,36 +218,50 @@ def worker(sizes: list[int], commits: int, folder: Path) -> None:
         while total + COMMIT_CHUNKS * commits < size:
             commit()
         commit_s = statistics.median(commit() for _ in range(commits))
-        timings: dict[str, list[float]] = {"dense": [], "bm25": [], "hybrid": []}
+        timings: dict[str, list[float]] = {m: [] for m in ("dense", "bm25", "hybrid")}
+        timings |= {f"{m}_{f}": [] for m in ("dense", "hybrid") for f in ("part", "docs")}
+        picker = random.Random(size)
         with store.read() as snap:
             for q in asked:
-                for mode in timings:
+                # A wide filter (a quarter of the index) and a narrow one (8 documents).
+                wanted = {
+                    "part": {"part": 1},
+                    "docs": {"doc_id": [f"doc-{picker.randrange(doc_number)}" for _ in range(8)]},
+                }
+                for name in timings:
+                    mode, _, which = name.partition("_")
+                    filters = wanted[which] if which else None
                     t = time.perf_counter()
-                    retriever.retrieve(snap, q, top_k=5, mode=mode)  # type: ignore[arg-type]
-                    timings[mode].append((time.perf_counter() - t) * 1000)
+                    retriever.retrieve(snap, q, top_k=5, mode=mode, filters=filters)  # type: ignore[arg-type]
+                    timings[name].append((time.perf_counter() - t) * 1000)
+            recall = recall_at_10(snap, kept, source.queries(200)) if kept else None
         row: dict[str, Any] = {"chunks": total, "commit_s": round(commit_s, 3)}
         for mode, ms in timings.items():
             row[f"{mode}_p50_ms"] = pct(ms, 50)
             row[f"{mode}_p95_ms"] = pct(ms, 95)
+        if recall is not None:
+            row["dense_recall@10"] = round(recall, 4)
         row["disk_mb"] = round(disk_mb(folder / "idx"), 1)
         row["build_rss_mb"] = round(rss_mb(), 1)
-        row["serve_rss_mb"] = serve_rss(folder / "idx", asked)
+        row |= serve_rss(folder / "idx", asked)
         print(json.dumps(row), flush=True)
 
 
-def serve_rss(index: Path, asked: Sequence[str]) -> float:
+def serve_rss(index: Path, asked: Sequence[str]) -> dict[str, float]:
     """RSS of a fresh process that opens ``index`` and answers the questions (what a server
-    holds for it: the loaded vectors and SQLite's cache, none of the build's garbage)."""
+    holds for it: the loaded vectors and SQLite's cache, none of the build's garbage), and
+    the seconds it took to open and check the index (the store's part of start to /ready;
+    models excluded)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-probe", str(index)]
     proc = subprocess.run(
         cmd, input="\n".join(asked), capture_output=True, text=True, cwd=os.getcwd(), check=True
     )
-    return float(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
 
 
 def serve_probe(index: Path) -> None:
     from rag.retrieval import Retriever
-    from rag.store import Store
 
     rng = np.random.default_rng(1)
 
@@ -182,18 +271,25 @@ def serve_probe(index: Path) -> None:
             return v / np.linalg.norm(v, axis=1, keepdims=True)
 
     retriever = Retriever(Vectors(), depth=30)  # type: ignore[arg-type]
-    store = Store(index)
+    t = time.perf_counter()
+    store = open_store(index)
+    store.check()  # what the service does before /ready: checksums, counts, segments loaded
+    ready_s = time.perf_counter() - t
     with store.read() as snap:
         for q in sys.stdin.read().splitlines():
             retriever.retrieve(snap, q, top_k=5)
-    print(round(rss_mb(), 1))
+    print(json.dumps({"serve_rss_mb": round(rss_mb(), 1), "open_check_s": round(ready_s, 2)}))
 
 
-def run(checkout: Path, sizes: list[int], commits: int) -> list[dict[str, Any]]:
+def run(
+    checkout: Path, sizes: list[int], commits: int, vectors: Path | None
+) -> list[dict[str, Any]]:
     """The worker in a subprocess importing ``rag`` from ``checkout``."""
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", tmp]
         cmd += ["--sizes", ",".join(map(str, sizes)), "--commits", str(commits)]
+        if vectors is not None:
+            cmd += ["--vectors-dir", str(vectors)]
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         proc = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True)
         if proc.returncode:
@@ -207,6 +303,13 @@ def main() -> int:
     ap.add_argument("--commits", type=int, default=3, help="commits timed at each size")
     ap.add_argument("--compare", default=None, help="a git revision to run beside this one")
     ap.add_argument("--compare-sizes", default=None, help="sizes for REV (default: --sizes)")
+    ap.add_argument(
+        "--vectors",
+        choices=["random", "real"],
+        default="random",
+        help="real: cached real embeddings (bench/real_vectors.py), perturbed past them",
+    )
+    ap.add_argument("--vectors-dir", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--serve-probe", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
@@ -218,10 +321,16 @@ def main() -> int:
         return 0
     if args.worker is not None:
         sys.path.insert(0, os.getcwd())
-        worker(sizes, args.commits, args.worker)
+        worker(sizes, args.commits, args.worker, args.vectors_dir)
         return 0
     (ROOT / "runs").mkdir(exist_ok=True)
-    results = {"this checkout": run(ROOT, sizes, args.commits)}
+    vectors = None
+    if args.vectors == "real":
+        sys.path.insert(0, str(ROOT))
+        from bench.real_vectors import cache_dir
+
+        vectors = cache_dir()
+    results = {"this checkout": run(ROOT, sizes, args.commits, vectors)}
     if args.compare:
         tree = Path(tempfile.mkdtemp(dir=ROOT / "runs", prefix="compare-"))
         subprocess.run(
@@ -239,7 +348,7 @@ def main() -> int:
                 capture_output=True,
                 text=True,
             ).stdout.strip()
-            results[f"{args.compare} ({rev})"] = run(tree, other, args.commits)
+            results[f"{args.compare} ({rev})"] = run(tree, other, args.commits, vectors)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
             shutil.rmtree(tree, ignore_errors=True)

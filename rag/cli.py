@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rag.gold import GoldFormatError
-from rag.ingest import LoadError, load_paths
+from rag.ingest import LoadError, LoadStream, plan_paths
 from rag.models import Candidate
 from rag.settings import Settings
 from rag.store import StoreError
@@ -188,29 +189,52 @@ def _highlight(answer: Candidate, tty: bool) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """Stream the files into the index: one file read at a time, a commit every 2,048
+    chunks, a progress bar over the input's bytes (ETA) with chunks/s; interrupted, what was
+    committed stays and the same command resumes (unchanged documents are not embedded)."""
     from tqdm import tqdm
 
     from rag.pipeline import Pipeline
 
-    loaded = load_paths(args.paths)
     pipe = Pipeline(_settings(args))
-    bar = None if args.quiet else tqdm(desc="embedding", unit="chunk", total=None)
-    progress = bar.update if bar is not None else None
+    files, size = plan_paths(args.paths)
+    bar = None
+    if not args.quiet:
+        bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"ingest {files} files")
+    stream = LoadStream(args.paths, on_file=bar.update if bar is not None else None)
+    embedded, t0 = 0, time.perf_counter()
+
+    def progress(chunks: int) -> None:
+        nonlocal embedded
+        embedded += chunks
+        if bar is not None:
+            rate = embedded / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix_str(f"{embedded} chunks, {rate:.1f} chunks/s")
+
     try:
-        report = pipe.ingest(loaded.documents, progress=progress, rebuild=args.rebuild)
+        report = pipe.ingest(stream, progress=progress, rebuild=args.rebuild)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print(
+            f"rag: interrupted after {embedded} chunks embedded; what was committed stays: "
+            "run the same command again to go on",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         if bar is not None:
             bar.close()
     rate = report.chunks_embedded / report.embed_seconds if report.embed_seconds else 0.0
     print(
         f"{len(report.added)} added, {len(report.updated)} updated, "
-        f"{len(report.unchanged)} unchanged, {len(loaded.failures)} failed; "
+        f"{len(report.unchanged)} unchanged, {len(stream.failures)} failed; "
         f"{report.chunks_embedded} chunks embedded ({rate:.1f} chunks/s); {report.seconds:.1f}s "
         "in all"
     )
-    for name, reason in loaded.failures.items():
+    for name, reason in stream.failures.items():
         print(f"rag: failed: {name}: {reason}", file=sys.stderr)
-    return EXIT_PARTIAL if loaded.failures else 0
+    return EXIT_PARTIAL if stream.failures else 0
 
 
 def _parse_filters(items: Sequence[str]) -> dict[str, Any]:

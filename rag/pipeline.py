@@ -9,9 +9,9 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -35,8 +35,6 @@ from rag.store import IndexHealth, Snapshot, Store, StoreError, Upsert
 from rag.validation import InvalidInput, check_document, check_filters, check_text
 
 ProgressFn = Callable[[int], None]
-# Chunks embedded per atomic commit: an interrupted long ingest keeps what it committed.
-COMMIT_EVERY_CHUNKS = 2048
 # Encoder batches per progress update (the encoder sorts texts by length within a call).
 PROGRESS_BATCHES = 16
 
@@ -129,26 +127,31 @@ class Pipeline:
     # ---- writes ------------------------------------------------------------------------
     def ingest(
         self,
-        documents: Sequence[Document],
+        documents: Iterable[Document],
         progress: ProgressFn | None = None,
         rebuild: bool = False,
-        commit_every: int | None = COMMIT_EVERY_CHUNKS,
+        commit_every: int | Literal["setting"] | None = "setting",
         plan: ProgressFn | None = None,
         stamp: Mapping[str, str] | None = None,
         wait: bool = True,
     ) -> IngestReport:
         """Add new documents, replace changed ones, skip unchanged ones (no embedding).
 
-        Commits every ``commit_every`` chunks (an interrupted long ingest keeps what it
-        committed), or once at the end when None (all of it or nothing, as the service's
-        ingest jobs want). ``plan`` is told how many chunks will be embedded; ``stamp``
+        Commits every ``commit_every`` chunks (by default the ``commit_chunks`` setting; an
+        interrupted long ingest keeps what it committed, and a re-run embeds only what is
+        missing), or once at the end when None
+        (all of it or nothing, as the service's ingest jobs want). A sequence is checked
+        whole before anything is written; any other iterable is streamed, one commit's
+        worth of documents in memory at a time, each checked as it comes. ``plan`` is told
+        how many chunks will be embedded (it reads the whole input first); ``stamp``
         entries are written into the manifest by the same commit(s).
         """
         t0 = time.perf_counter()
-        for doc in documents:  # refused before anything is written
-            check_document(
-                doc.id, doc.text, doc.title, doc.metadata, self.settings.max_metadata_depth
-            )
+        if commit_every == "setting":
+            commit_every = self.settings.commit_chunks
+        if isinstance(documents, Sequence):  # refused before anything is written
+            for doc in documents:
+                self._check(doc)
         if rebuild:
             return self._rebuild(documents, progress)
         manifest = self.build_manifest()
@@ -160,21 +163,21 @@ class Pipeline:
             manifest = {**manifest, **(stamp or {})}
             return self._ingest(documents, manifest, progress, commit_every, plan, t0)
 
-    def _ingest(
+    def _check(self, doc: Document) -> None:
+        check_document(doc.id, doc.text, doc.title, doc.metadata, self.settings.max_metadata_depth)
+
+    def _changed(
         self,
-        documents: Sequence[Document],
-        manifest: Mapping[str, str],
-        progress: ProgressFn | None,
-        commit_every: int | None,
-        plan: ProgressFn | None,
-        t0: float,
-    ) -> IngestReport:
-        existing = self._store.document_infos([d.id for d in documents])
-        report = IngestReport()
-        todo: list[tuple[Document, list[Chunk]]] = []
-        metadata_only: list[Document] = []
+        documents: Iterable[Document],
+        report: IngestReport,
+        metadata_only: list[Document],
+    ) -> Iterator[tuple[Document, list[Chunk]]]:
+        """The documents to embed, chunked, as they come: each compared with its stored
+        identity by one lookup (unchanged ones counted in ``report``, ones whose title or
+        metadata alone changed put in ``metadata_only``)."""
         for doc in documents:
-            old = existing.get(doc.id)
+            self._check(doc)
+            old = self._store.document_infos([doc.id]).get(doc.id)
             if old is not None and old.sha256 == doc.sha256:
                 stored = (old.title, json.dumps(old.metadata, sort_keys=True))
                 if stored != (doc.title, json.dumps(doc.metadata, sort_keys=True)):
@@ -184,17 +187,39 @@ class Pipeline:
                     report.unchanged.append(doc.id)
                 continue
             (report.updated if old is not None else report.added).append(doc.id)
-            todo.append((doc, self._chunker.chunk(doc)))
+            yield doc, self._chunker.chunk(doc)
+
+    def _ingest(
+        self,
+        documents: Iterable[Document],
+        manifest: Mapping[str, str],
+        progress: ProgressFn | None,
+        commit_every: int | None,
+        plan: ProgressFn | None,
+        t0: float,
+    ) -> IngestReport:
+        report = IngestReport()
+        metadata_only: list[Document] = []
+        todo: Iterable[tuple[Document, list[Chunk]]] = self._changed(
+            documents, report, metadata_only
+        )
         if plan is not None:
+            todo = list(todo)
             plan(sum(len(c) for _, c in todo))
-        embedded, embed_seconds = 0, 0.0
+        embedded, embed_seconds, committed = 0, 0.0, False
         batch: list[tuple[Document, list[Chunk]]] = []
         for item in todo:
             batch.append(item)
             if commit_every is not None and sum(len(c) for _, c in batch) >= commit_every:
-                n, secs = self._commit(batch, manifest, progress)
-                embedded, embed_seconds, batch = embedded + n, embed_seconds + secs, []
-        if batch or metadata_only or not todo:
+                n, secs = self._commit(batch, manifest, progress, metadata_only)
+                embedded, embed_seconds, batch, committed = (
+                    embedded + n,
+                    embed_seconds + secs,
+                    [],
+                    True,
+                )
+                metadata_only.clear()
+        if batch or metadata_only or not committed:
             n, secs = self._commit(batch, manifest, progress, metadata_only)
             embedded, embed_seconds = embedded + n, embed_seconds + secs
         return dataclasses.replace(
@@ -239,7 +264,7 @@ class Pipeline:
                 progress(len(parts[-1]))
         return np.concatenate(parts)
 
-    def _rebuild(self, documents: Sequence[Document], progress: ProgressFn | None) -> IngestReport:
+    def _rebuild(self, documents: Iterable[Document], progress: ProgressFn | None) -> IngestReport:
         """Build a fresh index beside the old one, then swap it in.
 
         Refused while a server holds the index (it would keep using the replaced files);

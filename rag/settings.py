@@ -51,6 +51,36 @@ class IndexSettings(BaseSettings):
         description="A vector segment whose share of deleted chunks' vectors passes this is "
         "rewritten without them (a search asks each segment for that many more hits).",
     )
+    ann_index_type: str = Field(
+        "HNSW32_SQ8",
+        description="faiss.index_factory string (without IDMap2) of the approximate index a "
+        "merge builds for a segment of at least ann_min_vectors vectors, trained on its own "
+        "vectors; empty: every segment stays faiss_index_type. Chosen by recall@10 against "
+        "exact search on real embeddings (bench/ann_recall.py, eval/reports/store/ann.md).",
+    )
+    ann_min_vectors: int = Field(
+        20_000,
+        ge=1,
+        description="Segments with at least this many vectors are built as ann_index_type "
+        "(smaller ones stay exact: cheap to build, and few enough to scan).",
+    )
+    ann_ef_search: int = Field(
+        64,
+        ge=1,
+        description="HNSW efSearch of approximate segments: candidates kept while searching "
+        "(higher: better recall, slower; never below the hits asked for).",
+    )
+    ann_nprobe: int = Field(
+        32, ge=1, description="IVF nprobe of approximate segments: inverted lists searched."
+    )
+    filter_exact_max: int = Field(
+        20_000,
+        ge=0,
+        description="A filtered vector search over at most this many allowed chunks compares "
+        "the question with exactly those chunks' vectors (cost follows them); a filter that "
+        "allows more searches every segment and keeps the allowed hits, asking for more in "
+        "proportion to the share it allows (estimated from a sample of chunk ids).",
+    )
 
     @property
     def index_dir(self) -> Path:
@@ -76,6 +106,13 @@ class IngestSettings(BaseSettings):
         "window end, so chunks hold whole sentences where one is near.",
     )
     embed_batch_size: int = Field(32, ge=1, description="Texts per encoder batch.")
+    commit_chunks: int = Field(
+        2048,
+        ge=1,
+        description="A streamed ingest (rag ingest) commits every this many chunks: an "
+        "interrupted one keeps what it committed and a re-run embeds only the rest; memory "
+        "holds one commit's documents and vectors.",
+    )
     embed_title: bool = Field(
         False,
         description="Embed each chunk after its document's title (the stored text and its "

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag.cli import main
+from rag.models import Document
 from tests.conftest import SEED_ID, SEEDS
 
 RAG = str(Path(sys.executable).parent / "rag")
@@ -157,3 +158,41 @@ def test_a_prior_without_its_fit_is_one_line_not_a_traceback(
     assert main([*argv, "--index-root", str(seed_index_root)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "RAG_SPAN_ANSWERABLE_PRIOR" in err
+
+
+def test_an_interrupted_ingest_says_how_to_go_on_and_the_rerun_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C half way through a folder: exit 130 with one line, the commits made stay, and
+    the same command embeds only the files not yet committed."""
+    import rag.ingest.loaders
+    import rag.pipeline
+    from tests.conftest import FakeEmbedder
+
+    embedder = FakeEmbedder()
+    monkeypatch.setattr(rag.pipeline, "Embedder", lambda **_: embedder)
+    monkeypatch.setenv("RAG_COMMIT_CHUNKS", "2")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(6):
+        (corpus / f"{i}.txt").write_text(f"File {i} tells of the number {i}.")
+    real_load = rag.ingest.loaders.load_file
+    stop = {"at": "4.txt"}
+
+    def load(path: Path, doc_id: str) -> list[Document]:
+        if path.name == stop["at"]:
+            raise KeyboardInterrupt
+        return real_load(path, doc_id)
+
+    monkeypatch.setattr(rag.ingest.loaders, "load_file", load)
+    idx = ["--index-root", str(tmp_path / "idx"), "--quiet"]
+    assert main(["ingest", str(corpus), *idx]) == 130
+    err = capsys.readouterr().err
+    assert "run the same command again" in err and err.count("\n") == 1
+    assert main(["stats", "--json", *idx[:2]]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == 4
+    stop["at"] = ""
+    embedder.texts_embedded = 0
+    assert main(["ingest", str(corpus), *idx]) == 0
+    out = capsys.readouterr().out
+    assert "2 added" in out and "4 unchanged" in out and embedder.texts_embedded == 2

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from rag.ingest.loaders import LoadError, html_to_text, load_paths, parse_jsonl
+from rag.ingest.loaders import (
+    LoadError,
+    LoadStream,
+    html_to_text,
+    load_paths,
+    parse_jsonl,
+    plan_paths,
+)
 
 
 def test_txt_md_html_jsonl(tmp_path: Path) -> None:
@@ -86,3 +93,20 @@ def test_html_visible_text_skips_hidden_parts() -> None:
     text, title = html_to_text("<p>a</p><noscript>n</noscript><div>b  c</div>")
     assert text == "a\nb c"
     assert title == ""
+
+
+def test_a_stream_reads_one_file_at_a_time_and_plans_its_bytes(tmp_path: Path) -> None:
+    for i in range(3):
+        (tmp_path / f"{i}.txt").write_text(f"Document number {i}.")
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe bad")
+    sizes: list[int] = []
+    stream = LoadStream([tmp_path], on_file=sizes.append)
+    files, total = plan_paths([tmp_path])
+    assert files == 4 and total == sum(p.stat().st_size for p in tmp_path.iterdir())
+    docs = iter(stream)
+    first = next(docs)
+    assert first.id == "0.txt" and stream.bytes_read == (tmp_path / "0.txt").stat().st_size
+    assert [d.id for d in docs] == ["1.txt", "2.txt"]
+    assert stream.bytes_read == total == sum(sizes) and list(stream.failures) == [
+        str(tmp_path / "bad.txt")
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from rag.ingest import Embedder, load_paths
 from rag.models import Answer, Document
 from rag.pipeline import Pipeline, QuestionError
 from rag.settings import Settings
-from tests.conftest import ROOT, SEED_ID, SEEDS
+from rag.validation import InvalidInput
+from tests.conftest import ROOT, SEED_ID, SEEDS, FakeEmbedder, unit_settings
 
 pytestmark = pytest.mark.model
 GOLD = ROOT / "eval" / "gold" / "seeds.jsonl"
@@ -252,3 +254,48 @@ def _chunker_defaults() -> dict[str, int]:
         "overlap": s.chunk_overlap,
         "snap_tokens": s.sentence_snap_tokens,
     }
+
+
+def test_a_streamed_ingest_commits_as_it_goes_and_a_rerun_embeds_only_the_rest(
+    tmp_path: Path,
+) -> None:
+    """An iterable is read as it is ingested, a commit every few chunks; stopped half way
+    (the input fails, as a Ctrl-C would), the commits made stay, and the same input again
+    embeds only the documents those commits lacked."""
+    settings = unit_settings(index_root=tmp_path / "idx")
+    docs = [Document(f"d{i}", f"Document {i} is about the number {i}.") for i in range(12)]
+    read: list[str] = []
+
+    def stream(stop_at: int | None) -> Iterator[Document]:
+        for i, doc in enumerate(docs):
+            if i == stop_at:
+                raise KeyboardInterrupt
+            read.append(doc.id)
+            yield doc
+
+    embedder = FakeEmbedder()
+    pipe = Pipeline(settings, embedder=embedder)
+    with pytest.raises(KeyboardInterrupt):
+        pipe.ingest(stream(stop_at=7), commit_every=3)
+    # Lazily read: nothing past the stop; three commits of three chunks made it.
+    assert read == [d.id for d in docs[:7]]
+    assert pipe.counts() == (6, 6)
+    embedder.texts_embedded = 0
+    report = pipe.ingest(stream(stop_at=None), commit_every=3)
+    assert len(report.unchanged) == 6 and len(report.added) == 6
+    assert report.chunks_embedded == embedder.texts_embedded == 6
+    assert pipe.counts() == (12, 12)
+    pipe.close()
+
+
+def test_a_bad_document_in_a_stream_stops_it_keeping_what_was_committed(tmp_path: Path) -> None:
+    pipe = Pipeline(unit_settings(index_root=tmp_path / "idx"), embedder=FakeEmbedder())
+    docs = [Document("a", "Alpha."), Document("b", "Beta."), Document("..", "A bad id.")]
+    with pytest.raises(InvalidInput):
+        pipe.ingest(iter(docs), commit_every=1)
+    assert pipe.counts() == (2, 2)
+    # A sequence is checked whole first: nothing of it is written.
+    with pytest.raises(InvalidInput):
+        pipe.ingest([Document("d", "Delta."), docs[2]], commit_every=1)
+    assert pipe.counts() == (2, 2)
+    pipe.close()

@@ -3,15 +3,21 @@ search through any sequence of writes, deletes and merges."""
 
 from __future__ import annotations
 
+import gzip
+import json
+import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import faiss
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from rag.models import Chunk, Document
-from rag.store import Segment, Store, Upsert, plan_merge, read_segments, tombstone
+from rag.store import AnnPolicy, Segment, Store, Upsert, plan_merge, read_segments, tombstone
+from tests.conftest import ROOT
 
 DIM = 8
 
@@ -142,4 +148,86 @@ def test_a_search_whose_nearest_vectors_were_deleted_asks_again(tmp_path: Path) 
         far_ids = sorted(_live(store))
     want = [far_ids[i] for i in np.argsort(-(far @ query))[:5]]
     assert [h.id for h in hits] == want
+    store.close()
+
+
+def _inner_type(index: faiss.Index) -> str:
+    return type(faiss.downcast_index(faiss.downcast_index(index).index)).__name__
+
+
+def test_a_merge_past_the_ann_size_builds_an_approximate_segment(tmp_path: Path) -> None:
+    """Ten writes of 40 vectors merge into one HNSW segment over 8-bit codes (trained on
+    its own vectors, efSearch set on it); it answers its own vectors first, serves exact
+    filtered search by reconstruction, and takes deletes and a rewrite like any segment."""
+    rng = np.random.default_rng(5)
+    ann = AnnPolicy("HNSW32_SQ8", min_vectors=300, ef_search=48)
+    store = Store(tmp_path / "idx", merge_factor=10, max_dead=0.3, ann=ann)
+    store.create()
+    vectors = {f"d{i}": rng.standard_normal((40, DIM)).astype(np.float32) for i in range(10)}
+    for doc, v in vectors.items():
+        v /= np.linalg.norm(v, axis=1, keepdims=True)  # unit: each is its own nearest
+        store.apply([_upsert(doc, v)])
+    with store.read() as snap:
+        ((segment, index),) = snap.segments()
+        assert segment.count == 400 and _inner_type(index) == "IndexHNSWSQ"
+        assert faiss.downcast_index(faiss.downcast_index(index).index).hnsw.efSearch == 48
+        hits = snap.dense(vectors["d3"][:5], depth=1)
+        live = _live(store)
+        assert [live[h[0].id] for h in hits] == [("d3", i) for i in range(5)]
+        # Reconstructed from 8-bit codes: close to the vectors given, not equal.
+        exact = snap.dense(vectors["d3"][:1], depth=3, filters={"doc_id": "d3"})
+        assert live[exact[0][0].id] == ("d3", 0)
+    store.apply(deletes=["d0", "d1", "d2", "d3"])  # 40 % dead: rewritten without them
+    (segment,) = read_segments(store.manifest())
+    assert (segment.count, segment.dead) == (240, 0)
+    with store.read() as snap:
+        ((_, index),) = snap.segments()
+        assert _inner_type(index) == "IndexFlat"  # 240 < 300: exact again
+    store.close()
+    # A fresh process loads the approximate segment with the policy's search setting.
+    again = Store(tmp_path / "idx", ann=AnnPolicy("HNSW32_SQ8", min_vectors=300, ef_search=20))
+    for doc, v in vectors.items():
+        if doc < "d4":
+            again.apply([_upsert(doc, v)])
+    merged = [s for s in read_segments(again.manifest()) if s.count >= 300]
+    with again.read() as snap:
+        loaded = dict((s.file, i) for s, i in snap.segments())
+        for s in merged:
+            inner = faiss.downcast_index(faiss.downcast_index(loaded[s.file]).index)
+            assert inner.hnsw.efSearch == 20
+    again.close()
+
+
+@pytest.mark.model
+def test_ann_segments_keep_recall_on_real_embeddings(tmp_path: Path, real_embedder: Any) -> None:
+    """Real embeddings (sentences of SQuAD v1.1 dev paragraphs, their questions as queries):
+    the store's approximate segments, as configured by default save for their size
+    threshold, find at least 0.95 of the exact top 10."""
+    from rag.settings import IndexSettings
+
+    with gzip.open(ROOT / "eval" / "gold" / "squad-dev-v1.1.json.gz", "rt") as fh:
+        data = json.load(fh)["data"]
+    paragraphs = [p for a in data for p in a["paragraphs"]][:300]
+    sentences = [s for p in paragraphs for s in re.split(r"(?<=[.!?])\s+", p["context"])][:1500]
+    questions = [q["question"] for p in paragraphs for q in p["qas"]][:200]
+    vectors = real_embedder.embed(sentences)
+    queries = real_embedder.embed(questions)
+    defaults = IndexSettings()
+    ann = AnnPolicy(defaults.ann_index_type, 500, defaults.ann_ef_search, defaults.ann_nprobe)
+    store = Store(tmp_path / "idx", merge_factor=10, ann=ann)
+    store.create()
+    step = len(vectors) // 10  # ten writes: one merge, into one approximate segment
+    vectors = vectors[: 10 * step]
+    for k in range(0, len(vectors), step):
+        store.apply([_upsert(f"d{k:05d}", vectors[k : k + step])])
+    with store.read() as snap:
+        ((segment, index),) = snap.segments()
+        assert segment.count == len(vectors) and "Flat" not in _inner_type(index)
+        got = snap.dense(queries, depth=10)
+    rows = dict(_live(store))
+    order = {key: n for n, key in enumerate(sorted(rows.values()))}
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    found = [[order[rows[h.id]] for h in hits] for hits in got]
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.95, recall
     store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import random
 import signal
@@ -11,16 +12,18 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from rag.models import Document
+from rag.models import Chunk, Document
 from rag.pipeline import Pipeline
-from rag.store import Segment, Store, StoreError, read_segments, segment_vectors
+from rag.store import Segment, Store, StoreError, Upsert, read_segments, segment_vectors
 from tests.conftest import ROOT, FakeEmbedder, unit_settings
 from tests.store_kill_worker import deleted_at
 
@@ -39,13 +42,14 @@ def assert_consistent(store: Store) -> dict[str, str]:
         manifest = snap.manifest()
         loaded = snap.segments()
         chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
-        fts = conn.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0]
+        fts = conn.execute("SELECT COUNT(*) FROM chunks_fts_docsize").fetchone()[0]
+        conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
         per_doc = dict(conn.execute("SELECT doc_id, COUNT(*) FROM chunks GROUP BY doc_id"))
         declared = dict(conn.execute("SELECT id, n_chunks FROM documents"))
         rows = conn.execute(
-            "SELECT c.start, c.end, c.text, d.text FROM chunks c "
-            "JOIN documents d ON d.id = c.doc_id"
+            "SELECT c.id, c.start, c.end, d.text FROM chunks c JOIN documents d ON d.id = c.doc_id"
         ).fetchall()
+        passages = snap.passages([r[0] for r in rows])
     vector_ids = segment_ids(loaded)
     assert len(vector_ids) == len(set(vector_ids))  # one vector per chunk id
     # Every chunk has its vector; every other vector is counted dead in its segment.
@@ -59,8 +63,8 @@ def assert_consistent(store: Store) -> dict[str, str]:
     assert los == sorted(los)
     assert fts == len(chunk_ids)
     assert {k: v for k, v in declared.items() if v} == per_doc
-    for start, end, text, doc_text in rows:
-        assert doc_text[start:end] == text
+    for chunk_id, start, end, doc_text in rows:
+        assert passages[chunk_id].text == doc_text[start:end]
     files = sorted(p.name for p in store.path.glob("vectors.*"))
     assert {s.file for s, _ in loaded} <= set(files)
     return manifest
@@ -437,3 +441,121 @@ def test_an_index_from_before_segments_reads_and_converts_on_its_next_write(
     first = read_segments(assert_consistent(old))[0]
     assert first.file != segment.file and (first.count, first.dead, first.lo) == (1, 0, 0)
     old.close()
+
+
+def test_a_chunk_text_is_stored_once_and_its_words_leave_with_it(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
+    """Chunk rows hold offsets only (the text is the document's); the contentless keyword
+    table forgets a replaced or deleted chunk's words."""
+    fake_pipeline.ingest([Document("a", "Zebras graze on the savanna."), Document("b", "Owls.")])
+    fake_pipeline.ingest([Document("a", "Yaks graze on the plateau."), Document("b", "Owls.")])
+    with fake_store.read() as snap:
+        columns = [r[1] for r in snap._conn.execute("PRAGMA table_info(chunks)")]
+        assert "text" not in columns
+        assert snap.keyword('"zebras"', 5) == []
+        (hit,) = snap.keyword('"yaks"', 5)
+        assert snap.passages([hit.id])[hit.id].text == "Yaks graze on the plateau."
+    fake_pipeline.delete("a")
+    with fake_store.read() as snap:
+        assert snap.keyword('"yaks"', 5) == [] and snap.keyword('"graze"', 5) == []
+        assert len(snap.keyword('"owls"', 5)) == 1
+    assert_consistent(fake_store)
+
+
+def test_a_chunk_that_is_not_its_documents_slice_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "idx")
+    store.create()
+    doc = Document("a", "Alpha beta.")
+    with pytest.raises(ValueError, match="slice"):
+        store.apply([Upsert(doc, [Chunk("a", 0, 5, "Alpha!", 1)], np.ones((1, 4), np.float32))])
+    assert store.is_empty()
+
+
+@hypothesis_settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+# Lone surrogates are left out: they cannot be encoded, so no document can hold them.
+@given(
+    text=st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=60),
+    cuts=st.lists(st.integers(0, 60), max_size=4),
+)
+def test_passages_are_their_documents_slices_for_any_text(
+    tmp_path: Path, text: str, cuts: list[int]
+) -> None:
+    """Any text SQLite can hold (astral characters, NULs, combining marks) comes back as the
+    exact slices the chunks name."""
+    bounds = sorted({0, len(text), *(min(c, len(text)) for c in cuts)})
+    chunks = [Chunk("d", a, b, text[a:b], 1) for a, b in itertools.pairwise(bounds) if a < b]
+    store = Store(tmp_path / f"idx-{uuid.uuid4().hex}")
+    store.create()
+    vectors = np.ones((len(chunks), 4), np.float32)
+    store.apply([Upsert(Document("d", text), chunks, vectors)])
+    with store.read() as snap:
+        ids = [r[0] for r in snap._conn.execute("SELECT id FROM chunks ORDER BY id")]
+        assert [snap.passages(ids)[i].text for i in ids] == [c.text for c in chunks]
+    store.apply([], deletes=["d"])
+    assert store.check().keyword_rows == 0
+    store.close()
+
+
+def downgrade_to_v1(db: Path) -> None:
+    """Rewrite a version-2 database the way version 1 kept it: every chunk's text copied
+    into ``chunks.text``, the keyword table reading it through triggers."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(
+        """
+        BEGIN;
+        ALTER TABLE chunks ADD COLUMN text TEXT NOT NULL DEFAULT '';
+        UPDATE chunks SET text = (SELECT substr(d.text, chunks.start + 1,
+            chunks.end - chunks.start) FROM documents d WHERE d.id = chunks.doc_id);
+        DROP TABLE chunks_fts;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id',
+            tokenize='porter unicode61 remove_diacritics 2');
+        INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+        CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END;
+        UPDATE manifest SET value = '1' WHERE key = 'schema_version';
+        COMMIT;
+        """
+    )
+    conn.close()
+
+
+def test_a_version_1_index_is_read_as_it_is_and_migrated_by_its_next_write(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
+    fake_pipeline.ingest([Document("a", "Alpha is the first letter."), Document("b", "Beta.")])
+    fake_store.close()
+    downgrade_to_v1(fake_store.db_path)
+    old = Store(fake_pipeline.index_path)
+    assert old.manifest()["schema_version"] == "1" and old.check().keyword_rows == 2
+    with old.read() as snap:
+        (hit,) = snap.keyword('"alpha"', 5)
+        assert snap.passages([hit.id])[hit.id].text == "Alpha is the first letter."
+    old.apply([], deletes=["b"])  # a write migrates first, then deletes through version 2
+    manifest = assert_consistent(old)
+    assert manifest["schema_version"] == "2"
+    with old.read() as snap:
+        assert "text" not in [r[1] for r in snap._conn.execute("PRAGMA table_info(chunks)")]
+        assert len(snap.keyword('"alpha"', 5)) == 1 and snap.keyword('"beta"', 5) == []
+    old.close()
+
+
+def test_an_index_of_a_newer_schema_is_not_written(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
+    fake_pipeline.ingest([Document("a", "Alpha.")])
+    conn = sqlite3.connect(fake_store.db_path)
+    with conn:
+        conn.execute("UPDATE manifest SET value = '9' WHERE key = 'schema_version'")
+    conn.close()
+    other = Store(fake_pipeline.index_path)
+    with pytest.raises(StoreError, match="schema version 9"):
+        other.apply([], deletes=["a"])
+    assert other.document("a") is not None
+    other.close()

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
         SUPPORTED_SUFFIXES as SUPPORTED_SUFFIXES,
         LoadError as LoadError,
         LoadResult as LoadResult,
+        LoadStream as LoadStream,
         html_to_text as html_to_text,
         load_bytes as load_bytes,
         load_paths as load_paths,
+        plan_paths as plan_paths,
     )
 
 _NAMES = {
@@ -42,6 +44,8 @@ _NAMES = {
     "html_to_text": "rag.ingest.loaders",
     "load_bytes": "rag.ingest.loaders",
     "load_paths": "rag.ingest.loaders",
+    "LoadStream": "rag.ingest.loaders",
+    "plan_paths": "rag.ingest.loaders",
 }
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_face(__name__, _NAMES)

@@ -8,8 +8,9 @@ A file that cannot be read or decoded is reported by name; the others still load
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,26 +209,61 @@ def iter_files(root: Path) -> Iterator[tuple[Path, str]]:
             yield path, rel.as_posix()
 
 
+def plan_paths(paths: Iterable[Path]) -> tuple[int, int]:
+    """(files, bytes) that ``stream_paths`` will read: a walk of the folders, no reading,
+    so a progress bar has a total before the first document."""
+    files = size = 0
+    for root in paths:
+        if root.exists():
+            for path, _ in iter_files(root):
+                files += 1
+                with contextlib.suppress(OSError):
+                    size += path.stat().st_size
+    return files, size
+
+
+class LoadStream:
+    """The documents of every supported file under ``paths``, read one file at a time as
+    they are iterated (memory follows one file, not the folder). Failures are collected in
+    ``failures`` (by file, or ``file:line``) instead of stopping; ``bytes_read`` counts the
+    files handled so far and ``on_file`` (if set) is told each one's size."""
+
+    def __init__(self, paths: Iterable[Path], on_file: Callable[[int], None] | None = None):
+        self.paths = list(paths)
+        self.failures: dict[str, str] = {}
+        self.bytes_read = 0
+        self.on_file = on_file
+
+    def __iter__(self) -> Iterator[Document]:
+        seen: dict[str, str] = {}
+        for root in self.paths:
+            if not root.exists():
+                self.failures[str(root)] = "no such file or folder"
+                continue
+            for path, doc_id in iter_files(root):
+                try:
+                    docs = load_file(path, doc_id)
+                except LoadError as exc:
+                    self.failures[str(path)] = str(exc)
+                    docs = []
+                size = 0
+                with contextlib.suppress(OSError):
+                    size = path.stat().st_size
+                self.bytes_read += size
+                if self.on_file is not None:
+                    self.on_file(size)
+                for doc in docs:
+                    if doc.id in seen:
+                        self.failures[str(path)] = (
+                            f"document id {doc.id!r} also comes from {seen[doc.id]}"
+                        )
+                        continue
+                    seen[doc.id] = str(path)
+                    yield doc
+
+
 def load_paths(paths: Iterable[Path]) -> LoadResult:
     """Load every supported file under ``paths``, collecting failures instead of stopping."""
-    result = LoadResult()
-    seen: dict[str, str] = {}
-    for root in paths:
-        if not root.exists():
-            result.failures[str(root)] = "no such file or folder"
-            continue
-        for path, doc_id in iter_files(root):
-            try:
-                docs = load_file(path, doc_id)
-            except LoadError as exc:
-                result.failures[str(path)] = str(exc)
-                continue
-            for doc in docs:
-                if doc.id in seen:
-                    result.failures[str(path)] = (
-                        f"document id {doc.id!r} also comes from {seen[doc.id]}"
-                    )
-                    continue
-                seen[doc.id] = str(path)
-                result.documents.append(doc)
-    return result
+    stream = LoadStream(paths)
+    documents = list(stream)
+    return LoadResult(documents, stream.failures)

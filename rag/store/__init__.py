@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         StoreWriteFailed as StoreWriteFailed,
     )
     from rag.store.segments import (
+        AnnPolicy as AnnPolicy,
         Segment as Segment,
         plan_merge as plan_merge,
         read_segments as read_segments,
@@ -39,7 +40,7 @@ _NAMES = {
     "StoreWriteFailed": "rag.store.errors",
     "Snapshot": "rag.store.snapshot",
     **dict.fromkeys(
-        ["Segment", "plan_merge", "read_segments", "segment_vectors", "tombstone"],
+        ["AnnPolicy", "Segment", "plan_merge", "read_segments", "segment_vectors", "tombstone"],
         "rag.store.segments",
     ),
 }

@@ -43,9 +43,17 @@ from rag.models import Chunk, Document, DocumentInfo
 from rag.settings import IndexSettings
 from rag.store.errors import StoreBusy, StoreError, StoreWriteFailed
 from rag.store.files import file_sha256, fsync_dir
-from rag.store.schema import DB_FILE, SCHEMA, SCHEMA_VERSION
+from rag.store.schema import (
+    DB_FILE,
+    INDEX_METADATA,
+    READABLE_VERSIONS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    migrate_v1,
+)
 from rag.store.segments import (
     LEGACY_KEYS,
+    AnnPolicy,
     Segment,
     dump_segments,
     plan_merge,
@@ -89,6 +97,8 @@ class Store:
         faiss_index_type: str = "IDMap2,Flat",
         merge_factor: int = 10,
         max_dead: float = 0.3,
+        filter_exact_max: int = 20_000,
+        ann: AnnPolicy | None = None,
     ) -> None:
         if merge_factor < 2 or not 0.0 < max_dead <= 1.0:
             raise ValueError("merge_factor must be >= 2 and max_dead in (0, 1]")
@@ -96,6 +106,8 @@ class Store:
         self.faiss_index_type = faiss_index_type
         self.merge_factor = merge_factor
         self.max_dead = max_dead
+        self.filter_exact_max = filter_exact_max
+        self.ann = ann or AnnPolicy()
         self._local = threading.local()
         # Writes: one thread at a time here (re-entrant: an ingest's read-compare-write
         # holds it across its commits), and one process at a time through an flock on
@@ -124,6 +136,13 @@ class Store:
             settings.faiss_index_type,
             settings.segment_merge_factor,
             settings.segment_max_dead,
+            settings.filter_exact_max,
+            AnnPolicy(
+                settings.ann_index_type,
+                settings.ann_min_vectors,
+                settings.ann_ef_search,
+                settings.ann_nprobe,
+            ),
         )
 
     # ---- connections -------------------------------------------------------------------
@@ -296,7 +315,7 @@ class Store:
                     self._unpin(pinned)
                     conn.execute("ROLLBACK")
                     raise
-            self._local.snapshot = Snapshot(conn, self._segments)
+            self._local.snapshot = Snapshot(conn, self._segments, self.filter_exact_max)
         snapshot: Snapshot = self._local.snapshot
         self._local.depth = depth + 1
         try:
@@ -330,8 +349,16 @@ class Store:
                 )
 
     # ---- vectors -----------------------------------------------------------------------
-    def _new_faiss(self, dim: int) -> faiss.Index:
-        return faiss.index_factory(dim, self.faiss_index_type, faiss.METRIC_INNER_PRODUCT)
+    def _new_faiss(self, dim: int, n: int = 0) -> faiss.Index:
+        """An empty segment index for ``n`` vectors: approximate from ``ann.min_vectors``
+        on (it must then be trained), exact below."""
+        if self.ann.index_type and n >= self.ann.min_vectors:
+            factory = f"IDMap2,{self.ann.index_type}"
+        else:
+            factory = self.faiss_index_type
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        self.ann.tune(index)
+        return index
 
     def _segments(self, conn: sqlite3.Connection) -> list[tuple[Segment, faiss.Index]]:
         """The segments named by the manifest of ``conn``'s snapshot, loaded (each file
@@ -368,6 +395,7 @@ class Store:
                 index = faiss.read_index(str(path))
             except RuntimeError as exc:
                 raise StoreError(f"the vector file {path} cannot be read: {exc}") from None
+            self.ann.tune(index)
             self._indexes[name] = index
         return index
 
@@ -498,6 +526,7 @@ class Store:
         self._written.clear()
         try:
             current = self._manifest(conn)
+            self._upgrade(conn, current)
             yield conn, current, self._current_segments(conn, current)
         finally:
             if conn.in_transaction:
@@ -506,6 +535,24 @@ class Store:
                 for name in self._written:
                     (self.path / name).unlink(missing_ok=True)
                 self._written.clear()
+
+    def _upgrade(self, conn: sqlite3.Connection, manifest: dict[str, str]) -> None:
+        """Bring an older schema to this one inside the write transaction (a newer one is
+        refused: its rows may mean something this code does not know)."""
+        version = manifest.get("schema_version", SCHEMA_VERSION)
+        if version not in READABLE_VERSIONS:
+            raise StoreError(
+                f"index {self.path} has schema version {version}, newer than this code's "
+                f"{SCHEMA_VERSION}: upgrade rag-extractive or rebuild the index"
+            )
+        if version == "1":
+            log.info(
+                "migrating %s to schema version %s (chunk texts stored once)",
+                self.path,
+                SCHEMA_VERSION,
+            )
+            migrate_v1(conn)
+            manifest["schema_version"] = SCHEMA_VERSION
 
     def _apply(
         self,
@@ -519,12 +566,9 @@ class Store:
             # reader one write behind in another process still finds its segments.
             self._protect = {s.file for s in segments}
             replaced = [u.document.id for u in upserts] + list(deletes)
-            stale = self._chunk_ids(conn, replaced)
+            stale = self._remove(conn, replaced)
             if len(stale):
                 segments = tombstone(segments, stale)
-            pairs = [(d,) for d in replaced]
-            conn.executemany("DELETE FROM chunks WHERE doc_id = ?", pairs)
-            conn.executemany("DELETE FROM documents WHERE id = ?", pairs)
             new_ids: list[np.ndarray] = []
             new_vectors: list[np.ndarray] = []
             for u in upserts:
@@ -533,10 +577,13 @@ class Store:
                     new_ids.append(ids)
                     new_vectors.append(np.asarray(u.vectors, dtype=np.float32))
             for d in metadata_only:
+                metadata = json.dumps(d.metadata, sort_keys=True)
                 conn.execute(
                     "UPDATE documents SET title = ?, metadata = ? WHERE id = ?",
-                    (d.title, json.dumps(d.metadata, sort_keys=True), d.id),
+                    (d.title, metadata, d.id),
                 )
+                conn.execute("DELETE FROM document_metadata WHERE doc_id = ?", (d.id,))
+                conn.execute(INDEX_METADATA, (d.id, metadata))
             updates = dict(manifest or {})
             if new_ids:
                 ids = np.concatenate(new_ids)
@@ -582,15 +629,25 @@ class Store:
             indexes = [index for index in found if index is not None]
             if len(indexes) < len(run):
                 raise StoreError(f"a segment of {self.path} is missing; rebuild the index")
-            # One segment's vectors copied out at a time: a merge holds the merged index
-            # and the largest segment of its run, not every copy of the run at once.
-            merged_index = self._new_faiss(run_dim(indexes))
+            # The run's live vectors, then one index of them (an approximate one is trained
+            # on them): the merge holds one copy of the run beside the index it builds.
+            parts: list[tuple[np.ndarray, np.ndarray]] = []
             for index in indexes:
                 ids, vectors = segment_vectors(index)
                 keep = np.isin(ids, np.fromiter(existing_ids(conn, ids), dtype=np.int64))
                 if keep.any():
-                    merged_index.add_with_ids(vectors[keep], ids[keep])
+                    parts.append((ids[keep], vectors[keep]))
                 del vectors
+            live = sum(len(ids) for ids, _ in parts)
+            merged_index = self._new_faiss(run_dim(indexes), live)
+            if parts:
+                all_ids = np.concatenate([ids for ids, _ in parts])
+                all_vectors = np.concatenate([v for _, v in parts])
+                parts.clear()
+                if not merged_index.is_trained:
+                    merged_index.train(all_vectors)
+                merged_index.add_with_ids(all_vectors, all_ids)
+                del all_vectors
             merged: list[Segment] = []
             updates: dict[str, str] = {}
             if merged_index.ntotal:
@@ -602,34 +659,52 @@ class Store:
             return True
 
     def _insert(self, conn: sqlite3.Connection, u: Upsert) -> np.ndarray:
+        """Rows for ``u``'s document and chunks, the chunk texts into the keyword table;
+        the new chunk ids. A chunk whose text is not its document's slice is refused."""
         d = u.document
         if len(u.chunks) != len(u.vectors):
             raise ValueError(f"{d.id}: {len(u.chunks)} chunks but {len(u.vectors)} vectors")
+        for c in u.chunks:
+            if d.text[c.start : c.end] != c.text:
+                raise ValueError(f"{d.id}: chunk [{c.start}, {c.end}) is not its text's slice")
+        metadata = json.dumps(d.metadata, sort_keys=True)
         conn.execute(
             "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                d.id,
-                d.title,
-                d.sha256,
-                json.dumps(d.metadata, sort_keys=True),
-                d.text,
-                len(u.chunks),
-            ),
+            (d.id, d.title, d.sha256, metadata, d.text, len(u.chunks)),
         )
+        conn.execute(INDEX_METADATA, (d.id, metadata))
         ids = []
         for c in u.chunks:
             cur = conn.execute(
-                "INSERT INTO chunks (doc_id, start, end, n_tokens, text) VALUES (?, ?, ?, ?, ?)",
-                (d.id, c.start, c.end, c.n_tokens, c.text),
+                "INSERT INTO chunks (doc_id, start, end, n_tokens) VALUES (?, ?, ?, ?)",
+                (d.id, c.start, c.end, c.n_tokens),
             )
             ids.append(cur.lastrowid)
+        conn.executemany(
+            "INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)",
+            [(i, c.text) for i, c in zip(ids, u.chunks, strict=True)],
+        )
         return np.asarray(ids, dtype=np.int64)
 
     @staticmethod
-    def _chunk_ids(conn: sqlite3.Connection, doc_ids: Sequence[str]) -> np.ndarray:
+    def _remove(conn: sqlite3.Connection, doc_ids: Sequence[str]) -> np.ndarray:
+        """Delete the documents ``doc_ids`` (those stored), their chunks and keyword rows
+        (a contentless table forgets a row when given its text again); their chunk ids."""
         ids: list[int] = []
-        for d in doc_ids:
-            ids += [r[0] for r in conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (d,))]
+        for doc_id in doc_ids:
+            row = conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            if row is None:
+                continue
+            chunks = conn.execute(
+                "SELECT id, start, end FROM chunks WHERE doc_id = ?", (doc_id,)
+            ).fetchall()
+            conn.executemany(
+                "INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', ?, ?)",
+                [(i, row[0][start:end]) for i, start, end in chunks],
+            )
+            conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            ids += [i for i, _, _ in chunks]
         return np.asarray(ids, dtype=np.int64)
 
     def remove_orphans(self, keep: set[str] | None = None) -> None:
@@ -680,7 +755,7 @@ class Store:
     def _view(self) -> Snapshot:
         """The thread's connection as a snapshot (outside a ``read()``: each query on its
         own; inside one: that read's snapshot)."""
-        return Snapshot(self._conn(), self._segments)
+        return Snapshot(self._conn(), self._segments, self.filter_exact_max)
 
     def document_infos(self, doc_ids: Sequence[str]) -> dict[str, DocumentInfo]:
         """The stored identities of ``doc_ids``, by id, for incremental ingest."""

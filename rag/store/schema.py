@@ -1,17 +1,29 @@
-"""The index database: tables, the FTS5 keyword table kept in step by triggers, filters.
+"""The index database: tables, the FTS5 keyword table, filters, the schema's migration.
 
-SQLite (stdlib, WAL) holds the manifest, documents, chunks and an FTS5 table over the chunk
-texts (the BM25 side: persistent and incremental with the rows it indexes, in the same
-transaction as every write).
+SQLite (stdlib, WAL) holds the manifest, documents (their text, stored once), chunks (offsets
+into their document's text, no copy of it) and a contentless FTS5 table over the chunk texts
+(the BM25 side: persistent and incremental, written in the same transaction as the rows; the
+store hands it each chunk's text on insert and again on delete, sliced from the document).
+
+``document_metadata`` holds each document's top-level metadata as (key, value) rows under an
+index, so a filter is an index lookup, not a scan of every document's JSON.
+
+Version 1 kept every chunk's text a second time in ``chunks.text``, with the FTS5 table
+reading it through triggers; ``migrate_v1`` turns such a database into version 2 inside the
+caller's write transaction.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# Versions this code reads (writing migrates an older one first).
+READABLE_VERSIONS = ("1", "2")
 DB_FILE = "index.sqlite"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,37 +40,106 @@ CREATE TABLE IF NOT EXISTS chunks (
     doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     start INTEGER NOT NULL,
     end INTEGER NOT NULL,
-    n_tokens INTEGER NOT NULL,
-    text TEXT NOT NULL
+    n_tokens INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
-END;
 """
+METADATA_TABLE = (
+    """CREATE TABLE IF NOT EXISTS document_metadata (
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value,
+    PRIMARY KEY (doc_id, key)
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS document_metadata_value ON document_metadata(key, value)",
+)
+# A document's top-level metadata keys and values as rows (the values json_extract gives).
+INDEX_METADATA = (
+    "INSERT INTO document_metadata (doc_id, key, value) SELECT ?, key, value FROM json_each(?)"
+)
+# Contentless: the texts are the documents' (a row's text is given on insert and on delete).
+KEYWORD_TABLE = """
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='', tokenize='porter unicode61 remove_diacritics 2'
+)"""
+SCHEMA += "".join(f"{statement};\n" for statement in (*METADATA_TABLE, KEYWORD_TABLE))
 
 
-def filter_sql(filters: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
-    """SQL over ``d`` (documents) for ``{"doc_id": id | [ids], "<metadata key>": value}``."""
-    if not filters:
-        return "1", []
-    clauses: list[str] = []
+def migrate_v1(conn: sqlite3.Connection) -> None:
+    """Version 1 to 2 in the caller's write transaction (all or nothing with it): the
+    keyword table is rebuilt contentless from the chunk texts, which then leave ``chunks``;
+    the metadata table is created and filled.
+    Its cost follows the index, once; the space freed is reused by later writes."""
+    conn.execute("DROP TRIGGER IF EXISTS chunks_ai")
+    conn.execute("DROP TRIGGER IF EXISTS chunks_ad")
+    conn.execute("DROP TABLE chunks_fts")
+    conn.execute(KEYWORD_TABLE)
+    conn.execute("INSERT INTO chunks_fts(rowid, text) SELECT id, text FROM chunks ORDER BY id")
+    conn.execute("ALTER TABLE chunks DROP COLUMN text")
+    for statement in METADATA_TABLE:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO document_metadata (doc_id, key, value) "
+        "SELECT d.id, j.key, j.value FROM documents d, json_each(d.metadata) j"
+    )
+    conn.execute("UPDATE manifest SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSQL:
+    """A question's filters as SQL over a chunk row ``c``, in two forms whose cost follows
+    what they touch, never the index: ``check`` decides one row by index lookups (a keyword
+    or vector hit is checked as it comes); ``select`` lists allowed chunk ids, driven by the
+    most selective index (the doc ids named, or one metadata key's values)."""
+
+    check: str
+    check_params: tuple[Any, ...]
+    select: str
+    select_params: tuple[Any, ...]
+
+
+def compile_filters(filters: Mapping[str, Any], indexed: bool = True) -> FilterSQL:
+    """SQL for ``{"doc_id": id | [ids], "<metadata key>": value | [values]}`` (all must hold;
+    a list allows any of its values; an empty list matches nothing). ``indexed=False`` is a
+    version-1 database, which has no metadata table: there a check reads the document's JSON
+    and a listing scans (until the next write migrates it)."""
+    checks: list[str] = []
     params: list[Any] = []
+    driver: tuple[str, list[Any]] | None = None
     for key, value in filters.items():
-        values = value if isinstance(value, list) else [value]
-        if not values:  # an empty list of allowed values matches nothing
-            clauses.append("0")
+        values = list(value) if isinstance(value, list) else [value]
+        if key == "doc_id":
+            values = [str(v) for v in values]
+        marks = ",".join("?" * len(values))
+        if not values:
+            checks.append("0")
         elif key == "doc_id":
-            clauses.append(f"d.id IN ({','.join('?' * len(values))})")
-            params += [str(v) for v in values]
-        else:
-            clauses.append(f"json_extract(d.metadata, ?) IN ({','.join('?' * len(values))})")
-            params.append("$." + json.dumps(key))
+            checks.append(f"c.doc_id IN ({marks})")
             params += values
-    return " AND ".join(clauses), params
+            driver = (f"FROM chunks c WHERE c.doc_id IN ({marks})", values)
+        elif indexed:
+            checks.append(
+                "EXISTS (SELECT 1 FROM document_metadata m WHERE m.doc_id = c.doc_id "
+                f"AND m.key = ? AND m.value IN ({marks}))"
+            )
+            params += [key, *values]
+            if driver is None:
+                driver = (
+                    "FROM document_metadata m0 JOIN chunks c ON c.doc_id = m0.doc_id "
+                    f"WHERE m0.key = ? AND m0.value IN ({marks})",
+                    [key, *values],
+                )
+        else:
+            checks.append(
+                "(SELECT json_extract(d.metadata, ?) FROM documents d WHERE d.id = c.doc_id) "
+                f"IN ({marks})"
+            )
+            params += ["$." + json.dumps(key), *values]
+    check = " AND ".join(checks) or "1"
+    source, source_params = driver or ("FROM chunks c WHERE 1", [])
+    return FilterSQL(
+        check,
+        tuple(params),
+        f"SELECT c.id {source} AND {check}",
+        (*source_params, *params),
+    )

@@ -112,6 +112,31 @@ def plan_merge(segments: Sequence[Segment], factor: int, max_dead: float) -> tup
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class AnnPolicy:
+    """Which segments are approximate and how they are searched: ``index_type`` (a factory
+    string without IDMap2; empty: none) from ``min_vectors`` vectors on, HNSW ``ef_search``
+    and IVF ``nprobe`` set on every loaded segment."""
+
+    index_type: str = ""
+    min_vectors: int = 20_000
+    ef_search: int = 64
+    nprobe: int = 32
+
+    def tune(self, index: faiss.Index) -> None:
+        """Set the search parameters on a segment index (a no-op for exact ones); an IVF
+        one also gets its direct map, so its vectors can be looked up by position."""
+        inner = faiss.downcast_index(getattr(faiss.downcast_index(index), "index", index))
+        hnsw = getattr(inner, "hnsw", None)
+        if hnsw is not None:
+            hnsw.efSearch = self.ef_search
+        ivf = faiss.try_extract_index_ivf(inner)
+        if ivf is not None:
+            ivf.nprobe = self.nprobe
+            if ivf.direct_map.type == faiss.DirectMap.NoMap:  # type: ignore[attr-defined]
+                ivf.make_direct_map()
+
+
 def segment_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
     """(ids, vectors) of a segment written as ``IDMap2`` over a storage that reconstructs
     (flat, HNSW flat, scalar quantisers)."""
@@ -135,7 +160,7 @@ def search_segments(
     queries: np.ndarray,
     depth: int,
     alive: Callable[[set[int]], set[int]],
-    params: faiss.SearchParameters | None = None,
+    share: float | None = None,
 ) -> list[list[tuple[int, float]]]:
     """Per query, the ``depth`` best live (id, score) hits over every segment, best first.
 
@@ -143,19 +168,22 @@ def search_segments(
     share expected among its nearest if deletes fall anywhere), and again for twice as many
     for a query left short (its nearest were deleted), never more than ``depth + dead``:
     the cost follows ``depth``, not the number of tombstones. ``alive`` says which of some
-    ids still have their rows."""
+    ids still have their rows. With ``share`` (a filter allowing about that share of the
+    chunks, which ``alive`` then checks too), each segment is asked for ``depth / share``
+    hits, and for twice as many while short, up to all of it."""
     out: list[list[tuple[int, float]]] = [[] for _ in range(len(queries))]
     for segment, index in loaded:
-        most = min(depth + segment.dead, index.ntotal)
+        most = min(depth + segment.dead, index.ntotal) if share is None else index.ntotal
         if most <= 0:
             continue
         extra = math.ceil(depth * segment.dead / max(segment.live, 1)) if segment.dead else 0
-        k = min(depth + extra, most)
+        want = depth + extra if share is None else math.ceil((depth + extra) / max(share, 1e-6))
+        k = min(want, most)
         pending = list(range(len(queries)))
         while pending:
-            scores, ids = index.search(queries[pending], k, params=params)
+            scores, ids = index.search(queries[pending], k)
             found = {int(i) for i in ids.ravel() if i >= 0}
-            live = alive(found) if segment.dead else found
+            live = alive(found) if segment.dead or share is not None else found
             short = []
             for row, qi in enumerate(pending):
                 hits = [
@@ -171,4 +199,35 @@ def search_segments(
     for hits in out:
         hits.sort(key=lambda h: -h[1])
         del hits[depth:]
+    return out
+
+
+def exact_search(
+    loaded: Sequence[tuple[Segment, faiss.Index]],
+    queries: np.ndarray,
+    ids: np.ndarray,
+    depth: int,
+) -> list[list[tuple[int, float]]]:
+    """Per query, the ``depth`` best of exactly the chunks ``ids`` (sorted, live), by inner
+    product with their stored vectors: each id is looked up in the segment whose range holds
+    it (bisection on ``lo``), so the cost follows ``len(ids)``, not the index."""
+    if not len(ids):
+        return [[] for _ in range(len(queries))]
+    los = [s.lo for s, _ in loaded]
+    owner = np.searchsorted(np.asarray(los, dtype=np.int64), ids, side="right") - 1
+    parts = []
+    for i in np.unique(owner):
+        if i < 0:
+            continue
+        index = loaded[int(i)][1]
+        parts.append(index.reconstruct_batch(np.ascontiguousarray(ids[owner == i])))
+    vectors = np.concatenate(parts) if parts else np.zeros((0, queries.shape[1]), np.float32)
+    kept = ids[owner >= 0]
+    scores = queries @ vectors.T
+    k = min(depth, len(kept))
+    out = []
+    for row in scores:
+        top = np.argpartition(-row, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
+        top = top[np.argsort(-row[top], kind="stable")]
+        out.append([(int(kept[j]), float(row[j])) for j in top])
     return out

@@ -18,11 +18,13 @@ import numpy as np
 
 from rag.models import Document, DocumentInfo, Hit, Passage
 from rag.store.files import load_metadata
-from rag.store.schema import filter_sql
-from rag.store.segments import Segment, search_segments
+from rag.store.schema import FilterSQL, compile_filters
+from rag.store.segments import Segment, exact_search, search_segments
 
 # Ids bound in one IN (...) query: far below SQLite's variable limit.
 SQL_BATCH = 500
+# Chunk ids drawn to estimate the share a wide filter allows (binomial error about 2 %).
+FILTER_SAMPLE = 500
 
 
 class Snapshot:
@@ -32,9 +34,13 @@ class Snapshot:
         self,
         conn: sqlite3.Connection,
         segments: Callable[[sqlite3.Connection], list[tuple[Segment, faiss.Index]]],
+        exact_max: int = 20_000,
     ) -> None:
         self._conn = conn
         self._segments = segments
+        self._exact_max = exact_max
+        self._has_metadata_table: bool | None = None
+        self._documents: dict[str, Document] = {}
 
     # ---- what the index holds ------------------------------------------------------------
     def manifest(self) -> dict[str, str]:
@@ -61,10 +67,17 @@ class Snapshot:
 
     # ---- documents -----------------------------------------------------------------------
     def document(self, doc_id: str) -> Document | None:
+        """The stored document ``doc_id``; read once per snapshot (passages and the
+        readers' windows slice the same texts)."""
+        if doc_id in self._documents:
+            return self._documents[doc_id]
         row = self._conn.execute(
             "SELECT id, text, title, metadata FROM documents WHERE id = ?", (doc_id,)
         ).fetchone()
-        return None if row is None else Document(row[0], row[1], row[2], load_metadata(row[3]))
+        doc = None if row is None else Document(row[0], row[1], row[2], load_metadata(row[3]))
+        if doc is not None:
+            self._documents[doc_id] = doc
+        return doc
 
     def documents_by_id(self, doc_ids: Sequence[str]) -> dict[str, Document]:
         """The stored documents among ``doc_ids`` (missing ones left out)."""
@@ -107,16 +120,21 @@ class Snapshot:
 
     # ---- retrieval -----------------------------------------------------------------------
     def passages(self, ids: Sequence[int]) -> dict[int, Passage]:
-        """The chunks ``ids`` as passages (scores unset), by id; deleted ones left out."""
+        """The chunks ``ids`` as passages (scores unset), by id; deleted ones left out. A
+        chunk's text is its document's slice (stored once, in the document)."""
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._conn.execute(
-            "SELECT c.id, c.doc_id, d.title, c.start, c.end, c.text FROM chunks c "
+            "SELECT c.id, c.doc_id, d.title, c.start, c.end FROM chunks c "
             f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
             [int(i) for i in ids],
-        )
-        return {r[0]: Passage(r[0], r[1], r[2], r[3], r[4], r[5], score=0.0) for r in rows}
+        ).fetchall()
+        docs = self.documents_by_id([r[1] for r in rows])
+        return {
+            r[0]: Passage(r[0], r[1], r[2], r[3], r[4], docs[r[1]].text[r[3] : r[4]], score=0.0)
+            for r in rows
+        }
 
     def dense(
         self,
@@ -126,44 +144,91 @@ class Snapshot:
     ) -> list[list[Hit]]:
         """Per query vector (rows of ``queries``), the ``depth`` nearest chunks by inner
         product among those ``filters`` allow, best first: every segment searched, the hits
-        whose chunk rows this snapshot holds kept (``search_segments``)."""
+        whose chunk rows this snapshot holds kept (``search_segments``). A filter allowing
+        at most ``exact_max`` chunks is answered from exactly their vectors; a wider one
+        searches every segment and keeps the hits it allows."""
         loaded = self.segments()
-        allowed = self._filtered_chunk_ids(filters) if filters else None
-        if not loaded or (allowed is not None and len(allowed) == 0):
-            return [[] for _ in range(len(queries))]
-        params = None
-        if allowed is not None:
-            # The kwarg form keeps the selector alive for the search (faiss's Python wrapper).
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
         matrix = np.ascontiguousarray(
             np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
         )
-        runs = search_segments(
-            loaded, matrix, depth, lambda ids: existing_ids(self._conn, ids), params
-        )
+        if not loaded:
+            return [[] for _ in range(len(queries))]
+        if not filters:
+            runs = search_segments(loaded, matrix, depth, lambda ids: existing_ids(self._conn, ids))
+            return [[Hit(i, s) for i, s in run] for run in runs]
+        sql = compile_filters(filters, self._indexed())
+        rows = self._conn.execute(
+            f"{sql.select} LIMIT ?", (*sql.select_params, self._exact_max + 1)
+        ).fetchall()
+        if len(rows) <= self._exact_max:
+            ids = np.unique(np.asarray([r[0] for r in rows], dtype=np.int64))
+            return [[Hit(i, s) for i, s in run] for run in exact_search(loaded, matrix, ids, depth)]
+
+        def allowed(ids: set[int]) -> set[int]:
+            return self._allowed(sql, ids)
+
+        share = self._allowed_share(sql)
+        runs = search_segments(loaded, matrix, depth, allowed, share=share)
         return [[Hit(i, s) for i, s in run] for run in runs]
 
     def keyword(
         self, match: str, depth: int, filters: Mapping[str, Any] | None = None
     ) -> list[Hit]:
-        """The ``depth`` best chunks by BM25 for an FTS5 MATCH expression (higher is better)."""
-        where, params = filter_sql(filters)
-        rows = self._conn.execute(
-            "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f "
-            "JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.doc_id "
-            f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
-            [match, *params, depth],
-        )
+        """The ``depth`` best chunks by BM25 for an FTS5 MATCH expression (higher is better);
+        a filter is checked per matching row by index lookups."""
+        if filters:
+            sql = compile_filters(filters, self._indexed())
+            rows = self._conn.execute(
+                "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f "
+                f"JOIN chunks c ON c.id = f.rowid WHERE chunks_fts MATCH ? AND {sql.check} "
+                "ORDER BY s LIMIT ?",
+                [match, *sql.check_params, depth],
+            )
+        else:
+            rows = self._conn.execute(
+                "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
+                "ORDER BY s LIMIT ?",
+                [match, depth],
+            )
         # FTS5's bm25() is negated so that ORDER BY ascending puts the best first.
         return [Hit(int(r[0]), -float(r[1])) for r in rows]
 
-    def _filtered_chunk_ids(self, filters: Mapping[str, Any]) -> np.ndarray:
-        where, params = filter_sql(filters)
-        rows = self._conn.execute(
-            f"SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE {where}",
-            params,
-        )
-        return np.asarray([r[0] for r in rows], dtype=np.int64)
+    def _indexed(self) -> bool:
+        """Whether the metadata table is there (schema version 2 on)."""
+        if self._has_metadata_table is None:
+            row = self._conn.execute(
+                "SELECT value FROM manifest WHERE key = 'schema_version'"
+            ).fetchone()
+            self._has_metadata_table = row is None or row[0] != "1"
+        return self._has_metadata_table
+
+    def _allowed(self, sql: FilterSQL, ids: Iterable[int]) -> set[int]:
+        """Those of ``ids`` whose chunk rows exist and pass the filter."""
+        values = [int(i) for i in dict.fromkeys(ids)]
+        found: set[int] = set()
+        for k in range(0, len(values), SQL_BATCH):
+            part = values[k : k + SQL_BATCH]
+            rows = self._conn.execute(
+                f"SELECT c.id FROM chunks c WHERE c.id IN ({','.join('?' * len(part))}) "
+                f"AND {sql.check}",
+                [*part, *sql.check_params],
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def _allowed_share(self, sql: FilterSQL) -> float:
+        """The share of chunks the filter allows, estimated from ``FILTER_SAMPLE`` chunk ids
+        drawn between the smallest and the largest (ids are assigned in order, so a draw
+        misses only deleted ones): its cost follows the sample, not the index."""
+        lo, hi = self._conn.execute("SELECT MIN(id), MAX(id) FROM chunks").fetchone()
+        if lo is None:
+            return 1.0
+        rng = np.random.default_rng(0)
+        sample = set(rng.integers(lo, hi + 1, size=FILTER_SAMPLE).tolist())
+        live = len(existing_ids(self._conn, sample))
+        allowed = len(self._allowed(sql, sample))
+        # Past ``exact_max`` allowed chunks, a sample that saw none still allows some.
+        return max(allowed, 1) / max(live, 1)
 
 
 def existing_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> set[int]:

@@ -1,0 +1,168 @@
+"""Snapshot queries: filters by index lookups, exact vs post-filtered vector search."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from rag.models import Chunk, Document
+from rag.store import Segment, Store, Upsert, segment_vectors
+from rag.store.schema import INDEX_METADATA, SCHEMA, compile_filters
+from rag.store.segments import exact_search
+
+DIM = 8
+scalars = st.one_of(st.sampled_from(["en", "fr", "de"]), st.integers(2019, 2021), st.booleans())
+metadata = st.dictionaries(st.sampled_from(["lang", "year", "draft"]), scalars, max_size=3)
+filters = st.dictionaries(
+    st.sampled_from(["lang", "year", "draft", "doc_id"]),
+    st.one_of(scalars, st.lists(scalars, max_size=3)),
+    min_size=1,
+    max_size=3,
+)
+
+
+def table_of(docs: list[dict[str, Any]]) -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(SCHEMA)
+    for i, meta in enumerate(docs):
+        text = json.dumps(meta, sort_keys=True)
+        conn.execute("INSERT INTO documents VALUES (?, '', '', ?, 'x', 1)", (f"d{i}", text))
+        conn.execute(INDEX_METADATA, (f"d{i}", text))
+        conn.execute(
+            "INSERT INTO chunks (doc_id, start, end, n_tokens) VALUES (?, 0, 1, 1)", (f"d{i}",)
+        )
+    return conn
+
+
+@settings(max_examples=150, deadline=None)
+@given(docs=st.lists(metadata, max_size=12), wanted=filters)
+def test_indexed_filters_select_what_the_documents_json_says(
+    docs: list[dict[str, Any]], wanted: dict[str, Any]
+) -> None:
+    """The metadata table gives the rows that reading each document's JSON (version 1, and
+    before this table) gives, for any filter: lists, booleans, numbers, absent keys."""
+    conn = table_of(docs)
+    fast, slow = compile_filters(wanted, indexed=True), compile_filters(wanted, indexed=False)
+    got = {r[0] for r in conn.execute(fast.select, fast.select_params)}
+    want = {r[0] for r in conn.execute(slow.select, slow.select_params)}
+    assert got == want
+    checked = {
+        r[0]
+        for r in conn.execute(f"SELECT c.id FROM chunks c WHERE {fast.check}", fast.check_params)
+    }
+    assert checked == want
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        {"lang": "en"},
+        {"doc_id": ["a", "b"]},
+        {"lang": ["en", "fr"], "year": 2020},
+        {"doc_id": "a", "x": 1},
+    ],
+)
+def test_a_filter_is_index_lookups_never_a_scan(wanted: dict[str, Any]) -> None:
+    """Listing the allowed chunks and checking a keyword hit use indexes only: their cost
+    follows the rows they touch, not the index."""
+    conn = table_of([])
+    sql = compile_filters(wanted)
+    plans = [
+        conn.execute(f"EXPLAIN QUERY PLAN {sql.select} LIMIT 5", sql.select_params).fetchall(),
+        conn.execute(
+            "EXPLAIN QUERY PLAN SELECT f.rowid FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
+            f"WHERE chunks_fts MATCH ? AND {sql.check}",
+            ["x", *sql.check_params],
+        ).fetchall(),
+    ]
+    steps = [row[3] for plan in plans for row in plan]
+    scans = [s for s in steps if s.startswith("SCAN") and "VIRTUAL TABLE" not in s]
+    assert scans == [], steps
+
+
+def test_exact_search_ranks_exactly_the_given_ids_across_segments() -> None:
+    rng = np.random.default_rng(3)
+    store_vectors = rng.standard_normal((30, DIM)).astype(np.float32)
+    loaded = []
+    for lo in (0, 10, 20):
+        index = faiss.index_factory(DIM, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+        index.add_with_ids(store_vectors[lo : lo + 10], np.arange(lo, lo + 10))
+        loaded.append((Segment(f"v{lo}", "", 10, 0, lo), index))
+    ids = np.array([1, 5, 12, 13, 27], dtype=np.int64)
+    query = rng.standard_normal((2, DIM)).astype(np.float32)
+    runs = exact_search(loaded, query, ids, 3)
+    for q, run in zip(query, runs, strict=True):
+        scores = store_vectors[ids] @ q
+        order = ids[np.argsort(-scores)][:3]
+        assert [i for i, _ in run] == order.tolist()
+        assert np.allclose([s for _, s in run], np.sort(scores)[::-1][:3], atol=1e-5)
+    assert exact_search(loaded, query, np.zeros(0, np.int64), 3) == [[], []]
+
+
+def build(path: Path, exact_max: int, rng: np.random.Generator) -> tuple[Store, dict[int, Any]]:
+    """An index of 120 one-chunk documents over six writes (six segments, some deleted),
+    metadata ``lang`` in en/fr/de and ``year``; (store, chunk id -> (vector, metadata))."""
+    store = Store(path, merge_factor=50, filter_exact_max=exact_max)
+    store.create()
+    for w in range(6):
+        ups = []
+        for i in range(20):
+            n = w * 20 + i
+            meta = {"lang": ["en", "fr", "de"][n % 3], "year": 2019 + n % 4}
+            text = f"doc {n}"
+            vec = rng.standard_normal((1, DIM)).astype(np.float32)
+            ups.append(
+                Upsert(
+                    Document(f"d{n}", text, metadata=meta),
+                    [Chunk(f"d{n}", 0, len(text), text, 2)],
+                    vec,
+                )
+            )
+        store.apply(ups)
+    store.apply([], deletes=[f"d{n}" for n in range(0, 120, 7)])
+    live: dict[int, Any] = {}
+    with store.read() as snap:
+        for _, index in snap.segments():
+            ids, vecs = segment_vectors(index)
+            rows = dict(
+                snap._conn.execute(
+                    "SELECT c.id, d.metadata FROM chunks c JOIN documents d ON d.id = c.doc_id"
+                )
+            )
+            for i, v in zip(ids.tolist(), vecs, strict=True):
+                if i in rows:
+                    live[i] = (v, json.loads(rows[i]))
+    return store, live
+
+
+@pytest.mark.parametrize("exact_max", [0, 1_000])
+@pytest.mark.parametrize(
+    "wanted",
+    [{"lang": "en"}, {"lang": ["fr", "de"], "year": [2019, 2020]}, {"year": 2022}, {"lang": []}],
+)
+def test_filtered_dense_search_is_exact_both_ways(
+    tmp_path: Path, exact_max: int, wanted: dict[str, Any]
+) -> None:
+    """Whether the allowed chunks are compared one by one (few) or the segments searched
+    and the hits filtered (many), the answer is the exact top k among the allowed."""
+    rng = np.random.default_rng(7)
+    store, live = build(tmp_path / "idx", exact_max, rng)
+    queries = rng.standard_normal((5, DIM)).astype(np.float32)
+
+    def allows(meta: dict[str, Any]) -> bool:
+        return all(meta.get(k) in (v if isinstance(v, list) else [v]) for k, v in wanted.items())
+
+    allowed = {i: v for i, (v, meta) in live.items() if allows(meta)}
+    with store.read() as snap:
+        runs = snap.dense(queries, 10, wanted)
+    for q, hits in zip(queries, runs, strict=True):
+        want = sorted(allowed, key=lambda i: -float(allowed[i] @ q))[:10]
+        assert [h.id for h in hits] == want
+    store.close()
