@@ -216,25 +216,32 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
-        print(
-            f"rag: interrupted after {embedded} chunks embedded; what was committed stays: "
-            "run the same command again to go on",
-            file=sys.stderr,
-        )
+        if args.rebuild:  # the rebuild's folder is dropped; the index is as it was
+            print(
+                "rag: interrupted; the index is unchanged (a rebuild swaps in whole)",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"rag: interrupted after {embedded} chunks embedded; what was committed "
+                "stays: run the same command again to go on",
+                file=sys.stderr,
+            )
         return 130
     finally:
         if bar is not None:
             bar.close()
+    failures = {**stream.failures, **report.failed}
     rate = report.chunks_embedded / report.embed_seconds if report.embed_seconds else 0.0
     print(
         f"{len(report.added)} added, {len(report.updated)} updated, "
-        f"{len(report.unchanged)} unchanged, {len(stream.failures)} failed; "
+        f"{len(report.unchanged)} unchanged, {len(failures)} failed; "
         f"{report.chunks_embedded} chunks embedded ({rate:.1f} chunks/s); {report.seconds:.1f}s "
         "in all"
     )
-    for name, reason in stream.failures.items():
+    for name, reason in failures.items():
         print(f"rag: failed: {name}: {reason}", file=sys.stderr)
-    return EXIT_PARTIAL if stream.failures else 0
+    return EXIT_PARTIAL if failures else 0
 
 
 def _parse_filters(items: Sequence[str]) -> dict[str, Any]:

@@ -139,10 +139,11 @@ class Pipeline:
 
         Commits every ``commit_every`` chunks (by default the ``commit_chunks`` setting; an
         interrupted long ingest keeps what it committed, and a re-run embeds only what is
-        missing), or once at the end when None
-        (all of it or nothing, as the service's ingest jobs want). A sequence is checked
-        whole before anything is written; any other iterable is streamed, one commit's
-        worth of documents in memory at a time, each checked as it comes. ``plan`` is told
+        missing), or once at the end when None (all of it or nothing, as the service's
+        ingest jobs want). A sequence is checked whole before anything is written; any other
+        iterable is streamed, one commit's worth of documents in memory at a time, each
+        checked as it comes (a bad one is left out and named in ``report.failed``; the
+        rest goes in). ``plan`` is told
         how many chunks will be embedded (it reads the whole input first); ``stamp``
         entries are written into the manifest by the same commit(s).
         """
@@ -175,8 +176,15 @@ class Pipeline:
         """The documents to embed, chunked, as they come: each compared with its stored
         identity by one lookup (unchanged ones counted in ``report``, ones whose title or
         metadata alone changed put in ``metadata_only``)."""
+        streamed = not isinstance(documents, Sequence)
         for doc in documents:
-            self._check(doc)
+            try:
+                self._check(doc)
+            except InvalidInput as exc:
+                if not streamed:
+                    raise
+                report.failed[doc.id] = str(exc)  # a stream goes on past a bad document
+                continue
             old = self._store.document_infos([doc.id]).get(doc.id)
             if old is not None and old.sha256 == doc.sha256:
                 stored = (old.title, json.dumps(old.metadata, sort_keys=True))

@@ -35,7 +35,9 @@ class IndexSettings(BaseSettings):
     )
     faiss_index_type: str = Field(
         "IDMap2,Flat",
-        description="faiss.index_factory string (inner product over L2-normalised vectors).",
+        pattern=r"^IDMap2,",
+        description="faiss.index_factory string of small (exact) segments, inner product over "
+        "L2-normalised vectors; IDMap2 first: a segment looks its vectors up by chunk id.",
     )
     segment_merge_factor: int = Field(
         10,

@@ -288,14 +288,15 @@ def test_a_streamed_ingest_commits_as_it_goes_and_a_rerun_embeds_only_the_rest(
     pipe.close()
 
 
-def test_a_bad_document_in_a_stream_stops_it_keeping_what_was_committed(tmp_path: Path) -> None:
+def test_a_bad_document_in_a_stream_is_left_out_and_named(tmp_path: Path) -> None:
+    """A stream goes on past a bad document (named in the report); a sequence is checked
+    whole first, and nothing of it is written."""
     pipe = Pipeline(unit_settings(index_root=tmp_path / "idx"), embedder=FakeEmbedder())
-    docs = [Document("a", "Alpha."), Document("b", "Beta."), Document("..", "A bad id.")]
-    with pytest.raises(InvalidInput):
-        pipe.ingest(iter(docs), commit_every=1)
+    docs = [Document("a", "Alpha."), Document("..", "A bad id."), Document("b", "Beta.")]
+    report = pipe.ingest(iter(docs), commit_every=1)
+    assert report.added == ["a", "b"] and list(report.failed) == [".."]
     assert pipe.counts() == (2, 2)
-    # A sequence is checked whole first: nothing of it is written.
     with pytest.raises(InvalidInput):
-        pipe.ingest([Document("d", "Delta."), docs[2]], commit_every=1)
+        pipe.ingest([Document("d", "Delta."), docs[1]], commit_every=1)
     assert pipe.counts() == (2, 2)
     pipe.close()

@@ -166,3 +166,72 @@ def test_filtered_dense_search_is_exact_both_ways(
         want = sorted(allowed, key=lambda i: -float(allowed[i] @ q))[:10]
         assert [h.id for h in hits] == want
     store.close()
+
+
+def test_a_wide_filter_whose_chunks_sit_in_one_segment_does_not_search_the_others_whole(
+    tmp_path: Path,
+) -> None:
+    """Three segments of 300 chunks; the filter allows only the newest one's. The result is
+    exact, and the older segments are not re-asked until exhausted: once their lowest score
+    falls below the 10th best allowed hit, they stop (far fewer ids checked than stored)."""
+    rng = np.random.default_rng(11)
+    store = Store(tmp_path / "idx", merge_factor=50, filter_exact_max=0)
+    store.create()
+    vectors = {}
+    for w, lang in enumerate(["en", "fr", "de"]):
+        v = rng.standard_normal((300, DIM)).astype(np.float32)
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        vectors[lang] = v
+        text = "x" * 300
+        chunks = [Chunk(f"d{w}", i, i + 1, "x", 1) for i in range(300)]
+        doc = Document(f"d{w}", text, metadata={"lang": lang})
+        store.apply([Upsert(doc, chunks, v)])
+    checked: list[int] = []
+    with store.read() as snap:
+        real = snap._allowed
+
+        def counting(sql: Any, ids: Any) -> set[int]:
+            ids = list(ids)
+            checked.append(len(ids))
+            return real(sql, ids)
+
+        snap._allowed = counting  # type: ignore[method-assign]
+        query = vectors["de"][:3] + 0.3 * rng.standard_normal((3, DIM)).astype(np.float32)
+        runs = snap.dense(query, 10, {"lang": "de"})
+        first_de = min(
+            i for _, index in snap.segments() for i in segment_vectors(index)[0] if i > 600
+        )
+    for q, hits in zip(query, runs, strict=True):
+        want = (np.argsort(-(vectors["de"] @ q))[:10] + first_de).tolist()
+        assert [h.id for h in hits] == want
+    # The share sample (500 ids) plus the searches' hits: well under the 900 stored, twice.
+    assert sum(checked) - 500 < 900
+    store.close()
+
+
+def test_the_listing_is_driven_by_the_most_selective_key(tmp_path: Path) -> None:
+    store = Store(tmp_path / "idx")
+    store.create()
+    ups = []
+    for n in range(40):
+        meta = {"lang": "en", "year": 1999 if n < 2 else 2020}
+        text = f"doc {n}"
+        chunk = Chunk(f"d{n}", 0, len(text), text, 2)
+        ups.append(
+            Upsert(Document(f"d{n}", text, metadata=meta), [chunk], np.ones((1, DIM), np.float32))
+        )
+    store.apply(ups)
+    with store.read() as snap:
+        for wanted in ({"lang": "en", "year": 1999}, {"year": 1999, "lang": "en"}):
+            sql = snap._compile(wanted)
+            assert sql.select_params[:2] == ("year", 1999)
+            assert len(snap._conn.execute(sql.select, sql.select_params).fetchall()) == 2
+    store.close()
+
+
+def test_exact_search_leaves_out_ids_below_every_segment() -> None:
+    index = faiss.index_factory(DIM, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+    index.add_with_ids(np.eye(DIM, dtype=np.float32)[:4], np.arange(10, 14))
+    loaded = [(Segment("v", "", 4, 0, 10), index)]
+    runs = exact_search(loaded, np.eye(DIM, dtype=np.float32)[:1], np.array([3, 10, 12]), 5)
+    assert [i for i, _ in runs[0]] == [10, 12]

@@ -499,9 +499,11 @@ def test_passages_are_their_documents_slices_for_any_text(
     store.close()
 
 
-def downgrade_to_v1(db: Path) -> None:
+def downgrade_to_v1(db: Path, nan_metadata: str | None = None) -> None:
     """Rewrite a version-2 database the way version 1 kept it: every chunk's text copied
-    into ``chunks.text``, the keyword table reading it through triggers."""
+    into ``chunks.text``, the keyword table reading it through triggers, no metadata
+    table. ``nan_metadata`` names a document whose metadata is rewritten with a NaN, as
+    version 1 could store before non-finite numbers were refused."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.executescript(
         """
@@ -519,34 +521,77 @@ def downgrade_to_v1(db: Path) -> None:
         CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
             INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
         END;
+        DROP TABLE document_metadata;
         UPDATE manifest SET value = '1' WHERE key = 'schema_version';
         COMMIT;
         """
     )
+    if nan_metadata is not None:
+        with conn:
+            conn.execute(
+                'UPDATE documents SET metadata = \'{"score": NaN, "lang": "en"}\' WHERE id = ?',
+                (nan_metadata,),
+            )
     conn.close()
 
 
 def test_a_version_1_index_is_read_as_it_is_and_migrated_by_its_next_write(
     fake_pipeline: Pipeline, fake_store: Store
 ) -> None:
-    fake_pipeline.ingest([Document("a", "Alpha is the first letter."), Document("b", "Beta.")])
+    """Read as it is (filters through each document's JSON), then migrated by the next
+    write: contentless keyword table, no chunk texts, metadata rows, even for metadata with
+    a NaN that SQLite's JSON cannot read; filters give the same answers before and after."""
+    fake_pipeline.ingest(
+        [
+            Document("a", "Alpha is the first letter.", metadata={"lang": "en", "n": 1}),
+            Document("b", "Beta.", metadata={"lang": "el", "tags": ["x", "y"]}),
+            Document("c", "Gamma is the third letter.", metadata={"lang": "en"}),
+        ]
+    )
     fake_store.close()
-    downgrade_to_v1(fake_store.db_path)
-    old = Store(fake_pipeline.index_path)
-    assert old.manifest()["schema_version"] == "1" and old.check().keyword_rows == 2
+    downgrade_to_v1(fake_store.db_path, nan_metadata="c")
+    old = Store(fake_pipeline.index_path, filter_exact_max=0)
+    assert old.manifest()["schema_version"] == "1" and old.check().keyword_rows == 3
+    query = FakeEmbedder().embed(["Which letter is first?"])
+    wanted = [{"lang": "en"}, {"lang": "el", "tags": '["x","y"]'}, {"n": [1, 2]}]
+
+    def answers() -> list[list[str]]:
+        with old.read() as snap:
+            doc_of = dict(snap._conn.execute("SELECT id, doc_id FROM chunks").fetchall())
+            runs = [snap.dense(query, 5, w)[0] for w in wanted]
+            runs += [snap.keyword('"letter"', 5, w) for w in wanted]
+        return [sorted(doc_of[h.id] for h in run) for run in runs]
+
+    before = answers()
+    # c's metadata (with a NaN) is unreadable to SQLite's JSON: no filter matches it yet.
+    assert before[:3] == [["a"], ["b"], ["a"]]
     with old.read() as snap:
         (hit,) = snap.keyword('"alpha"', 5)
         assert snap.passages([hit.id])[hit.id].text == "Alpha is the first letter."
-    old.apply([], deletes=["b"])  # a write migrates first, then deletes through version 2
+    old.apply([], deletes=["zz"])  # a write (of nothing) migrates
     manifest = assert_consistent(old)
     assert manifest["schema_version"] == "2"
     with old.read() as snap:
         assert "text" not in [r[1] for r in snap._conn.execute("PRAGMA table_info(chunks)")]
+        rows = snap._conn.execute("SELECT doc_id, key FROM document_metadata").fetchall()
+        assert sorted(rows) == [
+            ("a", "lang"),
+            ("a", "n"),
+            ("b", "lang"),
+            ("b", "tags"),
+            ("c", "lang"),
+            ("c", "score"),
+        ]
+    after = answers()
+    assert after[0] == ["a", "c"] and after[1:3] == before[1:3]
+    assert after[3:] == [["a", "c"], [], ["a"]]  # keyword: the word is in a and c only
+    old.apply([], deletes=["b"])
+    with old.read() as snap:
         assert len(snap.keyword('"alpha"', 5)) == 1 and snap.keyword('"beta"', 5) == []
     old.close()
 
 
-def test_an_index_of_a_newer_schema_is_not_written(
+def test_an_index_of_a_newer_schema_is_neither_written_nor_read(
     fake_pipeline: Pipeline, fake_store: Store
 ) -> None:
     fake_pipeline.ingest([Document("a", "Alpha.")])
@@ -557,5 +602,9 @@ def test_an_index_of_a_newer_schema_is_not_written(
     other = Store(fake_pipeline.index_path)
     with pytest.raises(StoreError, match="schema version 9"):
         other.apply([], deletes=["a"])
+    with pytest.raises(StoreError, match="schema version 9"):
+        other.check()
+    with pytest.raises(StoreError, match="schema version 9"), other.read():
+        pass
     assert other.document("a") is not None
     other.close()

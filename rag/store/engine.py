@@ -102,6 +102,8 @@ class Store:
     ) -> None:
         if merge_factor < 2 or not 0.0 < max_dead <= 1.0:
             raise ValueError("merge_factor must be >= 2 and max_dead in (0, 1]")
+        if not faiss_index_type.startswith("IDMap2,"):
+            raise ValueError("faiss_index_type must start with IDMap2 (lookups by chunk id)")
         self.path = Path(path)
         self.faiss_index_type = faiss_index_type
         self.merge_factor = merge_factor
@@ -305,6 +307,7 @@ class Store:
                     # The first read fixes the snapshot; its segments are pinned and loaded
                     # before any writer here can commit a merge and let them go.
                     manifest = self._manifest(conn)
+                    self._check_version(manifest)
                     segments = read_segments(manifest)
                     for segment in segments:
                         self._pins[segment.file] = self._pins.get(segment.file, 0) + 1
@@ -536,16 +539,20 @@ class Store:
                     (self.path / name).unlink(missing_ok=True)
                 self._written.clear()
 
-    def _upgrade(self, conn: sqlite3.Connection, manifest: dict[str, str]) -> None:
-        """Bring an older schema to this one inside the write transaction (a newer one is
-        refused: its rows may mean something this code does not know)."""
+    def _check_version(self, manifest: Mapping[str, str]) -> str:
+        """The index's schema version, when this code reads it (a newer one is refused:
+        its rows may mean something this code does not know)."""
         version = manifest.get("schema_version", SCHEMA_VERSION)
         if version not in READABLE_VERSIONS:
             raise StoreError(
                 f"index {self.path} has schema version {version}, newer than this code's "
                 f"{SCHEMA_VERSION}: upgrade rag-extractive or rebuild the index"
             )
-        if version == "1":
+        return version
+
+    def _upgrade(self, conn: sqlite3.Connection, manifest: dict[str, str]) -> None:
+        """Bring an older schema to this one inside the write transaction."""
+        if self._check_version(manifest) == "1":
             log.info(
                 "migrating %s to schema version %s (chunk texts stored once)",
                 self.path,
@@ -729,6 +736,7 @@ class Store:
             with self.read() as snap:
                 self._check_is_index(self._conn())
                 manifest = snap.manifest()
+                self._check_version(manifest)
                 docs, chunks = snap.counts()
                 fts = snap.keyword_rows()
                 for segment in read_segments(manifest):

@@ -79,10 +79,34 @@ def migrate_v1(conn: sqlite3.Connection) -> None:
     for statement in METADATA_TABLE:
         conn.execute(statement)
     conn.execute(
-        "INSERT INTO document_metadata (doc_id, key, value) "
-        "SELECT d.id, j.key, j.value FROM documents d, json_each(d.metadata) j"
+        "INSERT INTO document_metadata (doc_id, key, value) SELECT d.id, j.key, j.value "
+        "FROM documents d, json_each(d.metadata) j WHERE json_valid(d.metadata)"
     )
+    # Metadata SQLite's JSON cannot read (NaN or Infinity, stored before such numbers were
+    # refused): its rows from Python's reading, so the migration never fails on it.
+    for doc_id, text in conn.execute(
+        "SELECT id, metadata FROM documents WHERE NOT json_valid(metadata)"
+    ).fetchall():
+        conn.executemany(
+            "INSERT INTO document_metadata (doc_id, key, value) VALUES (?, ?, ?)",
+            [(doc_id, key, sql_value(value)) for key, value in json.loads(text).items()],
+        )
     conn.execute("UPDATE manifest SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+
+
+def metadata_values(value: Any) -> list[Any]:
+    """The values a filter key allows: a list's items, or the one value."""
+    return list(value) if isinstance(value, list) else [value]
+
+
+def sql_value(value: Any) -> Any:
+    """A metadata value as ``json_extract`` gives it: scalars as themselves (booleans as
+    1 / 0), arrays and objects as compact JSON text."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +122,20 @@ class FilterSQL:
     select_params: tuple[Any, ...]
 
 
-def compile_filters(filters: Mapping[str, Any], indexed: bool = True) -> FilterSQL:
+def compile_filters(
+    filters: Mapping[str, Any], indexed: bool = True, driver_key: str | None = None
+) -> FilterSQL:
     """SQL for ``{"doc_id": id | [ids], "<metadata key>": value | [values]}`` (all must hold;
-    a list allows any of its values; an empty list matches nothing). ``indexed=False`` is a
-    version-1 database, which has no metadata table: there a check reads the document's JSON
-    and a listing scans (until the next write migrates it)."""
+    a list allows any of its values; an empty list matches nothing). The listing is driven
+    by the doc ids when named, else by ``driver_key``'s values (the caller's pick of the
+    most selective key), else by the first metadata key. ``indexed=False`` is a version-1
+    database, which has no metadata table: there a check reads the document's JSON and a
+    listing scans (until the next write migrates it)."""
     checks: list[str] = []
     params: list[Any] = []
     driver: tuple[str, list[Any]] | None = None
     for key, value in filters.items():
-        values = list(value) if isinstance(value, list) else [value]
+        values = metadata_values(value)
         if key == "doc_id":
             values = [str(v) for v in values]
         marks = ",".join("?" * len(values))
@@ -123,16 +151,17 @@ def compile_filters(filters: Mapping[str, Any], indexed: bool = True) -> FilterS
                 f"AND m.key = ? AND m.value IN ({marks}))"
             )
             params += [key, *values]
-            if driver is None:
+            if driver is None or (key == driver_key and "doc_id" not in filters):
                 driver = (
                     "FROM document_metadata m0 JOIN chunks c ON c.doc_id = m0.doc_id "
                     f"WHERE m0.key = ? AND m0.value IN ({marks})",
                     [key, *values],
                 )
         else:
+            # Metadata SQLite's JSON cannot read (a NaN) matches nothing, never an error.
             checks.append(
-                "(SELECT json_extract(d.metadata, ?) FROM documents d WHERE d.id = c.doc_id) "
-                f"IN ({marks})"
+                "(SELECT CASE WHEN json_valid(d.metadata) THEN json_extract(d.metadata, ?) END "
+                f"FROM documents d WHERE d.id = c.doc_id) IN ({marks})"
             )
             params += ["$." + json.dumps(key), *values]
     check = " AND ".join(checks) or "1"

@@ -170,36 +170,70 @@ def search_segments(
     the cost follows ``depth``, not the number of tombstones. ``alive`` says which of some
     ids still have their rows. With ``share`` (a filter allowing about that share of the
     chunks, which ``alive`` then checks too), each segment is asked for ``depth / share``
-    hits, and for twice as many while short, up to all of it."""
-    out: list[list[tuple[int, float]]] = [[] for _ in range(len(queries))]
-    for segment, index in loaded:
+    hits, and for twice as many while short, up to all of it.
+
+    Every segment is asked once before any is asked again, and a segment is not asked again
+    for a query once its last answer's lowest score is below the query's ``depth``-th best
+    hit over all segments: nothing further in it can enter the result (a filter whose
+    allowed chunks all sit in one segment does not make the others be searched whole)."""
+    n = len(queries)
+    # The latest hits of each segment per query (a re-ask replaces a segment's hits).
+    best: list[dict[int, list[tuple[int, float]]]] = [{} for _ in range(n)]
+    rounds: list[tuple[int, faiss.Index, int, int, list[int]]] = []
+    for number, (segment, index) in enumerate(loaded):
         most = min(depth + segment.dead, index.ntotal) if share is None else index.ntotal
         if most <= 0:
             continue
         extra = math.ceil(depth * segment.dead / max(segment.live, 1)) if segment.dead else 0
         want = depth + extra if share is None else math.ceil((depth + extra) / max(share, 1e-6))
-        k = min(want, most)
-        pending = list(range(len(queries)))
-        while pending:
-            scores, ids = index.search(queries[pending], k)
+        rounds.append((number, index, min(want, most), most, list(range(n))))
+    filtered = share is not None
+    while rounds:
+        later = []
+        for number, index, k, most, pending in rounds:
+            segment = loaded[number][0]
+            asked = [qi for qi in pending if _may_improve(best[qi], number, depth)]
+            if not asked:
+                continue
+            scores, ids = index.search(queries[asked], k)
             found = {int(i) for i in ids.ravel() if i >= 0}
-            live = alive(found) if segment.dead or share is not None else found
+            live = alive(found) if segment.dead or filtered else found
             short = []
-            for row, qi in enumerate(pending):
+            for row, qi in enumerate(asked):
                 hits = [
                     (int(i), float(s))
                     for i, s in zip(ids[row], scores[row], strict=True)
                     if i >= 0 and int(i) in live
                 ]
-                if len(hits) < depth and k < most:
+                best[qi][number] = hits[:depth]
+                returned = scores[row][ids[row] >= 0]
+                if len(hits) < depth and k < most and len(returned):
+                    best[qi][-1 - number] = [(-1, float(returned.min()))]  # its floor
                     short.append(qi)
-                else:
-                    out[qi] += hits[:depth]
-            pending, k = short, min(2 * k, most)
-    for hits in out:
+            if short:
+                later.append((number, index, min(2 * k, most), most, short))
+        rounds = later
+    out = []
+    for per_segment in best:
+        hits = [h for key, run in per_segment.items() if key >= 0 for h in run]
         hits.sort(key=lambda h: -h[1])
-        del hits[depth:]
+        out.append(hits[:depth])
     return out
+
+
+def _may_improve(
+    per_segment: Mapping[int, list[tuple[int, float]]], number: int, depth: int
+) -> bool:
+    """Whether asking segment ``number`` again could change a query's top ``depth``: yes
+    before it was asked, or while the lowest score it returned (kept under ``-1 - number``)
+    is not below the ``depth``-th best hit of all segments."""
+    floor = per_segment.get(-1 - number)
+    if floor is None:
+        return True
+    scores = sorted(
+        (s for key, run in per_segment.items() if key >= 0 for _, s in run), reverse=True
+    )
+    return len(scores) < depth or floor[0][1] >= scores[depth - 1]
 
 
 def exact_search(

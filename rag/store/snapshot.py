@@ -18,7 +18,7 @@ import numpy as np
 
 from rag.models import Document, DocumentInfo, Hit, Passage
 from rag.store.files import load_metadata
-from rag.store.schema import FilterSQL, compile_filters
+from rag.store.schema import FilterSQL, compile_filters, metadata_values
 from rag.store.segments import Segment, exact_search, search_segments
 
 # Ids bound in one IN (...) query: far below SQLite's variable limit.
@@ -156,7 +156,7 @@ class Snapshot:
         if not filters:
             runs = search_segments(loaded, matrix, depth, lambda ids: existing_ids(self._conn, ids))
             return [[Hit(i, s) for i, s in run] for run in runs]
-        sql = compile_filters(filters, self._indexed())
+        sql = self._compile(filters)
         rows = self._conn.execute(
             f"{sql.select} LIMIT ?", (*sql.select_params, self._exact_max + 1)
         ).fetchall()
@@ -177,7 +177,7 @@ class Snapshot:
         """The ``depth`` best chunks by BM25 for an FTS5 MATCH expression (higher is better);
         a filter is checked per matching row by index lookups."""
         if filters:
-            sql = compile_filters(filters, self._indexed())
+            sql = self._compile(filters)
             rows = self._conn.execute(
                 "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f "
                 f"JOIN chunks c ON c.id = f.rowid WHERE chunks_fts MATCH ? AND {sql.check} "
@@ -192,6 +192,26 @@ class Snapshot:
             )
         # FTS5's bm25() is negated so that ORDER BY ascending puts the best first.
         return [Hit(int(r[0]), -float(r[1])) for r in rows]
+
+    def _compile(self, filters: Mapping[str, Any]) -> FilterSQL:
+        """The filters as SQL, the listing driven by the metadata key that matches the
+        fewest documents (each counted up to ``exact_max + 1``, so choosing costs at most
+        that many index entries a key, whatever the index holds)."""
+        indexed = self._indexed()
+        keys = [k for k in filters if k != "doc_id"]
+        driver = None
+        if indexed and "doc_id" not in filters and len(keys) > 1:
+            counts = {}
+            for key in keys:
+                values = metadata_values(filters[key])
+                marks = ",".join("?" * len(values))
+                counts[key] = self._conn.execute(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM document_metadata WHERE key = ? "
+                    f"AND value IN ({marks}) LIMIT ?)",
+                    [key, *values, self._exact_max + 1],
+                ).fetchone()[0]
+            driver = min(keys, key=lambda k: counts[k])
+        return compile_filters(filters, indexed, driver)
 
     def _indexed(self) -> bool:
         """Whether the metadata table is there (schema version 2 on)."""
