@@ -43,8 +43,8 @@ def candidates(n: int) -> list[tuple[str, str | None, list[int]]]:
     """(factory string, search parameter, its values): flat, scalar quantisers, IVF with
     about 4 sqrt(n) lists, HNSW with 32 links, plain and over 8-bit codes."""
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
-    probes = [4, 8, 16, 32, 64]
-    efs = [16, 32, 64, 128]
+    probes = [8, 16, 32, 64, 128]
+    efs = [32, 64, 128, 256]
     return [
         ("Flat", None, [0]),
         ("SQfp16", None, [0]),

@@ -67,10 +67,11 @@ class IndexSettings(BaseSettings):
         "(smaller ones stay exact: cheap to build, and few enough to scan).",
     )
     ann_ef_search: int = Field(
-        64,
+        256,
         ge=1,
         description="HNSW efSearch of approximate segments: candidates kept while searching "
-        "(higher: better recall, slower; never below the hits asked for).",
+        "(higher: better recall, slower; never below the hits asked for). 256: recall@10 "
+        "0.965 alone and 0.99 through the store on 100k real embeddings (64: 0.89).",
     )
     ann_nprobe: int = Field(
         32, ge=1, description="IVF nprobe of approximate segments: inverted lists searched."

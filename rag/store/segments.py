@@ -120,7 +120,7 @@ class AnnPolicy:
 
     index_type: str = ""
     min_vectors: int = 20_000
-    ef_search: int = 64
+    ef_search: int = 256
     nprobe: int = 32
 
     def tune(self, index: faiss.Index) -> None:
