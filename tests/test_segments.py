@@ -231,3 +231,20 @@ def test_ann_segments_keep_recall_on_real_embeddings(tmp_path: Path, real_embedd
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= 0.95, recall
     store.close()
+
+
+def test_a_process_that_only_writes_keeps_no_segment_in_memory(tmp_path: Path) -> None:
+    """An ingest's memory follows what it writes, not the index: its segments (written or
+    loaded for a merge) leave memory after each commit; once it has read, the newest stay
+    loaded for the next question."""
+    store = Store(tmp_path / "idx", merge_factor=3)
+    store.create()
+    rng = np.random.default_rng(2)
+    for i in range(7):
+        store.apply([_upsert(f"d{i}", rng.standard_normal((2, DIM)).astype(np.float32))])
+        assert store._indexes == {}
+    with store.read() as snap:
+        assert len(snap.segments()) == len(read_segments(store.manifest()))
+    store.apply([_upsert("d9", rng.standard_normal((2, DIM)).astype(np.float32))])
+    assert set(store._indexes) == {s.file for s in read_segments(store.manifest())}
+    store.close()

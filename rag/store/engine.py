@@ -129,6 +129,8 @@ class Store:
         self._written: dict[str, faiss.Index] = {}
         # Files the writes in flight must not remove (see ``apply``).
         self._protect: set[str] = set()
+        # Whether this process has asked questions (kept loaded: the newest segments).
+        self._has_read = False
 
     @classmethod
     def from_settings(cls, settings: IndexSettings, path: Path | None = None) -> Store:
@@ -302,6 +304,7 @@ class Store:
         pinned: list[str] = []
         if depth == 0:
             with self._faiss_lock:
+                self._has_read = True
                 conn.execute("BEGIN")
                 try:
                     # The first read fixes the snapshot; its segments are pinned and loaded
@@ -418,9 +421,12 @@ class Store:
         self._evict()
 
     def _evict(self) -> None:
-        """Drop loaded segments neither the newest manifest names nor a reader pins."""
+        """Drop loaded segments neither the newest manifest names nor a reader pins; a
+        process that has never read (an ingest) keeps only pinned ones, so its memory
+        follows what it writes, not the index."""
         for name in list(self._indexes):
-            if name not in self._newest[1] and name not in self._pins:
+            newest = self._has_read and name in self._newest[1]
+            if not newest and name not in self._pins:
                 del self._indexes[name]
 
     # ---- writes ------------------------------------------------------------------------
@@ -514,7 +520,8 @@ class Store:
         self.remove_orphans(keep=keep)
         with self._faiss_lock:
             conn.execute("COMMIT")
-            self._indexes.update(self._written)  # readers reuse what was just written
+            if self._has_read:
+                self._indexes.update(self._written)  # readers reuse what was just written
             self._written.clear()
             self._note({**current, **updates}, segments)
 
