@@ -224,17 +224,7 @@ class Snapshot:
 
     def _allowed(self, sql: FilterSQL, ids: Iterable[int]) -> set[int]:
         """Those of ``ids`` whose chunk rows exist and pass the filter."""
-        values = [int(i) for i in dict.fromkeys(ids)]
-        found: set[int] = set()
-        for k in range(0, len(values), SQL_BATCH):
-            part = values[k : k + SQL_BATCH]
-            rows = self._conn.execute(
-                f"SELECT c.id FROM chunks c WHERE c.id IN ({','.join('?' * len(part))}) "
-                f"AND {sql.check}",
-                [*part, *sql.check_params],
-            )
-            found.update(r[0] for r in rows)
-        return found
+        return existing_ids(self._conn, ids, sql.check, sql.check_params)
 
     def _allowed_share(self, sql: FilterSQL) -> float:
         """The share of chunks the filter allows, estimated from ``FILTER_SAMPLE`` chunk ids
@@ -251,15 +241,22 @@ class Snapshot:
         return max(allowed, 1) / max(live, 1)
 
 
-def existing_ids(conn: sqlite3.Connection, ids: Iterable[int]) -> set[int]:
-    """Those of ``ids`` whose chunk rows exist in ``conn``'s snapshot (not tombstones);
-    batched lookups, so the cost follows ``ids``, not the index."""
+def existing_ids(
+    conn: sqlite3.Connection,
+    ids: Iterable[int],
+    check: str = "1",
+    params: Sequence[Any] = (),
+) -> set[int]:
+    """Those of ``ids`` whose chunk rows exist in ``conn``'s snapshot (not tombstones) and
+    pass ``check`` (SQL over the chunk row ``c``, with ``params``); batched lookups, so the
+    cost follows ``ids``, not the index."""
     values = [int(i) for i in dict.fromkeys(ids)]
     found: set[int] = set()
     for k in range(0, len(values), SQL_BATCH):
         part = values[k : k + SQL_BATCH]
         rows = conn.execute(
-            f"SELECT id FROM chunks WHERE id IN ({','.join('?' * len(part))})", part
+            f"SELECT c.id FROM chunks c WHERE c.id IN ({','.join('?' * len(part))}) AND {check}",
+            [*part, *params],
         )
         found.update(r[0] for r in rows)
     return found
