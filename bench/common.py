@@ -32,7 +32,8 @@ def percentile(values: list[float], q: float) -> float:
 def pipeline_fingerprint(settings: Settings) -> str:
     """A short hash of what decides a cached run's answers and features: the reader's
     weights config, the span selection's rank weight, the reranker fit (when on), the span
-    reader's decoding and the verifier's feature code."""
+    reader's decoding, the verifier's feature code and retrieval's (the fusion and the
+    keyword engine)."""
     import hashlib
 
     import rag.reader
@@ -42,6 +43,7 @@ def pipeline_fingerprint(settings: Settings) -> str:
     h = hashlib.sha256()
     package = Path(rag.reader.__file__).parent
     code = [package / name for name in ("span_model.py", "span.py", "verifier.py")]
+    code += [package.parent / "retrieval.py", package.parent / "store" / "keyword.py"]
     files = [Path(settings.reader_weights) / CONFIG_FILE, *code]
     if settings.rerank:
         files.append(FIT_FILE)

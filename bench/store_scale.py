@@ -12,7 +12,7 @@ so none is (``bench/ann_recall.py`` measures it on real ones). Each document's m
 ``part`` is its number mod 4, so a filter ``{"part": 1}`` allows a quarter of the index (the
 ``_part`` columns); the ``_docs`` columns filter to 8 random documents' ids.
 60 SQuAD v1.1 dev questions are asked at each size (query encoding excluded:
-random unit query vectors for dense, the questions' own FTS5 expressions for BM25, both
+random unit query vectors for dense, the questions' content words for BM25, both
 through ``Retriever``). A commit's time is the median of the ``--commits`` commits measured
 at each size (they are part of the index from then on).
 

@@ -1,11 +1,10 @@
-"""Hybrid retrieval over a ``Snapshot``: dense (FAISS inner product) + BM25 (SQLite FTS5),
-fused with RRF.
+"""Hybrid retrieval over a ``Snapshot``: dense (FAISS inner product) + BM25 (the store's
+keyword engine), fused with RRF.
 
-BM25 comes from SQLite's FTS5 (porter stemmer, unicode61 tokenizer): it lives in the same
-database file and transaction as the chunk rows, so it is persistent, incremental and
-atomic with every ingest for free, with no second index to keep in step.
-Reciprocal-rank fusion (Cormack et al., 2009): ``score = sum 1 / (k + rank)`` over the
-retrievers that returned the passage, rank starting at 1.
+BM25 comes from the store (``rag.store.keyword``: tantivy, kept in step with every write);
+retrieval hands it the question's content words. Reciprocal-rank fusion (Cormack et al.,
+2009): ``score = sum 1 / (k + rank)`` over the retrievers that returned the passage, rank
+starting at 1.
 """
 
 from __future__ import annotations
@@ -24,11 +23,10 @@ Mode = Literal["hybrid", "dense", "bm25"]
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def fts_query(question: str) -> str:
-    """An FTS5 MATCH expression: the question's content words, each quoted, OR-ed."""
+def keyword_words(question: str) -> list[str]:
+    """The question's content words for BM25: lowercased, stopwords dropped, each once."""
     terms = [w for w in _WORD.findall(question.lower()) if w not in STOPWORDS]
-    unique = list(dict.fromkeys(terms))
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique)
+    return list(dict.fromkeys(terms))
 
 
 def rrf(rankings: Mapping[str, Sequence[int]], k: int) -> dict[int, float]:
@@ -85,8 +83,8 @@ class Retriever:
             if dense is not None:
                 runs["dense"] = dense[qi]
             if mode != "dense":
-                match = fts_query(question)
-                runs["bm25"] = snapshot.keyword(match, depth, filters) if match else []
+                words = keyword_words(question)
+                runs["bm25"] = snapshot.keyword(words, depth, filters) if words else []
             out.append(self._fuse(snapshot, runs, top_k))
         return out
 

@@ -79,7 +79,7 @@ def _functions() -> dict[str, Callable[[str], Any]]:
     from rag.ingest.loaders import LoadError, html_to_text
     from rag.models import Document
     from rag.reader.sentences import content_terms, narrow, split_sentences
-    from rag.retrieval import fts_query
+    from rag.retrieval import keyword_words
     from service.services import is_followup, stream_pieces
 
     chunker = Chunker()
@@ -95,7 +95,7 @@ def _functions() -> dict[str, Callable[[str], Any]]:
         "content_terms": content_terms,
         "narrow": lambda t: narrow("How many people came, and when?", t),
         "chunk": lambda t: chunker.chunk(Document("x", t)),
-        "fts_query": fts_query,
+        "keyword_words": keyword_words,
         "is_followup": lambda t: is_followup(t, 6),
         "stream_pieces": lambda t: stream_pieces(t, 24),
         "html_to_text": html,
@@ -117,7 +117,7 @@ CASES = [
         "content_terms",
         "narrow",
         "chunk",
-        "fts_query",
+        "keyword_words",
         "is_followup",
         "stream_pieces",
     ]

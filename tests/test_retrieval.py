@@ -6,7 +6,7 @@ import pytest
 
 from rag.models import Document
 from rag.pipeline import Pipeline
-from rag.retrieval import fts_query, rrf
+from rag.retrieval import keyword_words, rrf
 
 
 def test_rrf_sums_reciprocal_ranks() -> None:
@@ -22,10 +22,10 @@ def test_rrf_k_flattens_rank_differences() -> None:
     assert small[1] / small[2] > large[1] / large[2]
 
 
-def test_fts_query_quotes_terms_and_drops_stopwords() -> None:
-    assert fts_query('Who said "welcome" to the workers?') == '"said" OR "welcome" OR "workers"'
-    assert fts_query("the of and") == ""
-    assert fts_query('AND OR NOT "quote"') == '"not" OR "quote"'
+def test_keyword_words_are_content_words_once() -> None:
+    assert keyword_words('Who said "welcome" to the workers?') == ["said", "welcome", "workers"]
+    assert keyword_words("the of and") == []
+    assert keyword_words('AND OR NOT "quote" quote') == ["not", "quote"]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import functools
 import itertools
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +24,15 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 
 from rag.models import Chunk, Document
 from rag.pipeline import Pipeline
-from rag.store import Segment, Store, StoreError, Upsert, read_segments, segment_vectors
+from rag.store import (
+    Segment,
+    Snapshot,
+    Store,
+    StoreError,
+    Upsert,
+    read_segments,
+    segment_vectors,
+)
 from tests.conftest import ROOT, FakeEmbedder, unit_settings
 from tests.store_kill_worker import deleted_at
 
@@ -33,17 +42,31 @@ def segment_ids(loaded: Sequence[tuple[Segment, faiss.Index]]) -> list[int]:
     return [i for _, index in loaded for i in segment_vectors(index)[0].tolist()]
 
 
-def assert_consistent(store: Store) -> dict[str, str]:
-    """Rows, FTS and the vector segments agree; returns the manifest. (An audit of the
-    store's own tables: it reads the snapshot's connection, which nothing outside the store
-    does.)"""
+def keyword_ids(store: Store) -> list[int]:
+    """Every chunk id the keyword engine holds (an audit: its own reader, all documents)."""
+    import tantivy
+
+    index = store.keywords._open()
+    index.reload()
+    searcher = index.searcher()
+    found = searcher.search(tantivy.Query.all_query(), max(searcher.num_docs, 1)).hits
+    return [int(v) for v in searcher.fast_field_values("id", [a for _, a in found])]
+
+
+def assert_consistent(store: Store, catch_up: bool = False) -> dict[str, str]:
+    """Rows, the keyword engine and the vector segments agree; returns the manifest. (An
+    audit of the store's own tables: it reads the snapshot's connection, which nothing
+    outside the store does.) ``catch_up``: first apply what a killed writer left pending
+    for the keyword engine, as start-up does."""
+    if catch_up:
+        store.sync_keywords()
     with store.read() as snap:
         conn = snap._conn
         manifest = snap.manifest()
         loaded = snap.segments()
         chunk_ids = {r[0] for r in conn.execute("SELECT id FROM chunks")}
-        fts = conn.execute("SELECT COUNT(*) FROM chunks_fts_docsize").fetchone()[0]
-        conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+        assert conn.execute("SELECT COUNT(*) FROM keyword_pending").fetchone()[0] == 0
+        keywords = keyword_ids(store)
         per_doc = dict(conn.execute("SELECT doc_id, COUNT(*) FROM chunks GROUP BY doc_id"))
         declared = dict(conn.execute("SELECT id, n_chunks FROM documents"))
         rows = conn.execute(
@@ -61,7 +84,7 @@ def assert_consistent(store: Store) -> dict[str, str]:
         assert min(ids) >= segment.lo
     los = [s.lo for s, _ in loaded]
     assert los == sorted(los)
-    assert fts == len(chunk_ids)
+    assert len(keywords) == len(set(keywords)) and set(keywords) == chunk_ids
     assert {k: v for k, v in declared.items() if v} == per_doc
     for chunk_id, start, end, doc_text in rows:
         assert passages[chunk_id].text == doc_text[start:end]
@@ -195,7 +218,7 @@ def test_sigkill_mid_ingest_leaves_a_consistent_index(tmp_path: Path) -> None:
     for _ in range(6):
         reported = _kill_worker(tmp_path, rng, 0.6)
         store = Store(tmp_path / "default")
-        manifest = assert_consistent(store)
+        manifest = assert_consistent(store, catch_up=True)
         assert int(manifest["test_generation"]) >= reported
         docs = store.documents(limit=1000)
         assert len(docs) == 40
@@ -218,7 +241,7 @@ def test_sigkill_during_segment_merges_leaves_a_consistent_index(tmp_path: Path)
     for _ in range(5):
         reported = _kill_worker(tmp_path, rng, 0.8, "merge")
         store = Store(tmp_path / "default")
-        manifest = assert_consistent(store)
+        manifest = assert_consistent(store, catch_up=True)
         step = int(manifest["test_generation"])
         assert step >= reported
         have = {d.id for d in store.documents(limit=10_000)}
@@ -446,21 +469,65 @@ def test_an_index_from_before_segments_reads_and_converts_on_its_next_write(
 def test_a_chunk_text_is_stored_once_and_its_words_leave_with_it(
     fake_pipeline: Pipeline, fake_store: Store
 ) -> None:
-    """Chunk rows hold offsets only (the text is the document's); the contentless keyword
-    table forgets a replaced or deleted chunk's words."""
+    """Chunk rows hold offsets only (the text is the document's); the keyword engine
+    forgets a replaced or deleted chunk's words."""
     fake_pipeline.ingest([Document("a", "Zebras graze on the savanna."), Document("b", "Owls.")])
     fake_pipeline.ingest([Document("a", "Yaks graze on the plateau."), Document("b", "Owls.")])
     with fake_store.read() as snap:
         columns = [r[1] for r in snap._conn.execute("PRAGMA table_info(chunks)")]
         assert "text" not in columns
-        assert snap.keyword('"zebras"', 5) == []
-        (hit,) = snap.keyword('"yaks"', 5)
+        assert snap.keyword(["zebras"], 5) == []
+        (hit,) = snap.keyword(["yaks"], 5)
         assert snap.passages([hit.id])[hit.id].text == "Yaks graze on the plateau."
     fake_pipeline.delete("a")
     with fake_store.read() as snap:
-        assert snap.keyword('"yaks"', 5) == [] and snap.keyword('"graze"', 5) == []
-        assert len(snap.keyword('"owls"', 5)) == 1
+        assert snap.keyword(["yaks"], 5) == [] and snap.keyword(["graze"], 5) == []
+        assert len(snap.keyword(["owls"], 5)) == 1
     assert_consistent(fake_store)
+
+
+@pytest.mark.parametrize("estimate", [True, False])
+def test_a_wide_keyword_filter_finds_what_the_exact_one_does(
+    fake_pipeline: Pipeline, fake_store: Store, monkeypatch: pytest.MonkeyPatch, estimate: bool
+) -> None:
+    """A filter allowing more than ``filter_exact_max`` chunks is checked per hit, asking
+    the engine for more while too few pass: the same hits, in the same order, as the search
+    restricted to the allowed ids inside the engine, even for a group whose chunks rank
+    last; with the share estimate, and without it (every round trip then re-asks)."""
+    if not estimate:
+        monkeypatch.setattr(Snapshot, "_allowed_share", lambda self, sql: 1.0)
+    docs = [
+        Document(
+            f"d{i}",
+            " ".join(["letter"] * (1 + i % 9) + [f"filler{j}" for j in range(9)]),
+            metadata={"g": i % 7},
+        )
+        for i in range(63)
+    ]
+    fake_pipeline.ingest(docs)
+    wide = Store(fake_pipeline.index_path, filter_exact_max=0)
+    for g in range(7):
+        for depth in (1, 4, 20):
+            with fake_store.read() as snap:
+                exact = snap.keyword(["letter", "filler3"], depth, {"g": g})
+            with wide.read() as snap:
+                assert snap.keyword(["letter", "filler3"], depth, {"g": g}) == exact
+            assert len(exact) == min(depth, 9)
+    with wide.read() as snap:
+        assert snap.keyword(["letter"], 5, {"g": 99}) == []
+    wide.close()
+
+
+def test_a_reader_never_creates_the_keyword_engine(tmp_path: Path) -> None:
+    """Before any chunk is written there is no keyword index, and reading (a search, the
+    start-up check) does not make one: only the writer does."""
+    store = Store(tmp_path / "idx")
+    store.create()
+    with store.read() as snap:
+        assert snap.keyword(["alpha"], 5) == [] and snap.keyword_rows() == 0
+    assert store.check().keyword_rows == 0
+    assert not store.keywords.exists() and not store.keywords.folder.exists()
+    store.close()
 
 
 def test_a_chunk_that_is_not_its_documents_slice_is_refused(tmp_path: Path) -> None:
@@ -499,11 +566,33 @@ def test_passages_are_their_documents_slices_for_any_text(
     store.close()
 
 
+def downgrade_to_v2(db: Path) -> None:
+    """Rewrite a version-3 index the way version 2 kept it: the keyword index a contentless
+    FTS5 table in the database (filled from the chunks' slices), no keyword engine."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(
+        """
+        BEGIN;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='',
+            tokenize='porter unicode61 remove_diacritics 2');
+        INSERT INTO chunks_fts(rowid, text) SELECT c.id, substr(d.text, c.start + 1,
+            c.end - c.start) FROM chunks c JOIN documents d ON d.id = c.doc_id;
+        DROP TABLE keyword_pending;
+        DELETE FROM manifest WHERE key = 'keyword_version';
+        UPDATE manifest SET value = '2' WHERE key = 'schema_version';
+        COMMIT;
+        """
+    )
+    conn.close()
+    shutil.rmtree(db.parent / "keyword")
+
+
 def downgrade_to_v1(db: Path, nan_metadata: str | None = None) -> None:
-    """Rewrite a version-2 database the way version 1 kept it: every chunk's text copied
+    """Rewrite a version-3 index the way version 1 kept it: every chunk's text copied
     into ``chunks.text``, the keyword table reading it through triggers, no metadata
     table. ``nan_metadata`` names a document whose metadata is rewritten with a NaN, as
     version 1 could store before non-finite numbers were refused."""
+    downgrade_to_v2(db)
     conn = sqlite3.connect(db, isolation_level=None)
     conn.executescript(
         """
@@ -539,7 +628,7 @@ def test_a_version_1_index_is_read_as_it_is_and_migrated_by_its_next_write(
     fake_pipeline: Pipeline, fake_store: Store
 ) -> None:
     """Read as it is (filters through each document's JSON), then migrated by the next
-    write: contentless keyword table, no chunk texts, metadata rows, even for metadata with
+    write: the keyword engine, no chunk texts, metadata rows, even for metadata with
     a NaN that SQLite's JSON cannot read; filters give the same answers before and after."""
     fake_pipeline.ingest(
         [
@@ -559,18 +648,18 @@ def test_a_version_1_index_is_read_as_it_is_and_migrated_by_its_next_write(
         with old.read() as snap:
             doc_of = dict(snap._conn.execute("SELECT id, doc_id FROM chunks").fetchall())
             runs = [snap.dense(query, 5, w)[0] for w in wanted]
-            runs += [snap.keyword('"letter"', 5, w) for w in wanted]
+            runs += [snap.keyword(["letter"], 5, w) for w in wanted]
         return [sorted(doc_of[h.id] for h in run) for run in runs]
 
     before = answers()
     # c's metadata (with a NaN) is unreadable to SQLite's JSON: no filter matches it yet.
     assert before[:3] == [["a"], ["b"], ["a"]]
     with old.read() as snap:
-        (hit,) = snap.keyword('"alpha"', 5)
+        (hit,) = snap.keyword(["alpha"], 5)
         assert snap.passages([hit.id])[hit.id].text == "Alpha is the first letter."
     old.apply([], deletes=["zz"])  # a write (of nothing) migrates
     manifest = assert_consistent(old)
-    assert manifest["schema_version"] == "2"
+    assert manifest["schema_version"] == "3"
     with old.read() as snap:
         assert "text" not in [r[1] for r in snap._conn.execute("PRAGMA table_info(chunks)")]
         rows = snap._conn.execute("SELECT doc_id, key FROM document_metadata").fetchall()
@@ -587,8 +676,114 @@ def test_a_version_1_index_is_read_as_it_is_and_migrated_by_its_next_write(
     assert after[3:] == [["a", "c"], [], ["a"]]  # keyword: the word is in a and c only
     old.apply([], deletes=["b"])
     with old.read() as snap:
-        assert len(snap.keyword('"alpha"', 5)) == 1 and snap.keyword('"beta"', 5) == []
+        assert len(snap.keyword(["alpha"], 5)) == 1 and snap.keyword(["beta"], 5) == []
     old.close()
+
+
+def test_a_version_2_index_keeps_its_fts5_answers_until_its_next_write_moves_them(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
+    """Version 2 (keyword table in the database) is read as it is; its next write drops the
+    FTS5 table and fills the keyword engine from every chunk, with the same keyword
+    answers (filtered ones too) before and after."""
+    fake_pipeline.ingest(
+        [
+            Document("a", "Alpha is the first letter.", metadata={"lang": "en"}),
+            Document("b", "Beta is the second letter.", metadata={"lang": "el"}),
+            Document("c", "Gamma; no such word here.", metadata={"lang": "en"}),
+        ]
+    )
+    fake_store.close()
+    downgrade_to_v2(fake_store.db_path)
+    old = Store(fake_pipeline.index_path)
+    assert old.manifest()["schema_version"] == "2" and old.check().keyword_rows == 3
+    assert not old.keywords.exists()
+
+    def answers() -> list[list[str]]:
+        with old.read() as snap:
+            doc_of = dict(snap._conn.execute("SELECT id, doc_id FROM chunks").fetchall())
+            runs = [snap.keyword(["letter"], 5), snap.keyword(["letter"], 5, {"lang": "el"})]
+            runs.append(snap.keyword(["word", "alpha"], 5))
+        return [sorted(doc_of[h.id] for h in run) for run in runs]
+
+    before = answers()
+    assert before == [["a", "b"], ["b"], ["a", "c"]]
+    old.apply([], deletes=["zz"])  # a write (of nothing) migrates
+    manifest = assert_consistent(old)
+    assert manifest["schema_version"] == "3" and old.keywords.exists()
+    with old.read() as snap:
+        tables = {r[0] for r in snap._conn.execute("SELECT name FROM sqlite_master")}
+    assert "chunks_fts" not in tables
+    assert answers() == before
+    old.close()
+
+
+def test_a_writer_killed_between_the_database_and_the_keyword_engine_loses_nothing(
+    fake_pipeline: Pipeline, fake_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write commits in the database, then the keyword engine fails (a full disk, or the
+    process dies there): the write stands, its chunks wait as pending ids, and the next
+    start-up check brings them in; a replay of what the engine already took is harmless."""
+    from rag.store.keyword import KeywordIndex
+
+    fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
+
+    def full_disk(self: KeywordIndex, changes: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(KeywordIndex, "update", full_disk)
+        fake_pipeline.ingest([Document("b", "Beta is the second letter.")])
+        fake_pipeline.delete("a")
+    with fake_store.read() as snap:
+        assert snap.keyword_pending() == 2  # b's chunk in, a's out: both pending
+        assert [snap.passages([h.id])[h.id].doc_id for h in snap.keyword(["letter"], 5)] == []
+    fake_store.close()
+    fresh = Store(fake_pipeline.index_path)
+    health = fresh.check()  # start-up catches up
+    assert health.keyword_rows == health.chunks == 1
+    with fresh.read() as snap:
+        (hit,) = snap.keyword(["letter"], 5)
+        assert snap.passages([hit.id])[hit.id].doc_id == "b"
+    # The engine took the ids in, then the process died before the database forgot them:
+    # applying them again leaves one entry per chunk.
+    with fresh.read() as snap:
+        ids = [r[0] for r in snap._conn.execute("SELECT id FROM chunks")]
+    fresh.keywords.update([(i, "Beta is the second letter.") for i in ids])
+    with fresh.writing(), fresh._conn() as conn:
+        conn.executemany("INSERT INTO keyword_pending VALUES (?)", [(i,) for i in ids])
+    assert fresh.check().keyword_rows == 1
+    assert_consistent(fresh)
+    fresh.close()
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_sigkill_around_the_keyword_engines_commit_is_caught_up(
+    tmp_path: Path, moment: str
+) -> None:
+    """SIGKILL a real writer right before and right after the keyword engine commits (the
+    database has committed): the reopened index is consistent once start-up catches up,
+    and every chunk is found by its words."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.store_kill_worker", str(tmp_path), "keyword", moment],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    store = Store(tmp_path / "default")
+    with store.read() as snap:
+        pending = snap.keyword_pending()
+    assert pending > 0  # the write was committed in the database, not yet cleared
+    health = store.check()
+    assert health.keyword_rows == health.chunks > 0
+    assert_consistent(store)
+    with store.read() as snap:
+        hits = snap.keyword(["generation"], 1000)
+        assert {h.id for h in hits} == {r[0] for r in snap._conn.execute("SELECT id FROM chunks")}
+    store.close()
 
 
 def test_an_index_of_a_newer_schema_is_neither_written_nor_read(

@@ -1,6 +1,6 @@
-"""The index on disk: immutable FAISS vector segments beside an SQLite database (rows, FTS5
-keyword table), written atomically, merged in the background of writes, and read through
-``Snapshot``s."""
+"""The index on disk: immutable FAISS vector segments and a tantivy keyword index beside an
+SQLite database (rows, the source of truth), written atomically, merged in the background of
+writes, and read through ``Snapshot``s."""
 
 from __future__ import annotations
 

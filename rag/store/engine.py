@@ -3,7 +3,9 @@
 
 The vectors live in immutable segment files (``segments``), one per commit until merged,
 each keyed by chunk row id; the database (``schema``) holds the manifest (which names the
-live segments), documents, chunks and the keyword table. Reads go through a ``Snapshot``.
+live segments), documents and chunks, and is the source of truth the keyword engine
+(``keyword``, tantivy) follows: a write's chunk ids wait in the database until the writer
+has brought them into it after the commit. Reads go through a ``Snapshot``.
 
 Atomic writes: a change opens an SQLite write transaction, deletes and inserts rows, counts
 the deleted rows' vectors as tombstones of their segments, writes the new vectors as a new
@@ -43,13 +45,15 @@ from rag.models import Chunk, Document, DocumentInfo
 from rag.settings import IndexSettings
 from rag.store.errors import StoreBusy, StoreError, StoreWriteFailed
 from rag.store.files import file_sha256, fsync_dir
+from rag.store.keyword import KeywordIndex
 from rag.store.schema import (
     DB_FILE,
     INDEX_METADATA,
+    PENDING,
     READABLE_VERSIONS,
     SCHEMA,
     SCHEMA_VERSION,
-    migrate_v1,
+    migrate,
 )
 from rag.store.segments import (
     LEGACY_KEYS,
@@ -63,9 +67,12 @@ from rag.store.segments import (
     segment_vectors,
     tombstone,
 )
-from rag.store.snapshot import Snapshot, existing_ids
+from rag.store.snapshot import SQL_BATCH, Snapshot, existing_ids
 
 LOCK_DIR = ".locks"
+# Pending chunk ids brought into the keyword engine per commit of it (a write's own are
+# fewer; a migration's are every chunk, committed in steps so that it resumes).
+KEYWORD_BATCH = 20_000
 log = logging.getLogger(__name__)
 
 
@@ -131,6 +138,7 @@ class Store:
         self._protect: set[str] = set()
         # Whether this process has asked questions (kept loaded: the newest segments).
         self._has_read = False
+        self.keywords = KeywordIndex(self.path)
 
     @classmethod
     def from_settings(cls, settings: IndexSettings, path: Path | None = None) -> Store:
@@ -210,7 +218,7 @@ class Store:
 
     def _check_is_index(self, conn: sqlite3.Connection) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        if not {"manifest", "documents", "chunks", "chunks_fts"} <= tables:
+        if not {"manifest", "documents", "chunks"} <= tables:
             raise StoreError(
                 f"{self.db_path} is not an index database (tables: "
                 f"{', '.join(sorted(tables)) or 'none'}); it is not overwritten"
@@ -281,6 +289,7 @@ class Store:
             os.close(fd)
 
     def close(self) -> None:
+        self.keywords.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -321,7 +330,9 @@ class Store:
                     self._unpin(pinned)
                     conn.execute("ROLLBACK")
                     raise
-            self._local.snapshot = Snapshot(conn, self._segments, self.filter_exact_max)
+            self._local.snapshot = Snapshot(
+                conn, self._segments, self.filter_exact_max, self.keywords
+            )
         snapshot: Snapshot = self._local.snapshot
         self._local.depth = depth + 1
         try:
@@ -455,6 +466,7 @@ class Store:
                     f"could not commit to the index at {self.path} ({exc}); nothing was changed"
                 ) from None
             else:
+                self._sync_after_commit()
                 self._merge_after_commit()
             finally:
                 self._protect = set()
@@ -559,13 +571,15 @@ class Store:
 
     def _upgrade(self, conn: sqlite3.Connection, manifest: dict[str, str]) -> None:
         """Bring an older schema to this one inside the write transaction."""
-        if self._check_version(manifest) == "1":
+        version = self._check_version(manifest)
+        if version != SCHEMA_VERSION:
             log.info(
-                "migrating %s to schema version %s (chunk texts stored once)",
+                "migrating %s from schema version %s to %s (keyword index: tantivy)",
                 self.path,
+                version,
                 SCHEMA_VERSION,
             )
-            migrate_v1(conn)
+            migrate(conn, version)
             manifest["schema_version"] = SCHEMA_VERSION
 
     def _apply(
@@ -612,6 +626,71 @@ class Store:
                     "INSERT OR REPLACE INTO manifest VALUES (?, ?)", sorted(updates.items())
                 )
                 conn.execute("COMMIT")
+
+    # ---- the keyword engine --------------------------------------------------------------
+    def _sync_after_commit(self) -> None:
+        """Bring a committed write into the keyword engine: a failure (a full disk) leaves
+        its ids pending for the next writer or start-up, and is logged, not raised (the
+        write itself stands)."""
+        try:
+            self.sync_keywords()
+        except (OSError, ValueError, RuntimeError, sqlite3.Error) as exc:
+            log.warning("keyword index of %s left behind (caught up later): %s", self.path, exc)
+
+    def sync_keywords(self) -> int:
+        """Apply the pending chunk ids to the keyword engine (see ``rag.store.keyword``),
+        ``KEYWORD_BATCH`` per commit of it, each followed by a database commit that clears
+        them and counts the engine's version (what readers reload on). The ids applied."""
+        done = 0
+        with self.writing():
+            conn = self._conn()
+            if self._manifest(conn).get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+                return 0  # an older schema: its keyword table is in the database
+            while True:
+                ids = [
+                    int(r[0])
+                    for r in conn.execute(
+                        "SELECT chunk_id FROM keyword_pending ORDER BY chunk_id LIMIT ?",
+                        (KEYWORD_BATCH,),
+                    )
+                ]
+                if not ids:
+                    return done
+                texts = self._chunk_texts(conn, ids)
+                self.keywords.update((i, texts.get(i)) for i in ids)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("DELETE FROM keyword_pending WHERE chunk_id <= ?", (ids[-1],))
+                    conn.execute(
+                        "INSERT INTO manifest VALUES ('keyword_version', '1') ON CONFLICT(key) "
+                        "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                    )
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                done += len(ids)
+
+    @staticmethod
+    def _chunk_texts(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, str]:
+        """The texts of those of ``ids`` whose chunk rows exist, sliced from their
+        documents (each document read once)."""
+        spans: list[tuple[int, str, int, int]] = []
+        for k in range(0, len(ids), SQL_BATCH):
+            part = ids[k : k + SQL_BATCH]
+            spans += conn.execute(
+                "SELECT id, doc_id, start, end FROM chunks "
+                f"WHERE id IN ({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+        texts: dict[int, str] = {}
+        documents: dict[str, str] = {}
+        for chunk_id, doc_id, start, end in spans:
+            if doc_id not in documents:
+                row = conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,))
+                documents[doc_id] = row.fetchone()[0]
+            texts[int(chunk_id)] = documents[doc_id][start:end]
+        return texts
 
     # ---- merges ------------------------------------------------------------------------
     def merge(self, limit: int | None = None) -> int:
@@ -673,7 +752,7 @@ class Store:
             return True
 
     def _insert(self, conn: sqlite3.Connection, u: Upsert) -> np.ndarray:
-        """Rows for ``u``'s document and chunks, the chunk texts into the keyword table;
+        """Rows for ``u``'s document and chunks, their ids pending for the keyword engine;
         the new chunk ids. A chunk whose text is not its document's slice is refused."""
         d = u.document
         if len(u.chunks) != len(u.vectors):
@@ -694,31 +773,22 @@ class Store:
                 (d.id, c.start, c.end, c.n_tokens),
             )
             ids.append(cur.lastrowid)
-        conn.executemany(
-            "INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)",
-            [(i, c.text) for i, c in zip(ids, u.chunks, strict=True)],
-        )
+        conn.executemany(PENDING, [(i,) for i in ids])
         return np.asarray(ids, dtype=np.int64)
 
     @staticmethod
     def _remove(conn: sqlite3.Connection, doc_ids: Sequence[str]) -> np.ndarray:
-        """Delete the documents ``doc_ids`` (those stored), their chunks and keyword rows
-        (a contentless table forgets a row when given its text again); their chunk ids."""
+        """Delete the documents ``doc_ids`` (those stored) and their chunks, whose ids
+        become pending for the keyword engine (which then drops them); their chunk ids."""
         ids: list[int] = []
         for doc_id in doc_ids:
-            row = conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
-            if row is None:
-                continue
-            chunks = conn.execute(
-                "SELECT id, start, end FROM chunks WHERE doc_id = ?", (doc_id,)
-            ).fetchall()
-            conn.executemany(
-                "INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', ?, ?)",
-                [(i, row[0][start:end]) for i, start, end in chunks],
-            )
+            chunks = [
+                int(r[0]) for r in conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))
+            ]
+            conn.executemany(PENDING, [(i,) for i in chunks])
             conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
             conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
-            ids += [i for i, _, _ in chunks]
+            ids += chunks
         return np.asarray(ids, dtype=np.int64)
 
     def remove_orphans(self, keep: set[str] | None = None) -> None:
@@ -735,17 +805,32 @@ class Store:
     def check(self) -> IndexHealth:
         """Open the index and verify what start-up can afford: the database is an index,
         the manifest's segment files are there with their recorded checksums and sizes, and
-        live vectors, chunk rows and keyword rows agree in number. StoreError with the
-        reason otherwise."""
+        live vectors, chunk rows and keyword rows agree in number. Chunk ids a killed writer
+        left pending for the keyword engine are applied first, unless another process is
+        writing (it applies them itself; the keyword count is then not compared). StoreError
+        with the reason otherwise."""
         if not self.exists():
             raise StoreError(f"no index at {self.path} (run `rag ingest PATH` first)")
+        try:
+            with self.writing(blocking=False):
+                self.sync_keywords()
+                return self._check(settled=True)
+        except StoreBusy:
+            return self._check(settled=False)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the index database {self.db_path} is damaged: {exc}") from None
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise StoreError(f"the keyword index of {self.path} cannot be read: {exc}") from None
+
+    def _check(self, settled: bool) -> IndexHealth:
         try:
             with self.read() as snap:
                 self._check_is_index(self._conn())
                 manifest = snap.manifest()
                 self._check_version(manifest)
                 docs, chunks = snap.counts()
-                fts = snap.keyword_rows()
+                keyword = snap.keyword_rows()
+                settled = settled and not snap.keyword_pending()
                 for segment in read_segments(manifest):
                     if not (self.path / segment.file).is_file():
                         raise StoreError(f"the vector file {self.path / segment.file} is missing")
@@ -759,18 +844,18 @@ class Store:
                     f"its manifest says {segment.count}"
                 )
         vectors = sum(int(index.ntotal) - segment.dead for segment, index in loaded)
-        if not vectors == chunks == fts:
+        if vectors != chunks or (settled and keyword != chunks):
             raise StoreError(
                 f"the index at {self.path} is inconsistent: {vectors} vectors, {chunks} chunk "
-                f"rows, {fts} keyword rows"
+                f"rows, {keyword} keyword rows"
             )
-        return IndexHealth(int(docs), int(chunks), vectors, int(fts))
+        return IndexHealth(int(docs), int(chunks), vectors, int(keyword))
 
     # ---- reads ------------------------------------------------------------------------
     def _view(self) -> Snapshot:
         """The thread's connection as a snapshot (outside a ``read()``: each query on its
         own; inside one: that read's snapshot)."""
-        return Snapshot(self._conn(), self._segments, self.filter_exact_max)
+        return Snapshot(self._conn(), self._segments, self.filter_exact_max, self.keywords)
 
     def document_infos(self, doc_ids: Sequence[str]) -> dict[str, DocumentInfo]:
         """The stored identities of ``doc_ids``, by id, for incremental ingest."""

@@ -1,16 +1,17 @@
-"""The index database: tables, the FTS5 keyword table, filters, the schema's migration.
+"""The index database: tables, filters, the schema's migrations.
 
-SQLite (stdlib, WAL) holds the manifest, documents (their text, stored once), chunks (offsets
-into their document's text, no copy of it) and a contentless FTS5 table over the chunk texts
-(the BM25 side: persistent and incremental, written in the same transaction as the rows; the
-store hands it each chunk's text on insert and again on delete, sliced from the document).
+SQLite (stdlib, WAL) holds the manifest, documents (their text, stored once) and chunks
+(offsets into their document's text, no copy of it). The BM25 side lives in the keyword
+engine beside it (``keyword``); ``keyword_pending`` holds the chunk ids a write added or
+deleted that the engine has not taken in yet, written in the write's own transaction.
 
 ``document_metadata`` holds each document's top-level metadata as (key, value) rows under an
 index, so a filter is an index lookup, not a scan of every document's JSON.
 
-Version 1 kept every chunk's text a second time in ``chunks.text``, with the FTS5 table
-reading it through triggers; ``migrate_v1`` turns such a database into version 2 inside the
-caller's write transaction.
+Version 1 kept every chunk's text a second time in ``chunks.text``, with an FTS5 table
+reading it through triggers; version 2 had a contentless FTS5 table as its keyword index.
+``migrate`` brings either to version 3 inside the caller's write transaction; both are
+still read as they are until then.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 # Versions this code reads (writing migrates an older one first).
-READABLE_VERSIONS = ("1", "2")
+READABLE_VERSIONS = ("1", "2", "3")
+# Versions whose keyword index is an FTS5 table in the database.
+FTS5_VERSIONS = ("1", "2")
 DB_FILE = "index.sqlite"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,6 +46,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     n_tokens INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE TABLE IF NOT EXISTS keyword_pending (chunk_id INTEGER PRIMARY KEY);
 """
 METADATA_TABLE = (
     """CREATE TABLE IF NOT EXISTS document_metadata (
@@ -57,24 +61,28 @@ METADATA_TABLE = (
 INDEX_METADATA = (
     "INSERT INTO document_metadata (doc_id, key, value) SELECT ?, key, value FROM json_each(?)"
 )
-# Contentless: the texts are the documents' (a row's text is given on insert and on delete).
-KEYWORD_TABLE = """
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, content='', tokenize='porter unicode61 remove_diacritics 2'
-)"""
-SCHEMA += "".join(f"{statement};\n" for statement in (*METADATA_TABLE, KEYWORD_TABLE))
+SCHEMA += "".join(f"{statement};\n" for statement in METADATA_TABLE)
+PENDING = "INSERT OR IGNORE INTO keyword_pending (chunk_id) VALUES (?)"
 
 
-def migrate_v1(conn: sqlite3.Connection) -> None:
-    """Version 1 to 2 in the caller's write transaction (all or nothing with it): the
-    keyword table is rebuilt contentless from the chunk texts, which then leave ``chunks``;
-    the metadata table is created and filled.
-    Its cost follows the index, once; the space freed is reused by later writes."""
+def migrate(conn: sqlite3.Connection, version: str) -> None:
+    """Version 1 or 2 to 3 in the caller's write transaction (all or nothing with it): the
+    FTS5 table goes, and every chunk id becomes pending for the keyword engine, which the
+    writer fills after the commit; version 1's chunk texts leave ``chunks`` and its metadata
+    table is made. Its cost follows the index, once; the space freed is reused."""
+    if version == "1":
+        _migrate_v1_rows(conn)
+    conn.execute("DROP TABLE IF EXISTS chunks_fts")
+    conn.execute("CREATE TABLE IF NOT EXISTS keyword_pending (chunk_id INTEGER PRIMARY KEY)")
+    conn.execute("INSERT OR IGNORE INTO keyword_pending (chunk_id) SELECT id FROM chunks")
+    conn.execute("UPDATE manifest SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+
+
+def _migrate_v1_rows(conn: sqlite3.Connection) -> None:
+    """Version 1's rows as version 2 has them: chunk texts out, metadata rows in."""
     conn.execute("DROP TRIGGER IF EXISTS chunks_ai")
     conn.execute("DROP TRIGGER IF EXISTS chunks_ad")
-    conn.execute("DROP TABLE chunks_fts")
-    conn.execute(KEYWORD_TABLE)
-    conn.execute("INSERT INTO chunks_fts(rowid, text) SELECT id, text FROM chunks ORDER BY id")
+    conn.execute("DROP TABLE IF EXISTS chunks_fts")
     conn.execute("ALTER TABLE chunks DROP COLUMN text")
     for statement in METADATA_TABLE:
         conn.execute(statement)
@@ -91,7 +99,6 @@ def migrate_v1(conn: sqlite3.Connection) -> None:
             "INSERT INTO document_metadata (doc_id, key, value) VALUES (?, ?, ?)",
             [(doc_id, key, sql_value(value)) for key, value in json.loads(text).items()],
         )
-    conn.execute("UPDATE manifest SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
 
 def metadata_values(value: Any) -> list[Any]:

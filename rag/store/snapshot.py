@@ -18,7 +18,14 @@ import numpy as np
 
 from rag.models import Document, DocumentInfo, Hit, Passage
 from rag.store.files import load_metadata
-from rag.store.schema import FilterSQL, compile_filters, metadata_values
+from rag.store.keyword import KeywordIndex
+from rag.store.schema import (
+    FTS5_VERSIONS,
+    SCHEMA_VERSION,
+    FilterSQL,
+    compile_filters,
+    metadata_values,
+)
 from rag.store.segments import Segment, exact_search, search_segments
 
 # Ids bound in one IN (...) query: far below SQLite's variable limit.
@@ -35,11 +42,13 @@ class Snapshot:
         conn: sqlite3.Connection,
         segments: Callable[[sqlite3.Connection], list[tuple[Segment, faiss.Index]]],
         exact_max: int = 20_000,
+        keywords: KeywordIndex | None = None,
     ) -> None:
         self._conn = conn
         self._segments = segments
         self._exact_max = exact_max
-        self._has_metadata_table: bool | None = None
+        self._keywords = keywords
+        self._version: str | None = None
         self._documents: dict[str, Document] = {}
 
     # ---- what the index holds ------------------------------------------------------------
@@ -58,8 +67,38 @@ class Snapshot:
         return int(docs), int(chunks)
 
     def keyword_rows(self) -> int:
-        """Rows of the keyword table (one per chunk when the index is consistent)."""
-        return int(self._conn.execute("SELECT COUNT(*) FROM chunks_fts_docsize").fetchone()[0])
+        """Chunks the keyword index holds (one per chunk when the index is consistent and
+        nothing is pending)."""
+        if self.schema_version() in FTS5_VERSIONS:
+            row = self._conn.execute("SELECT COUNT(*) FROM chunks_fts_docsize").fetchone()
+            return int(row[0])
+        return self._engine().count()
+
+    def keyword_pending(self) -> int:
+        """Chunk ids written but not yet in the keyword engine (0 on older schemas)."""
+        if self.schema_version() in FTS5_VERSIONS:
+            return 0
+        return int(self._conn.execute("SELECT COUNT(*) FROM keyword_pending").fetchone()[0])
+
+    def schema_version(self) -> str:
+        """The snapshot's schema version (read once)."""
+        if self._version is None:
+            row = self._conn.execute(
+                "SELECT value FROM manifest WHERE key = 'schema_version'"
+            ).fetchone()
+            self._version = SCHEMA_VERSION if row is None else str(row[0])
+        return self._version
+
+    def _engine(self) -> KeywordIndex:
+        """The keyword engine, showing at least what this snapshot's manifest says it took
+        in (hits are still checked against the snapshot's rows)."""
+        if self._keywords is None:
+            raise RuntimeError("this snapshot has no keyword engine")
+        row = self._conn.execute(
+            "SELECT value FROM manifest WHERE key = 'keyword_version'"
+        ).fetchone()
+        self._keywords.refresh("0" if row is None else str(row[0]))
+        return self._keywords
 
     def segments(self) -> list[tuple[Segment, faiss.Index]]:
         """The vector segments of this snapshot, loaded (empty before the first vector)."""
@@ -172,10 +211,37 @@ class Snapshot:
         return [[Hit(i, s) for i, s in run] for run in runs]
 
     def keyword(
-        self, match: str, depth: int, filters: Mapping[str, Any] | None = None
+        self, words: Sequence[str], depth: int, filters: Mapping[str, Any] | None = None
     ) -> list[Hit]:
-        """The ``depth`` best chunks by BM25 for an FTS5 MATCH expression (higher is better);
-        a filter is checked per matching row by index lookups."""
+        """The ``depth`` best chunks by BM25 for any of ``words`` (a question's content
+        words; higher is better). Hits are chunks of this snapshot only; a filter of at
+        most ``exact_max`` chunks restricts the engine's search to them, a wider one is
+        checked per hit by index lookups."""
+        if not words:
+            return []
+        if self.schema_version() in FTS5_VERSIONS:
+            return self._fts5(words, depth, filters)
+        engine = self._engine()
+        if not filters:
+            return engine.search(words, depth, lambda ids: existing_ids(self._conn, ids))
+        sql = self._compile(filters)
+
+        def allowed(ids: set[int]) -> set[int]:
+            return self._allowed(sql, ids)
+
+        rows = self._conn.execute(
+            f"{sql.select} LIMIT ?", (*sql.select_params, self._exact_max + 1)
+        ).fetchall()
+        if len(rows) <= self._exact_max:
+            return engine.search(words, depth, allowed, allowed=[int(r[0]) for r in rows])
+        return engine.search(words, depth, allowed, share=self._allowed_share(sql))
+
+    def _fts5(
+        self, words: Sequence[str], depth: int, filters: Mapping[str, Any] | None
+    ) -> list[Hit]:
+        """``keyword`` on a schema before version 3 (read as it is until its next write):
+        its FTS5 table, each word quoted, OR-ed."""
+        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
         if filters:
             sql = self._compile(filters)
             rows = self._conn.execute(
@@ -215,12 +281,7 @@ class Snapshot:
 
     def _indexed(self) -> bool:
         """Whether the metadata table is there (schema version 2 on)."""
-        if self._has_metadata_table is None:
-            row = self._conn.execute(
-                "SELECT value FROM manifest WHERE key = 'schema_version'"
-            ).fetchone()
-            self._has_metadata_table = row is None or row[0] != "1"
-        return self._has_metadata_table
+        return self.schema_version() != "1"
 
     def _allowed(self, sql: FilterSQL, ids: Iterable[int]) -> set[int]:
         """Those of ``ids`` whose chunk rows exist and pass the filter."""
