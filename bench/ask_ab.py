@@ -6,7 +6,7 @@
 Starts two ``rag serve`` processes over copies of the seed index (``index/default``; build
 it with ``make index``), each configured by its environment (``--a-env`` / ``--b-env``,
 ``KEY=VALUE`` pairs) or run from another source tree (``--a-tree``: that checkout's code
-and fit files, with this venv), and asks them the seed gold set's questions in alternation,
+and fit files, with this venv; its own ``index/default`` when it has one), and asks them the seed gold set's questions in alternation,
 A then B then B then A..., for ``--rounds`` rounds, so both see the same machine load.
 Reports p50/p95 end-to-end latency (client side, ms) and each server's peak RSS. Nothing is
 asserted.
@@ -107,7 +107,10 @@ def main() -> int:
             ("B", _env(args.b_env), None),
         ):
             root = work / name
-            shutil.copytree(source, root / "default")
+            # A tree of its own serves its own build of the seed index (an older schema
+            # than this checkout's, if that is what its code writes).
+            own = None if tree is None else tree / "index" / "default"
+            shutil.copytree(own if own is not None and own.is_dir() else source, root / "default")
             proc, url = _start(root, env, tree)
             procs.append(proc)
             servers[name] = (proc, url)
