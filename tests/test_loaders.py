@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from rag.ingest.loaders import (
     LoadError,
     LoadStream,
     html_to_text,
+    iter_files,
     load_paths,
     parse_jsonl,
     plan_paths,
@@ -110,3 +113,53 @@ def test_a_stream_reads_one_file_at_a_time_and_plans_its_bytes(tmp_path: Path) -
     assert stream.bytes_read == total == sum(sizes) and list(stream.failures) == [
         str(tmp_path / "bad.txt")
     ]
+
+
+def _sorted_rule(root: Path) -> list[tuple[Path, str]]:
+    """What the walk must give: every supported file under ``root`` outside hidden parts,
+    ordered as sorting all the paths would (the walk no longer builds that list)."""
+    out = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if not any(part.startswith(".") for part in rel.parts) and path.suffix in {".txt", ".md"}:
+            out.append((path, rel.as_posix()))
+    return out
+
+
+@hypothesis_settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from(["a", "b", "a.txt", "B", ".h", "x.md", "y.bin", "a-b"]),
+            min_size=1,
+            max_size=4,
+        ),
+        max_size=12,
+    )
+)
+def test_the_walk_gives_every_file_in_sorted_order(tmp_path: Path, trees: list[list[str]]) -> None:
+    root = tmp_path / uuid.uuid4().hex
+    root.mkdir()
+    for parts in trees:
+        folder = root.joinpath(*parts[:-1])
+        if any(p.is_file() for p in [folder, *folder.parents] if p != root and root in p.parents):
+            continue  # a file is already where this folder would go
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / parts[-1]
+        if not target.exists():
+            target.write_text("x")
+    assert list(iter_files(root)) == _sorted_rule(root)
+
+
+def test_the_walk_survives_deep_folders_and_link_loops(tmp_path: Path) -> None:
+    deep = tmp_path
+    for _ in range(1200):  # deeper than Python's recursion limit (mkdir(parents) recurses)
+        deep = deep / "d"
+        deep.mkdir()
+    (deep / "bottom.txt").write_text("x")
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "top.txt").write_text("x")
+    ids = [i for _, i in iter_files(tmp_path)]
+    assert ids == ["/".join(["d"] * 1200 + ["bottom.txt"]), "top.txt"]

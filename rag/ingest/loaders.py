@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,16 +198,48 @@ def parse_jsonl(lines: Iterable[str], source: str) -> Iterator[Document]:
 
 
 def iter_files(root: Path) -> Iterator[tuple[Path, str]]:
-    """(file, document id) pairs under ``root``; a file root yields itself, named by its name."""
+    """(file, document id) pairs under ``root``; a file root yields itself, named by its name.
+
+    A depth-first walk, each folder's entries in name order (the order of sorting every
+    path by its parts), holding one folder's listing per level, never the whole tree's;
+    hidden entries (a name starting with ".") are skipped without being entered, and
+    symlinked folders are not followed (a link loop cannot make the walk endless)."""
     if root.is_file():
         yield root, root.name
         return
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
+    stack: list[tuple[tuple[str, ...], Iterator[os.DirEntry[str]]]] = []
+    listing = _listing(root)
+    if listing is not None:
+        stack.append(((), listing))
+    while stack:
+        parts, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
             continue
-        if path.suffix.lower() in SUPPORTED_SUFFIXES:
-            yield path, rel.as_posix()
+        if entry.name.startswith("."):
+            continue
+        rel = (*parts, entry.name)
+        try:
+            folder = entry.is_dir(follow_symlinks=False)
+            file = not folder and entry.is_file()
+        except OSError:
+            continue
+        if folder:
+            inner = _listing(Path(entry.path))
+            if inner is not None:
+                stack.append((rel, inner))
+        elif file and Path(entry.name).suffix.lower() in SUPPORTED_SUFFIXES:
+            yield Path(entry.path), "/".join(rel)
+
+
+def _listing(folder: Path) -> Iterator[os.DirEntry[str]] | None:
+    """One folder's entries in name order; None when it cannot be listed."""
+    try:
+        with os.scandir(folder) as scan:
+            return iter(sorted(scan, key=lambda e: e.name))
+    except OSError:
+        return None
 
 
 def plan_paths(paths: Iterable[Path]) -> tuple[int, int]:
