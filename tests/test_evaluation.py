@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +237,30 @@ def test_fit_reader_span_maximises_f1_and_scales_the_margin() -> None:
     assert fit_abstention(unanswerable + right + wrong, SPAN, keep=1.0).abstention.threshold < 1.0
     sentence = fit_abstention(unanswerable + right + wrong, SENTENCE).abstention
     assert sentence.threshold < -1.75  # the wrong span's sentence counts there
+
+
+def test_a_cached_corpus_index_of_an_older_schema_is_brought_to_this_codes(
+    tmp_path: Path,
+) -> None:
+    """The evaluation's own cached corpus index is migrated before it is asked (a version-2
+    index would otherwise answer through its old FTS5 table, not the keyword engine this
+    code serves with); a second run reuses it without embedding again."""
+    from rag.eval.runner import Evaluator
+    from rag.gold import GoldAnswer, GoldQuestion, GoldSet
+    from rag.models import Document
+    from tests.conftest import FakeEmbedder, unit_settings
+    from tests.test_store import downgrade_to_v2
+
+    doc = Document("p1", "Alpha is the first letter of the Greek alphabet.")
+    gold = GoldSet([GoldQuestion("q1", "Which letter is first?", (GoldAnswer("Alpha", 0),))], [doc])
+    embedder = FakeEmbedder()
+    evaluator = Evaluator(unit_settings(index_root=tmp_path), embedder, progress=False)
+    pipe = evaluator.pipeline_for(gold)
+    pipe.close()
+    downgrade_to_v2(pipe.index_path / "index.sqlite")
+    embedded = embedder.texts_embedded
+    again = evaluator.pipeline_for(gold)
+    assert again.manifest()["schema_version"] == "3" and embedder.texts_embedded == embedded
+    with again._store.read() as snap:
+        assert len(snap.keyword(["letter"], 5)) == 1
+    again.close()
