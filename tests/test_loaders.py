@@ -161,5 +161,11 @@ def test_the_walk_survives_deep_folders_and_link_loops(tmp_path: Path) -> None:
     (deep / "bottom.txt").write_text("x")
     (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
     (tmp_path / "top.txt").write_text("x")
-    ids = [i for _, i in iter_files(tmp_path)]
-    assert ids == ["/".join(["d"] * 1200 + ["bottom.txt"]), "top.txt"]
+    try:
+        ids = [i for _, i in iter_files(tmp_path)]
+        assert ids == ["/".join(["d"] * 1200 + ["bottom.txt"]), "top.txt"]
+    finally:  # bottom up: shutil.rmtree (pytest's clean-up) recurses once per level too
+        (deep / "bottom.txt").unlink()
+        while deep != tmp_path:
+            deep.rmdir()
+            deep = deep.parent
