@@ -495,7 +495,7 @@ def test_a_wide_keyword_filter_finds_what_the_exact_one_does(
     restricted to the allowed ids inside the engine, even for a group whose chunks rank
     last; with the share estimate, and without it (every round trip then re-asks)."""
     if not estimate:
-        monkeypatch.setattr(Snapshot, "_allowed_share", lambda self, sql: 1.0)
+        monkeypatch.setattr(Snapshot, "_allowed_share", lambda self, sql: (1.0, 0.0))
     docs = [
         Document(
             f"d{i}",
@@ -515,6 +515,34 @@ def test_a_wide_keyword_filter_finds_what_the_exact_one_does(
             assert len(exact) == min(depth, 9)
     with wide.read() as snap:
         assert snap.keyword(["letter"], 5, {"g": 99}) == []
+    wide.close()
+
+
+def test_a_filter_sampled_as_wide_is_never_listed(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
+    """A metadata filter whose sample estimates far more than ``filter_exact_max`` allowed
+    chunks goes straight to the per-hit check, without listing up to ``exact_max`` ids; its
+    answers are the listed path's. A narrow one is still listed."""
+    docs = [
+        Document(f"d{i}", " ".join(["letter"] * (1 + i // 3) + [f"w{i}"]), metadata={"g": i % 3})
+        for i in range(90)
+    ]
+    fake_pipeline.ingest(docs)
+    query = FakeEmbedder().embed(["Which letter is it?"])
+    wide = Store(fake_pipeline.index_path, filter_exact_max=4)
+    statements: list[str] = []
+    for g in (0, 1, 2, 99):
+        with fake_store.read() as snap:
+            want = (snap.dense(query, 5, {"g": g})[0], snap.keyword(["letter"], 5, {"g": g}))
+        with wide.read() as snap:
+            snap._conn.set_trace_callback(statements.append)
+            got = (snap.dense(query, 5, {"g": g})[0], snap.keyword(["letter"], 5, {"g": g}))
+            snap._conn.set_trace_callback(None)
+        assert [h.id for h in got[0]] == [h.id for h in want[0]] and got[1] == want[1]
+        listed = [q for q in statements if "document_metadata m0" in q]
+        assert bool(listed) == (g == 99), listed
+        statements.clear()
     wide.close()
 
 

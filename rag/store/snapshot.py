@@ -32,6 +32,12 @@ from rag.store.segments import Segment, exact_search, search_segments
 SQL_BATCH = 500
 # Chunk ids drawn to estimate the share a wide filter allows (binomial error about 2 %).
 FILTER_SAMPLE = 500
+# A filter whose sampled estimate allows more than this many times ``exact_max`` chunks is
+# taken as wide without listing them (listing up to ``exact_max`` ids was most of a wide
+# filter's cost at 1M chunks). The margin keeps sampling error from sending a narrow filter
+# there (at 2x, a filter allowing ``exact_max`` of 1M chunks is misjudged with probability
+# about 0.3 %); a misjudged one is still answered exactly, only by the slower path.
+WIDE_MARGIN = 2.0
 
 
 class Snapshot:
@@ -196,17 +202,14 @@ class Snapshot:
             runs = search_segments(loaded, matrix, depth, lambda ids: existing_ids(self._conn, ids))
             return [[Hit(i, s) for i, s in run] for run in runs]
         sql = self._compile(filters)
-        rows = self._conn.execute(
-            f"{sql.select} LIMIT ?", (*sql.select_params, self._exact_max + 1)
-        ).fetchall()
-        if len(rows) <= self._exact_max:
-            ids = np.unique(np.asarray([r[0] for r in rows], dtype=np.int64))
+        listed, share = self._filter_plan(sql, "doc_id" in filters)
+        if listed is not None:
+            ids = np.unique(np.asarray(listed, dtype=np.int64))
             return [[Hit(i, s) for i, s in run] for run in exact_search(loaded, matrix, ids, depth)]
 
         def allowed(ids: set[int]) -> set[int]:
             return self._allowed(sql, ids)
 
-        share = self._allowed_share(sql)
         runs = search_segments(loaded, matrix, depth, allowed, share=share)
         return [[Hit(i, s) for i, s in run] for run in runs]
 
@@ -229,12 +232,10 @@ class Snapshot:
         def allowed(ids: set[int]) -> set[int]:
             return self._allowed(sql, ids)
 
-        rows = self._conn.execute(
-            f"{sql.select} LIMIT ?", (*sql.select_params, self._exact_max + 1)
-        ).fetchall()
-        if len(rows) <= self._exact_max:
-            return engine.search(words, depth, allowed, allowed=[int(r[0]) for r in rows])
-        return engine.search(words, depth, allowed, share=self._allowed_share(sql))
+        listed, share = self._filter_plan(sql, "doc_id" in filters)
+        if listed is not None:
+            return engine.search(words, depth, allowed, allowed=listed)
+        return engine.search(words, depth, allowed, share=share)
 
     def _fts5(
         self, words: Sequence[str], depth: int, filters: Mapping[str, Any] | None
@@ -287,19 +288,38 @@ class Snapshot:
         """Those of ``ids`` whose chunk rows exist and pass the filter."""
         return existing_ids(self._conn, ids, sql.check, sql.check_params)
 
-    def _allowed_share(self, sql: FilterSQL) -> float:
-        """The share of chunks the filter allows, estimated from ``FILTER_SAMPLE`` chunk ids
-        drawn between the smallest and the largest (ids are assigned in order, so a draw
-        misses only deleted ones): its cost follows the sample, not the index."""
+    def _filter_plan(self, sql: FilterSQL, by_doc_ids: bool) -> tuple[list[int] | None, float]:
+        """How to answer a filter: ``(its allowed chunk ids, 1.0)`` when they are at most
+        ``exact_max``, else ``(None, the share of chunks it allows)``. A metadata filter is
+        sampled first, and one estimated past ``WIDE_MARGIN * exact_max`` is not listed at
+        all; doc ids name their chunks directly, so theirs is listed at once."""
+        share = None
+        if not by_doc_ids:
+            share, estimate = self._allowed_share(sql)
+            if estimate > WIDE_MARGIN * self._exact_max:
+                return None, share
+        rows = self._conn.execute(
+            f"{sql.select} LIMIT ?", (*sql.select_params, self._exact_max + 1)
+        ).fetchall()
+        if len(rows) <= self._exact_max:
+            return [int(r[0]) for r in rows], 1.0
+        return None, self._allowed_share(sql)[0] if share is None else share
+
+    def _allowed_share(self, sql: FilterSQL) -> tuple[float, float]:
+        """The share of live chunks the filter allows and the number it allows, estimated
+        from ``FILTER_SAMPLE`` chunk ids drawn between the smallest and the largest (ids are
+        assigned in order, so a draw misses only deleted ones): its cost follows the sample,
+        not the index."""
         lo, hi = self._conn.execute("SELECT MIN(id), MAX(id) FROM chunks").fetchone()
         if lo is None:
-            return 1.0
+            return 1.0, 0.0
         rng = np.random.default_rng(0)
         sample = set(rng.integers(lo, hi + 1, size=FILTER_SAMPLE).tolist())
         live = len(existing_ids(self._conn, sample))
         allowed = len(self._allowed(sql, sample))
+        estimate = allowed / len(sample) * (hi - lo + 1)
         # Past ``exact_max`` allowed chunks, a sample that saw none still allows some.
-        return max(allowed, 1) / max(live, 1)
+        return max(allowed, 1) / max(live, 1), estimate
 
 
 def existing_ids(
