@@ -546,6 +546,44 @@ def test_a_filter_sampled_as_wide_is_never_listed(
     wide.close()
 
 
+def test_no_statement_a_question_runs_scans_a_table(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
+    """Every SQL statement a question runs (dense and keyword, unfiltered, wide and narrow
+    filters) is answered by index lookups: ``EXPLAIN QUERY PLAN`` of each shows no SCAN, so
+    no per-question cost grows with the index. (MIN and MAX of the chunk ids in one SELECT
+    scanned the whole table.)"""
+    docs = [
+        Document(f"d{i}", " ".join(["letter"] * (1 + i // 3) + [f"w{i}"]), metadata={"g": i % 3})
+        for i in range(60)
+    ]
+    fake_pipeline.ingest(docs)
+    query = FakeEmbedder().embed(["Which letter is it?"])
+    store = Store(fake_pipeline.index_path, filter_exact_max=4)
+    statements: list[str] = []
+    with store.read() as snap:
+        snap._conn.set_trace_callback(statements.append)
+        for filters in (None, {"g": 1}, {"g": [1, 2], "x": 1}, {"doc_id": ["d1", "d2"]}):
+            snap.dense(query, 5, filters)
+            snap.keyword(["letter"], 5, filters)
+        snap.passages([1, 2, 3])
+        snap._conn.set_trace_callback(None)
+        plans = {
+            q: [row[3] for row in snap._conn.execute(f"EXPLAIN QUERY PLAN {q}")]
+            for q in set(statements)
+            if q.lstrip().upper().startswith("SELECT")
+        }
+    assert len(plans) > 5
+    # Bounded: a constant row, a LIMITed subquery's rows, the manifest's few keys.
+    bounded = ("SCAN CONSTANT ROW", "SCAN (subquery", "SCAN manifest")
+    scans = {
+        q: [s for s in p if s.startswith("SCAN") and not s.startswith(bounded)]
+        for q, p in plans.items()
+    }
+    assert {q: p for q, p in scans.items() if p} == {}
+    store.close()
+
+
 def test_a_reader_never_creates_the_keyword_engine(tmp_path: Path) -> None:
     """Before any chunk is written there is no keyword index, and reading (a search, the
     start-up check) does not make one: only the writer does."""
