@@ -6,8 +6,9 @@
 Starts two ``rag serve`` processes over copies of the seed index (``index/default``; build
 it with ``make index``), each configured by its environment (``--a-env`` / ``--b-env``,
 ``KEY=VALUE`` pairs) or run from another source tree (``--a-tree``: that checkout's code
-and fit files, with this venv; its own ``index/default`` when it has one), and asks them the seed gold set's questions in alternation,
-A then B then B then A..., for ``--rounds`` rounds, so both see the same machine load.
+and fit files, with this venv; its own ``index/default`` when it has one), and asks them
+the seed gold set's questions in alternation, A then B then B then A..., for ``--rounds``
+rounds, so both see the same machine load.
 Reports p50/p95 end-to-end latency (client side, ms) and each server's peak RSS. Nothing is
 asserted.
 """
