@@ -518,17 +518,22 @@ def test_a_wide_keyword_filter_finds_what_the_exact_one_does(
     wide.close()
 
 
+def letter_documents(n: int) -> list[Document]:
+    """``n`` one-chunk documents in three metadata groups ``g``, each saying "letter" a
+    different number of times (distinct BM25 and dense scores within a group)."""
+    return [
+        Document(f"d{i}", " ".join(["letter"] * (1 + i // 3) + [f"w{i}"]), metadata={"g": i % 3})
+        for i in range(n)
+    ]
+
+
 def test_a_filter_sampled_as_wide_is_never_listed(
     fake_pipeline: Pipeline, fake_store: Store
 ) -> None:
     """A metadata filter whose sample estimates far more than ``filter_exact_max`` allowed
     chunks goes straight to the per-hit check, without listing up to ``exact_max`` ids; its
     answers are the listed path's. A narrow one is still listed."""
-    docs = [
-        Document(f"d{i}", " ".join(["letter"] * (1 + i // 3) + [f"w{i}"]), metadata={"g": i % 3})
-        for i in range(90)
-    ]
-    fake_pipeline.ingest(docs)
+    fake_pipeline.ingest(letter_documents(90))
     query = FakeEmbedder().embed(["Which letter is it?"])
     wide = Store(fake_pipeline.index_path, filter_exact_max=4)
     statements: list[str] = []
@@ -553,11 +558,7 @@ def test_no_statement_a_question_runs_scans_a_table(
     filters) is answered by index lookups: ``EXPLAIN QUERY PLAN`` of each shows no SCAN, so
     no per-question cost grows with the index. (MIN and MAX of the chunk ids in one SELECT
     scanned the whole table.)"""
-    docs = [
-        Document(f"d{i}", " ".join(["letter"] * (1 + i // 3) + [f"w{i}"]), metadata={"g": i % 3})
-        for i in range(60)
-    ]
-    fake_pipeline.ingest(docs)
+    fake_pipeline.ingest(letter_documents(60))
     query = FakeEmbedder().embed(["Which letter is it?"])
     store = Store(fake_pipeline.index_path, filter_exact_max=4)
     statements: list[str] = []
