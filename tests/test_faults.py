@@ -110,6 +110,10 @@ def _missing_vectors(root: Path) -> None:
     vec.unlink()
 
 
+def _garbage_keyword_index(root: Path) -> None:
+    (index_dir(root) / "keyword" / "meta.json").write_text("{not json")
+
+
 DAMAGES = {
     "truncated vectors": (_truncate_vectors, "damaged"),
     "one byte of the vectors": (_flip_vector_byte, "checksum"),
@@ -117,6 +121,7 @@ DAMAGES = {
     "zero-byte database": (_empty_database, "empty (0 bytes)"),
     "missing database": (_missing_database, "missing"),
     "missing vector file": (_missing_vectors, "missing"),
+    "garbage keyword index": (_garbage_keyword_index, "keyword index"),
 }
 
 
@@ -131,6 +136,8 @@ def test_a_damaged_index_is_not_ready_with_the_reason_never_a_500(
     with client(tmp_path) as c:
         r = c.get("/ready")
         assert r.status_code == 503 and reason in r.json()["reason"], r.json()
+        # Each damage is named as itself (a StoreError is not re-worded as another).
+        assert ("keyword" in r.json()["reason"]) == ("keyword" in damage), r.json()
         for method, path, body in [
             ("POST", "/ask", {"question": "What is the capital of France?"}),
             ("GET", "/documents", None),

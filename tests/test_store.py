@@ -870,3 +870,20 @@ def test_an_index_of_a_newer_schema_is_neither_written_nor_read(
         pass
     assert other.document("a") is not None
     other.close()
+
+
+def test_a_damaged_keyword_index_is_a_store_error_on_every_read(tmp_path: Path) -> None:
+    """tantivy's own errors (here: unreadable metadata) reach callers as a StoreError naming
+    the keyword index, which the service answers with a status and a reason, never a 500."""
+    from rag.store.keyword import KeywordIndex
+
+    KeywordIndex(tmp_path).update([(1, "Alpha is the first letter.")])
+    (tmp_path / "keyword" / "meta.json").write_text("{not json")
+    damaged = KeywordIndex(tmp_path)
+    for read in (
+        lambda: damaged.refresh("7"),
+        damaged.count,
+        lambda: damaged.search(["alpha"], 5, lambda ids: ids),
+    ):
+        with pytest.raises(StoreError, match="keyword index"):
+            read()

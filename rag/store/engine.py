@@ -812,11 +812,14 @@ class Store:
         if not self.exists():
             raise StoreError(f"no index at {self.path} (run `rag ingest PATH` first)")
         try:
-            with self.writing(blocking=False):
-                self.sync_keywords()
-                return self._check(settled=True)
-        except StoreBusy:
-            return self._check(settled=False)
+            try:
+                with self.writing(blocking=False):
+                    self.sync_keywords()
+                    return self._check(settled=True)
+            except StoreBusy:
+                return self._check(settled=False)
+        except StoreError:
+            raise  # already says what is wrong (it is a RuntimeError too)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"the index database {self.db_path} is damaged: {exc}") from None
         except (OSError, ValueError, RuntimeError) as exc:

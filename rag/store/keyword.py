@@ -20,13 +20,15 @@ folded to ASCII (diacritics removed) and Porter-stemmed (Snowball English).
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import tantivy
 
 from rag.models import Hit
+from rag.store.errors import StoreError
 
 KEYWORD_DIR = "keyword"
 ANALYZER = "rag_en"
@@ -71,6 +73,18 @@ class KeywordIndex:
     def exists(self) -> bool:
         return (self.folder / "meta.json").is_file()
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """tantivy's errors on a read (a damaged folder; files a writer in another process
+        merged away under a reload) as a StoreError naming the index, never a 500."""
+        try:
+            yield
+        except (ValueError, OSError) as exc:
+            raise StoreError(
+                f"the keyword index at {self.folder} cannot be read ({exc}); ask again, or "
+                "rebuild the index (rag ingest --rebuild) if it persists"
+            ) from None
+
     def _open(self) -> tantivy.Index:
         """The index, created when missing (only the writer creates: ``update``)."""
         with self._lock:
@@ -96,11 +110,12 @@ class KeywordIndex:
         commits) differs from the one last seen; nothing before the engine exists."""
         if self._seen == version or not self.exists():
             return
-        index = self._open()
-        with self._lock:
-            if version != self._seen:
-                index.reload()
-                self._seen = version
+        with self._reading():
+            index = self._open()
+            with self._lock:
+                if version != self._seen:
+                    index.reload()
+                    self._seen = version
 
     def update(self, changes: Iterable[tuple[int, str | None]]) -> None:
         """Apply ``(chunk id, text)`` pairs in one commit: a text (re)indexes the chunk,
@@ -123,7 +138,8 @@ class KeywordIndex:
         """Chunks indexed (deleted ones excluded)."""
         if not self.exists():
             return 0
-        return int(self._open().searcher().num_docs)
+        with self._reading():
+            return int(self._open().searcher().num_docs)
 
     def terms(self, words: Sequence[str]) -> list[str]:
         """The index terms of a question's words, each once, in order."""
@@ -146,6 +162,17 @@ class KeywordIndex:
         again for twice as many while too few pass ``keep`` and more may exist."""
         if not self.exists():
             return []
+        with self._reading():
+            return self._search(words, depth, keep, allowed, share)
+
+    def _search(
+        self,
+        words: Sequence[str],
+        depth: int,
+        keep: Callable[[set[int]], set[int]],
+        allowed: Sequence[int] | None,
+        share: float,
+    ) -> list[Hit]:
         index = self._open()
         schema = index.schema
         terms = self.terms(words)
