@@ -656,7 +656,7 @@ class Store:
                 ]
                 if not ids:
                     return done
-                texts = self._chunk_texts(conn, ids)
+                texts = self._chunk_texts(ids)
                 self.keywords.update((i, texts.get(i)) for i in ids)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -671,25 +671,13 @@ class Store:
                         conn.execute("ROLLBACK")
                 done += len(ids)
 
-    @staticmethod
-    def _chunk_texts(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, str]:
-        """The texts of those of ``ids`` whose chunk rows exist, sliced from their
-        documents (each document read once)."""
-        spans: list[tuple[int, str, int, int]] = []
-        for k in range(0, len(ids), SQL_BATCH):
-            part = ids[k : k + SQL_BATCH]
-            spans += conn.execute(
-                "SELECT id, doc_id, start, end FROM chunks "
-                f"WHERE id IN ({','.join('?' * len(part))})",
-                part,
-            ).fetchall()
+    def _chunk_texts(self, ids: Sequence[int]) -> dict[int, str]:
+        """The texts of those of ``ids`` whose chunk rows exist: their passages' (each a
+        slice of its document, read once)."""
+        view = self._view()
         texts: dict[int, str] = {}
-        documents: dict[str, str] = {}
-        for chunk_id, doc_id, start, end in spans:
-            if doc_id not in documents:
-                row = conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,))
-                documents[doc_id] = row.fetchone()[0]
-            texts[int(chunk_id)] = documents[doc_id][start:end]
+        for k in range(0, len(ids), SQL_BATCH):
+            texts.update((i, p.text) for i, p in view.passages(ids[k : k + SQL_BATCH]).items())
         return texts
 
     # ---- merges ------------------------------------------------------------------------
