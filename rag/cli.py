@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rag.gold import GoldFormatError
-from rag.ingest import LoadError, LoadStream, plan_paths
+from rag.ingest import LoadError, LoadStream, PdfLimits, plan_paths
 from rag.models import Candidate
 from rag.settings import Settings
 from rag.store import StoreError
@@ -196,12 +196,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from rag.pipeline import Pipeline
 
-    pipe = Pipeline(_settings(args))
+    settings = _settings(args)
+    pipe = Pipeline(settings)
     files, size = plan_paths(args.paths)
     bar = None
     if not args.quiet:
         bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"ingest {files} files")
-    stream = LoadStream(args.paths, on_file=bar.update if bar is not None else None)
+    stream = LoadStream(
+        args.paths,
+        on_file=bar.update if bar is not None else None,
+        pdf_limits=PdfLimits.from_settings(settings),
+    )
     embedded, t0 = 0, time.perf_counter()
 
     def progress(chunks: int) -> None:

@@ -6,6 +6,7 @@ Every offset is a character offset into ``Document.text`` (the stored text), so 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -27,10 +28,22 @@ class Document:
     text: str
     title: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    # A paged document's (a PDF's) page start offsets into ``text``: page n (1-based)
+    # is ``text[page_starts[n - 1]:page_starts[n]]``. Empty for a document without pages.
+    page_starts: tuple[int, ...] = ()
 
     @property
     def sha256(self) -> str:
         return text_sha256(self.text)
+
+    def pages_of(self, start: int, end: int) -> tuple[int, ...]:
+        """The page numbers (1-based) the range ``[start, end)`` lies on; ``()`` for a
+        document without pages."""
+        if not self.page_starts:
+            return ()
+        first = bisect.bisect_right(self.page_starts, start)
+        last = bisect.bisect_right(self.page_starts, max(start, end - 1))
+        return tuple(range(max(first, 1), max(last, 1) + 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +108,8 @@ class Citation:
     start: int
     end: int
     quote: str
+    # The pages the quote lies on (1-based), for a paged document (a PDF); else empty.
+    pages: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,18 @@ class IngestSettings(BaseSettings):
         "offsets are unchanged): a passage deep in a long document often never names its "
         "topic. An index records which way it was built.",
     )
+    pdf_max_pages: int = Field(
+        2000,
+        ge=1,
+        description="A PDF with more pages is refused by name (the others still load): "
+        "bounds a page-count bomb before any page is read.",
+    )
+    pdf_max_stream_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes one PDF stream may inflate to; a stream past it refuses the "
+        "file as a decompression bomb (a few KB can inflate to gigabytes).",
+    )
 
 
 class RetrievalSettings(BaseSettings):

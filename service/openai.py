@@ -82,6 +82,9 @@ class ChatCitation(BaseModel):
     start: int
     end: int
     quote: str
+    pages: list[int] = Field(
+        default=[], description="The pages the quote lies on (1-based), for a PDF; else []."
+    )
 
 
 class RagAnswer(BaseModel):

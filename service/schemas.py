@@ -107,6 +107,9 @@ class CitationOut(BaseModel):
     start: int
     end: int
     quote: str
+    pages: list[int] = Field(
+        default=[], description="The pages the quote lies on (1-based), for a PDF; else []."
+    )
 
 
 class CandidateOut(BaseModel):
@@ -216,12 +219,19 @@ class DocumentOut(DocumentSummary):
     """A stored document with its text."""
 
     text: str
+    page_starts: list[int] = Field(
+        default=[],
+        description="For a PDF: where each page starts in text (page n is "
+        "text[page_starts[n-1]:page_starts[n]]); else [].",
+    )
 
 
 def document_out(document: Document, info: DocumentInfo) -> DocumentOut:
-    """A stored document: its identity (``info``, one snapshot with it) and its text."""
+    """A stored document: its identity (``info``, one snapshot with it), text and pages."""
     summary = DocumentSummary.model_validate(info)
-    return DocumentOut(**summary.model_dump(), text=document.text)
+    return DocumentOut(
+        **summary.model_dump(), text=document.text, page_starts=list(document.page_starts)
+    )
 
 
 class DocumentPage(BaseModel):
@@ -282,6 +292,9 @@ class SpanOut(BaseModel):
     context_end: int
     before: str = Field(description="document.text[context_start:start]")
     after: str = Field(description="document.text[end:context_end]")
+    pages: list[int] = Field(
+        default=[], description="The pages the span lies on (1-based), for a PDF; else []."
+    )
 
 
 # ---- operations ------------------------------------------------------------------------

@@ -179,7 +179,7 @@ def test_an_interrupted_ingest_says_how_to_go_on_and_the_rerun_resumes(
     real_load = rag.ingest.loaders.load_file
     stop = {"at": "4.txt"}
 
-    def load(path: Path, doc_id: str) -> list[Document]:
+    def load(path: Path, doc_id: str, pdf_limits: object = None) -> list[Document]:
         if path.name == stop["at"]:
             raise KeyboardInterrupt
         return real_load(path, doc_id)

@@ -248,6 +248,7 @@ def test_a_cached_corpus_index_of_an_older_schema_is_brought_to_this_codes(
     from rag.eval.runner import Evaluator
     from rag.gold import GoldAnswer, GoldQuestion, GoldSet
     from rag.models import Document
+    from rag.store import SCHEMA_VERSION
     from tests.conftest import FakeEmbedder, unit_settings
     from tests.test_store import downgrade_to_v2
 
@@ -260,7 +261,9 @@ def test_a_cached_corpus_index_of_an_older_schema_is_brought_to_this_codes(
     downgrade_to_v2(pipe.index_path / "index.sqlite")
     embedded = embedder.texts_embedded
     again = evaluator.pipeline_for(gold)
-    assert again.manifest()["schema_version"] == "3" and embedder.texts_embedded == embedded
+    assert (
+        again.manifest()["schema_version"] == SCHEMA_VERSION and embedder.texts_embedded == embedded
+    )
     with again._store.read() as snap:
         assert len(snap.keyword(["letter"], 5)) == 1
     again.close()

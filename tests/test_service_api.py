@@ -174,7 +174,8 @@ def test_file_uploads(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("files", "data", "status", "words"),
     [
-        ({"file": ("a.pdf", b"%PDF-1.4", "application/pdf")}, {}, 415, "unsupported"),
+        ({"file": ("a.pdf", b"%PDF-1.4", "application/pdf")}, {}, 422, "not a readable PDF"),
+        ({"file": ("a.docx", b"PK", "application/msword")}, {}, 415, "unsupported"),
         ({"file": ("noext", b"text", "text/plain")}, {}, 415, "unsupported"),
         ({"file": ("a.txt", b"\xff\xfe\x00bad", "text/plain")}, {}, 422, "UTF-8"),
         ({"file": ("a.txt", b"   ", "text/plain")}, {}, 422, "no text"),

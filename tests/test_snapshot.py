@@ -33,7 +33,7 @@ def table_of(docs: list[dict[str, Any]]) -> sqlite3.Connection:
     conn.executescript(SCHEMA)
     for i, meta in enumerate(docs):
         text = json.dumps(meta, sort_keys=True)
-        conn.execute("INSERT INTO documents VALUES (?, '', '', ?, 'x', 1)", (f"d{i}", text))
+        conn.execute("INSERT INTO documents VALUES (?, '', '', ?, 'x', 1, '')", (f"d{i}", text))
         conn.execute(INDEX_METADATA, (f"d{i}", text))
         conn.execute(
             "INSERT INTO chunks (doc_id, start, end, n_tokens) VALUES (?, 0, 1, 1)", (f"d{i}",)

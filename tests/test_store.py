@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from rag.models import Chunk, Document
 from rag.pipeline import Pipeline
 from rag.store import (
+    SCHEMA_VERSION,
     Segment,
     Snapshot,
     Store,
@@ -633,9 +634,24 @@ def test_passages_are_their_documents_slices_for_any_text(
     store.close()
 
 
+def downgrade_to_v3(db: Path) -> None:
+    """Rewrite a version-4 index the way version 3 kept it: no page map column."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.executescript(
+        """
+        BEGIN;
+        ALTER TABLE documents DROP COLUMN page_starts;
+        UPDATE manifest SET value = '3' WHERE key = 'schema_version';
+        COMMIT;
+        """
+    )
+    conn.close()
+
+
 def downgrade_to_v2(db: Path) -> None:
-    """Rewrite a version-3 index the way version 2 kept it: the keyword index a contentless
+    """Rewrite a version-4 index the way version 2 kept it: the keyword index a contentless
     FTS5 table in the database (filled from the chunks' slices), no keyword engine."""
+    downgrade_to_v3(db)
     conn = sqlite3.connect(db, isolation_level=None)
     conn.executescript(
         """
@@ -655,7 +671,7 @@ def downgrade_to_v2(db: Path) -> None:
 
 
 def downgrade_to_v1(db: Path, nan_metadata: str | None = None) -> None:
-    """Rewrite a version-3 index the way version 1 kept it: every chunk's text copied
+    """Rewrite a version-4 index the way version 1 kept it: every chunk's text copied
     into ``chunks.text``, the keyword table reading it through triggers, no metadata
     table. ``nan_metadata`` names a document whose metadata is rewritten with a NaN, as
     version 1 could store before non-finite numbers were refused."""
@@ -726,7 +742,7 @@ def test_a_version_1_index_is_read_as_it_is_and_migrated_by_its_next_write(
         assert snap.passages([hit.id])[hit.id].text == "Alpha is the first letter."
     old.apply([], deletes=["zz"])  # a write (of nothing) migrates
     manifest = assert_consistent(old)
-    assert manifest["schema_version"] == "3"
+    assert manifest["schema_version"] == SCHEMA_VERSION
     with old.read() as snap:
         assert "text" not in [r[1] for r in snap._conn.execute("PRAGMA table_info(chunks)")]
         rows = snap._conn.execute("SELECT doc_id, key FROM document_metadata").fetchall()
@@ -777,7 +793,7 @@ def test_a_version_2_index_keeps_its_fts5_answers_until_its_next_write_moves_the
     assert before == [["a", "b"], ["b"], ["a", "c"]]
     old.apply([], deletes=["zz"])  # a write (of nothing) migrates
     manifest = assert_consistent(old)
-    assert manifest["schema_version"] == "3" and old.keywords.exists()
+    assert manifest["schema_version"] == SCHEMA_VERSION and old.keywords.exists()
     with old.read() as snap:
         tables = {r[0] for r in snap._conn.execute("SELECT name FROM sqlite_master")}
     assert "chunks_fts" not in tables

@@ -1,8 +1,9 @@
-"""Document loaders: ``.txt``, ``.md``, ``.html``/``.htm`` and ``.jsonl``.
+"""Document loaders: ``.txt``, ``.md``, ``.html``/``.htm``, ``.jsonl`` and ``.pdf``.
 
 A document's id is its path relative to the ingested root (POSIX separators), or the id given
 in a JSONL record. The stored text is what every offset refers to: for HTML it is the visible
-text, extracted here once, so citations point into that text, never into the markup.
+text and for PDF the cleaned text layer (``rag.ingest.pdf``, with its page map), extracted
+here once, so citations point into that text, never into the markup or the file.
 A file that cannot be read or decoded is reported by name; the others still load.
 """
 
@@ -18,19 +19,17 @@ from typing import Any
 
 from lxml import etree
 
+from rag.ingest.errors import LoadError
+from rag.ingest.pdf import PdfLimits, read_pdf
 from rag.models import Document
 from rag.validation import InvalidInput, check_document
 
-SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".jsonl"})
+SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".jsonl", ".pdf"})
 _BLOCK_TAGS = frozenset(
     "address article aside blockquote br dd div dl dt figcaption figure footer form h1 h2 h3 "
     "h4 h5 h6 header hr li main nav ol p pre section table td th tr ul".split()
 )
 _HIDDEN_TAGS = frozenset({"script", "style", "head", "template", "noscript", "svg"})
-
-
-class LoadError(ValueError):
-    """A source that cannot become a document; the message names it."""
 
 
 @dataclass
@@ -111,29 +110,39 @@ def decode_text(data: bytes) -> str:
         raise LoadError(f"not UTF-8 text (byte {exc.start})") from exc
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     try:
-        return decode_text(path.read_bytes())
+        return path.read_bytes()
     except OSError as exc:
         raise LoadError(exc.strerror or str(exc)) from exc
 
 
-def load_file(path: Path, doc_id: str) -> list[Document]:
+def load_file(path: Path, doc_id: str, pdf_limits: PdfLimits | None = None) -> list[Document]:
     """The documents in one file (several for JSONL). Raises LoadError for a bad file."""
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise LoadError(f"unsupported file type {suffix or '(none)'}")
-    return parse_text(_read_text(path), suffix, doc_id)
+    return load_bytes(_read_bytes(path), path.suffix, doc_id, pdf_limits=pdf_limits)
 
 
 def load_bytes(
-    data: bytes, suffix: str, doc_id: str, max_records: int | None = None
+    data: bytes,
+    suffix: str,
+    doc_id: str,
+    max_records: int | None = None,
+    pdf_limits: PdfLimits | None = None,
 ) -> list[Document]:
-    """The documents in an uploaded file's bytes, typed by ``suffix`` (``.txt``, ...)."""
+    """The documents in a file's bytes, typed by ``suffix`` (``.txt``, ...)."""
     suffix = suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise LoadError(f"unsupported file type {suffix or '(none)'}")
+    if suffix == ".pdf":
+        return [pdf_document(data, doc_id, pdf_limits)]
     return parse_text(decode_text(data), suffix, doc_id, max_records)
+
+
+def pdf_document(data: bytes, doc_id: str, limits: PdfLimits | None = None) -> Document:
+    """A PDF as one document: its cleaned text, its /Title (else first line), its pages."""
+    pdf = read_pdf(data, limits)
+    doc = Document(doc_id, pdf.text, pdf.title, {"source": doc_id}, pdf.page_starts)
+    return _checked(doc, doc_id)
 
 
 def parse_text(
@@ -261,8 +270,14 @@ class LoadStream:
     ``failures`` (by file, or ``file:line``) instead of stopping; ``bytes_read`` counts the
     files handled so far and ``on_file`` (if set) is told each one's size."""
 
-    def __init__(self, paths: Iterable[Path], on_file: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        paths: Iterable[Path],
+        on_file: Callable[[int], None] | None = None,
+        pdf_limits: PdfLimits | None = None,
+    ):
         self.paths = list(paths)
+        self.pdf_limits = pdf_limits
         self.failures: dict[str, str] = {}
         self.bytes_read = 0
         self.on_file = on_file
@@ -275,7 +290,7 @@ class LoadStream:
                 continue
             for path, doc_id in iter_files(root):
                 try:
-                    docs = load_file(path, doc_id)
+                    docs = load_file(path, doc_id, self.pdf_limits)
                 except LoadError as exc:
                     self.failures[str(path)] = str(exc)
                     docs = []
@@ -295,8 +310,8 @@ class LoadStream:
                     yield doc
 
 
-def load_paths(paths: Iterable[Path]) -> LoadResult:
+def load_paths(paths: Iterable[Path], pdf_limits: PdfLimits | None = None) -> LoadResult:
     """Load every supported file under ``paths``, collecting failures instead of stopping."""
-    stream = LoadStream(paths)
+    stream = LoadStream(paths, pdf_limits=pdf_limits)
     documents = list(stream)
     return LoadResult(documents, stream.failures)

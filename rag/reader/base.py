@@ -178,7 +178,14 @@ def _overlaps(a: Span, b: Span) -> bool:
 def _candidate(span: Span, doc: Document, reader: Reader) -> Candidate:
     """A span as an answer, cited by its context (whole sentences)."""
     quote = doc.text[span.context_start : span.context_end]
-    citation = Citation(span.doc_id, doc.title, span.context_start, span.context_end, quote)
+    citation = Citation(
+        span.doc_id,
+        doc.title,
+        span.context_start,
+        span.context_end,
+        quote,
+        doc.pages_of(span.context_start, span.context_end),
+    )
     return Candidate(
         span.text,
         span.doc_id,

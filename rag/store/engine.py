@@ -48,11 +48,13 @@ from rag.store.files import file_sha256, fsync_dir
 from rag.store.keyword import KeywordIndex
 from rag.store.schema import (
     DB_FILE,
+    FTS5_VERSIONS,
     INDEX_METADATA,
     PENDING,
     READABLE_VERSIONS,
     SCHEMA,
     SCHEMA_VERSION,
+    dump_page_starts,
     migrate,
 )
 from rag.store.segments import (
@@ -644,7 +646,7 @@ class Store:
         done = 0
         with self.writing():
             conn = self._conn()
-            if self._manifest(conn).get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            if self._manifest(conn).get("schema_version", SCHEMA_VERSION) in FTS5_VERSIONS:
                 return 0  # an older schema: its keyword table is in the database
             while True:
                 ids = [
@@ -750,8 +752,17 @@ class Store:
                 raise ValueError(f"{d.id}: chunk [{c.start}, {c.end}) is not its text's slice")
         metadata = json.dumps(d.metadata, sort_keys=True)
         conn.execute(
-            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
-            (d.id, d.title, d.sha256, metadata, d.text, len(u.chunks)),
+            "INSERT INTO documents (id, title, sha256, metadata, text, n_chunks, page_starts) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                d.id,
+                d.title,
+                d.sha256,
+                metadata,
+                d.text,
+                len(u.chunks),
+                dump_page_starts(d.page_starts),
+            ),
         )
         conn.execute(INDEX_METADATA, (d.id, metadata))
         ids = []

@@ -9,9 +9,10 @@ deleted that the engine has not taken in yet, written in the write's own transac
 index, so a filter is an index lookup, not a scan of every document's JSON.
 
 Version 1 kept every chunk's text a second time in ``chunks.text``, with an FTS5 table
-reading it through triggers; version 2 had a contentless FTS5 table as its keyword index.
-``migrate`` brings either to version 3 inside the caller's write transaction; both are
-still read as they are until then.
+reading it through triggers; version 2 had a contentless FTS5 table as its keyword index;
+version 3 had no page map (``documents.page_starts``: a paged document's page start
+offsets as JSON, ``''`` for the others). ``migrate`` brings any of them to version 4 inside
+the caller's write transaction; each is still read as it is until then.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 # Versions this code reads (writing migrates an older one first).
-READABLE_VERSIONS = ("1", "2", "3")
+READABLE_VERSIONS = ("1", "2", "3", "4")
+# Versions without the page map column.
+UNPAGED_VERSIONS = ("1", "2", "3")
 # Versions whose keyword index is an FTS5 table in the database.
 FTS5_VERSIONS = ("1", "2")
 DB_FILE = "index.sqlite"
@@ -36,7 +39,8 @@ CREATE TABLE IF NOT EXISTS documents (
     sha256 TEXT NOT NULL,
     metadata TEXT NOT NULL,
     text TEXT NOT NULL,
-    n_chunks INTEGER NOT NULL
+    n_chunks INTEGER NOT NULL,
+    page_starts TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,15 +70,20 @@ PENDING = "INSERT OR IGNORE INTO keyword_pending (chunk_id) VALUES (?)"
 
 
 def migrate(conn: sqlite3.Connection, version: str) -> None:
-    """Version 1 or 2 to 3 in the caller's write transaction (all or nothing with it): the
-    FTS5 table goes, and every chunk id becomes pending for the keyword engine, which the
-    writer fills after the commit; version 1's chunk texts leave ``chunks`` and its metadata
-    table is made. Its cost follows the index, once; the space freed is reused."""
+    """An older version to this one in the caller's write transaction (all or nothing with
+    it). From 1 or 2: the FTS5 table goes, and every chunk id becomes pending for the
+    keyword engine, which the writer fills after the commit; version 1's chunk texts leave
+    ``chunks`` and its metadata table is made (a cost that follows the index, once; the
+    space freed is reused). From 1 to 3: the page map column is added (SQLite adds a
+    column with a constant default without rewriting a row)."""
     if version == "1":
         _migrate_v1_rows(conn)
-    conn.execute("DROP TABLE IF EXISTS chunks_fts")
-    conn.execute("CREATE TABLE IF NOT EXISTS keyword_pending (chunk_id INTEGER PRIMARY KEY)")
-    conn.execute("INSERT OR IGNORE INTO keyword_pending (chunk_id) SELECT id FROM chunks")
+    if version in FTS5_VERSIONS:
+        conn.execute("DROP TABLE IF EXISTS chunks_fts")
+        conn.execute("CREATE TABLE IF NOT EXISTS keyword_pending (chunk_id INTEGER PRIMARY KEY)")
+        conn.execute("INSERT OR IGNORE INTO keyword_pending (chunk_id) SELECT id FROM chunks")
+    if version in UNPAGED_VERSIONS:
+        conn.execute("ALTER TABLE documents ADD COLUMN page_starts TEXT NOT NULL DEFAULT ''")
     conn.execute("UPDATE manifest SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
 
@@ -99,6 +108,16 @@ def _migrate_v1_rows(conn: sqlite3.Connection) -> None:
             "INSERT INTO document_metadata (doc_id, key, value) VALUES (?, ?, ?)",
             [(doc_id, key, sql_value(value)) for key, value in json.loads(text).items()],
         )
+
+
+def dump_page_starts(starts: tuple[int, ...]) -> str:
+    """A page map as stored: JSON, or ``''`` for a document without pages."""
+    return json.dumps(list(starts), separators=(",", ":")) if starts else ""
+
+
+def load_page_starts(text: str | None) -> tuple[int, ...]:
+    """A stored page map (``dump_page_starts``); ``()`` for none."""
+    return tuple(int(x) for x in json.loads(text)) if text else ()
 
 
 def metadata_values(value: Any) -> list[Any]:

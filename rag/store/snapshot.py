@@ -23,8 +23,10 @@ from rag.store.keyword import KeywordIndex
 from rag.store.schema import (
     FTS5_VERSIONS,
     SCHEMA_VERSION,
+    UNPAGED_VERSIONS,
     FilterSQL,
     compile_filters,
+    load_page_starts,
     metadata_values,
 )
 from rag.store.segments import Segment, exact_search, search_segments
@@ -118,10 +120,15 @@ class Snapshot:
         readers' windows slice the same texts)."""
         if doc_id in self._documents:
             return self._documents[doc_id]
+        pages = "''" if self.schema_version() in UNPAGED_VERSIONS else "page_starts"
         row = self._conn.execute(
-            "SELECT id, text, title, metadata FROM documents WHERE id = ?", (doc_id,)
+            f"SELECT id, text, title, metadata, {pages} FROM documents WHERE id = ?", (doc_id,)
         ).fetchone()
-        doc = None if row is None else Document(row[0], row[1], row[2], load_metadata(row[3]))
+        doc = (
+            None
+            if row is None
+            else Document(row[0], row[1], row[2], load_metadata(row[3]), load_page_starts(row[4]))
+        )
         if doc is not None:
             self._documents[doc_id] = doc
         return doc

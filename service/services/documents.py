@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Literal, Protocol
 
 from pydantic import ValidationError
 
-from rag.ingest import LoadError, load_bytes
+from rag.ingest import LoadError, PdfLimits, load_bytes
 from rag.models import Document, DocumentInfo, IngestReport, text_sha256
 from rag.store import StoreBusy
 from rag.validation import InvalidInput, check_doc_id, check_document, check_metadata, check_text
@@ -52,6 +52,7 @@ class SpanView:
     context_end: int
     before: str
     after: str
+    pages: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ def upload_kind(content_type: str) -> UploadKind:
         return "form"
     raise UnsupportedUpload(
         f"content type {kind or '(none)'} is not accepted: send application/json "
-        "or multipart/form-data with a .txt, .md, .html or .jsonl file"
+        "or multipart/form-data with a .txt, .md, .html, .jsonl or .pdf file"
     )
 
 
@@ -170,7 +171,13 @@ class DocumentService:
         name = filename.replace("\\", "/").rsplit("/", 1)[-1]  # never a path, only a name
         suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
         try:
-            docs = load_bytes(data, suffix, doc_id or name, self.settings.max_upload_records)
+            docs = load_bytes(
+                data,
+                suffix,
+                doc_id or name,
+                self.settings.max_upload_records,
+                PdfLimits.from_settings(self.settings),
+            )
         except LoadError as exc:
             if str(exc).startswith("unsupported file type"):
                 raise UnsupportedUpload(f"{name}: {exc}") from None
@@ -185,6 +192,7 @@ class DocumentService:
                     d.text,
                     title if title is not None else d.title,
                     {**d.metadata, **(metadata or {})},
+                    d.page_starts,
                 )
             ]
         return docs
@@ -261,4 +269,15 @@ class DocumentService:
         width = self.settings.span_context_chars if context is None else context
         lo, hi = max(0, start - width), min(n, end + width)
         t = doc.text
-        return SpanView(doc_id, doc.title, start, end, t[start:end], lo, hi, t[lo:start], t[end:hi])
+        return SpanView(
+            doc_id,
+            doc.title,
+            start,
+            end,
+            t[start:end],
+            lo,
+            hi,
+            t[lo:start],
+            t[end:hi],
+            doc.pages_of(start, end),
+        )

@@ -255,7 +255,16 @@
       start: Number(c?.start),
       end: Number(c?.end),
       quote: String(c?.quote ?? ""),
+      pages: Array.isArray(c?.pages) ? c.pages.map(Number).filter(Number.isFinite) : [],
     };
+  }
+
+  /** "p. 3" or "pp. 3–4" for a citation of a paged document (a PDF); "" otherwise. */
+  function pageLabel(pages) {
+    if (!pages || !pages.length) return "";
+    const first = pages[0];
+    const last = pages[pages.length - 1];
+    return first === last ? `p. ${first}` : `pp. ${first}–${last}`;
   }
 
   function citationAttrs(c) {
@@ -309,7 +318,10 @@
         el(
           "span",
           { class: "source-text" },
-          el("span", { class: "source-title", text: c.title }),
+          el("span", {
+            class: "source-title",
+            text: pageLabel(c.pages) ? `${c.title} · ${pageLabel(c.pages)}` : c.title,
+          }),
           el("span", { class: "source-quote", text: `“${truncate(c.quote, 180)}”` }),
         ),
       );
@@ -532,7 +544,9 @@
     ui.panel.setAttribute("aria-busy", "true");
     ui.sourceKicker.textContent = `Source ${c.index}`;
     ui.sourceTitle.textContent = c.title;
-    ui.sourceMeta.textContent = `${c.docId} · characters ${c.start}–${c.end}`;
+    const where = pageLabel(c.pages);
+    ui.sourceMeta.textContent =
+      `${c.docId}${where ? ` · ${where}` : ""} · characters ${c.start}–${c.end}`;
     ui.sourceBody.replaceChildren(el("p", { class: "loading", text: "Loading the source…" }));
     ui.sourceTitle.focus({ preventScroll: true });
 
