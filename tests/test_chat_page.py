@@ -210,6 +210,29 @@ def test_answer_streams_with_a_citation_that_opens_the_highlighted_source(
         WebDriverWait(driver, 5).until(
             mark_in_view, message="the highlighted span is scrolled out of the panel's view"
         )
+
+        # Inside the lightly marked sentence, the answer span is marked strongly, in the
+        # panel and in the message's sources: exactly the answer's characters.
+        a_start = int(message.get_attribute("data-answer-start") or -1)
+        a_end = int(message.get_attribute("data-answer-end") or -1)
+        assert message.get_attribute("data-answer-doc-id") == doc_id
+        assert start <= a_start < a_end <= end
+        strong = mark.find_element(By.CSS_SELECTOR, "strong.answer-span")
+        answer_text = strong.get_attribute("textContent")
+        assert answer_text == served["quote"][a_start - start : a_end - start]
+        assert "Khusnullin" in (answer_text or "")
+        if doc_id.rsplit("/", 1)[-1] == SEED_ID:
+            assert answer_text == seed_text[a_start:a_end]
+        listed = message.find_element(By.CSS_SELECTOR, ".source-quote strong.answer-span")
+        assert listed.get_attribute("textContent") == answer_text
+
+        # Arrow keys move between the citation buttons (the marker, then its source entry).
+        marker = message.find_element(By.CSS_SELECTOR, ".citation-marker")
+        driver.execute_script("arguments[0].focus()", marker)
+        marker.send_keys(Keys.ARROW_RIGHT)
+        focused = driver.switch_to.active_element
+        assert "source-item" in (focused.get_attribute("class") or "")
+        assert focused.get_attribute("data-index") == marker.get_attribute("data-index")
         assert not js_errors(driver)
 
 

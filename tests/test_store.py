@@ -707,6 +707,32 @@ def downgrade_to_v1(db: Path, nan_metadata: str | None = None) -> None:
     conn.close()
 
 
+def test_a_version_3_index_gains_the_page_map_with_its_next_write(
+    fake_pipeline: Pipeline, fake_store: Store
+) -> None:
+    """Version 3 (no page map) is read as it is, its documents without pages; its next
+    write adds the column (no row rewritten: the old documents read as unpaged) and a
+    paged document keeps its page starts."""
+    fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
+    fake_store.close()
+    downgrade_to_v3(fake_store.db_path)
+    old = Store(fake_pipeline.index_path)
+    assert old.manifest()["schema_version"] == "3"
+    with old.read() as snap:
+        doc = snap.document("a")
+        assert doc is not None and doc.page_starts == ()
+    text = "Page one.\n\nPage two."
+    chunks = [Chunk("p", 0, len(text), text, 5)]
+    vectors = FakeEmbedder().embed([text])
+    old.apply([Upsert(Document("p", text, page_starts=(0, 11)), chunks, vectors)])
+    assert assert_consistent(old)["schema_version"] == SCHEMA_VERSION
+    with old.read() as snap:
+        paged, plain = snap.document("p"), snap.document("a")
+        assert paged is not None and paged.page_starts == (0, 11)
+        assert plain is not None and plain.page_starts == ()
+    old.close()
+
+
 def test_a_version_1_index_is_read_as_it_is_and_migrated_by_its_next_write(
     fake_pipeline: Pipeline, fake_store: Store
 ) -> None:

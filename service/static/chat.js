@@ -322,7 +322,13 @@
             class: "source-title",
             text: pageLabel(c.pages) ? `${c.title} · ${pageLabel(c.pages)}` : c.title,
           }),
-          el("span", { class: "source-quote", text: `“${truncate(c.quote, 180)}”` }),
+          el(
+            "span",
+            { class: "source-quote" },
+            "“",
+            el("mark", { class: "cited" }, withAnswer(c.quote, c.start, c.answer, 180)),
+            "”",
+          ),
         ),
       );
       list.append(el("li", {}, button));
@@ -405,9 +411,79 @@
     };
   }
 
+  /** The answer's span [start, end) when it lies inside citation ``c`` (same document). */
+  function answerIn(c, rag) {
+    if (!rag || rag.answered !== true) return null;
+    const start = Number(rag.start);
+    const end = Number(rag.end);
+    if (String(rag.doc_id ?? "") !== c.docId || !Number.isFinite(start) || !Number.isFinite(end)) {
+      return null;
+    }
+    return c.start <= start && start < end && end <= c.end ? { start, end } : null;
+  }
+
+  /** ``text`` (document offset ``offset``) with the answer's [start, end) in it strongly
+   * marked, as a fragment; ``clip`` shortens the text around the answer, never the answer. */
+  function withAnswer(text, offset, answer, clip = Infinity) {
+    const frag = document.createDocumentFragment();
+    if (!answer) {
+      frag.append(document.createTextNode(Number.isFinite(clip) ? truncate(text, clip) : text));
+      return frag;
+    }
+    let pre = text.slice(0, answer.start - offset);
+    const span = text.slice(answer.start - offset, answer.end - offset);
+    let post = text.slice(answer.end - offset);
+    if (Number.isFinite(clip)) {
+      const half = Math.max(20, Math.floor((clip - span.length) / 2));
+      if (pre.length > half) pre = `…${pre.slice(pre.length - half).trimStart()}`;
+      if (post.length > half) post = `${post.slice(0, half).trimEnd()}…`;
+    }
+    frag.append(
+      document.createTextNode(pre),
+      el("strong", { class: "answer-span", text: span }),
+      document.createTextNode(post),
+    );
+    return frag;
+  }
+
+  /** What "Copy with citation" puts on the clipboard for citation ``c``. */
+  function citationText(c) {
+    const where = [c.title, pageLabel(c.pages)].filter(Boolean).join(", ");
+    const source = `${where} (${c.docId}, characters ${c.start}–${c.end})`;
+    const answer = c.answer ? c.quote.slice(c.answer.start - c.start, c.answer.end - c.start) : "";
+    return answer
+      ? `“${answer}” — from “${c.quote}” — ${source}`
+      : `“${c.quote}” — ${source}`;
+  }
+
+  async function copyText(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch {
+      // No clipboard API (an insecure origin) or no permission: the old way.
+      const area = el("textarea", { class: "visually-hidden", readonly: true });
+      area.value = text;
+      document.body.append(area);
+      area.select();
+      const ok = document.execCommand("copy");
+      area.remove();
+      return ok;
+    }
+  }
+
   function finishMessage(msg, result) {
     const stick = nearBottom();
-    const citations = (result.citations || []).map((c, i) => citationData(c, i + 1));
+    const citations = (result.citations || []).map((c, i) => {
+      const data = citationData(c, i + 1);
+      data.answer = answerIn(data, result.rag);
+      return data;
+    });
+    if (result.rag?.answered === true && Number.isFinite(Number(result.rag.start))) {
+      msg.node.dataset.answerDocId = String(result.rag.doc_id ?? "");
+      msg.node.dataset.answerStart = String(Number(result.rag.start));
+      msg.node.dataset.answerEnd = String(Number(result.rag.end));
+    }
     if (!result.text.trim() && !citations.length) {
       result.text = "No answer came back for this question.";
     }
@@ -496,6 +572,7 @@
 
   let sourceController = null;
   let sourceTrigger = null;
+  let sourceCitation = null; // the citation the panel shows
 
   function closeSource() {
     sourceController?.abort();
@@ -515,8 +592,8 @@
     }
   }
 
-  function renderSpan(before, quote, after, leadingEllipsis, trailingEllipsis) {
-    const mark = el("mark", { text: quote });
+  function renderSpan(before, quote, after, leadingEllipsis, trailingEllipsis, offset, answer) {
+    const mark = el("mark", { class: "cited" }, withAnswer(quote, offset, answer));
     ui.sourceBody.replaceChildren(
       ...(leadingEllipsis ? [el("span", { class: "ellipsis", text: "… " })] : []),
       document.createTextNode(before),
@@ -540,6 +617,8 @@
       if (citationsById.get(b) === c) b.classList.add("active");
     }
     sourceTrigger = trigger;
+    sourceCitation = c;
+    ui.sourceCopied.textContent = "";
     ui.panel.hidden = false;
     ui.panel.setAttribute("aria-busy", "true");
     ui.sourceKicker.textContent = `Source ${c.index}`;
@@ -573,13 +652,15 @@
         String(span.after ?? ""),
         ctxStart > 0,
         trailing,
+        start,
+        c.answer,
       );
     } catch (err) {
       if (err?.name === "AbortError" || signal.aborted) return;
       const message =
         err instanceof ApiError ? err.message : `Could not load the source (${err?.message || err}).`;
       // Still show the quote the answer carried, so the citation stays readable.
-      renderSpan("", c.quote, "", false, false);
+      renderSpan("", c.quote, "", false, false, c.start, c.answer);
       const notice = `${message.replace(/[.!?\s]*$/, ".")} Showing the quoted passage only.`;
       ui.sourceBody.prepend(el("p", { class: "error-text", role: "alert", text: notice }));
     } finally {
@@ -628,6 +709,8 @@
       sourceMeta: $("#source-meta"),
       sourceBody: $("#source-body"),
       sourceClose: $("#source-close"),
+      sourceCopy: $("#source-copy"),
+      sourceCopied: $("#source-copied"),
     };
 
     ui.composer.addEventListener("submit", (event) => {
@@ -687,6 +770,43 @@
     });
 
     ui.sourceClose.addEventListener("click", closeSource);
+    ui.sourceCopy.addEventListener("click", async () => {
+      if (!sourceCitation) return;
+      const ok = await copyText(citationText(sourceCitation));
+      ui.sourceCopied.textContent = ok ? "Copied" : "Could not copy";
+    });
+
+    // Arrow keys move between citation buttons (Enter opens one); with the source panel
+    // open, "[" and "]" open the previous and next citation.
+    const citationButtons = () => [...ui.messages.querySelectorAll(".citation")];
+    ui.messages.addEventListener("keydown", (event) => {
+      const button = event.target.closest?.(".citation");
+      if (!button) return;
+      const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[event.key];
+      if (!step) return;
+      const all = citationButtons();
+      const next = all[all.indexOf(button) + step];
+      if (next) {
+        event.preventDefault();
+        next.focus();
+      }
+    });
+    document.addEventListener("keydown", (event) => {
+      if (ui.panel.hidden || (event.key !== "[" && event.key !== "]")) return;
+      if (event.target.closest?.("textarea, input")) return;
+      // Each citation once (it has a marker in the text and an entry in the sources).
+      const order = [];
+      for (const b of citationButtons()) {
+        const c = citationsById.get(b);
+        if (c && !order.some((o) => o.c === c)) order.push({ c, b });
+      }
+      const at = order.findIndex((o) => o.c === sourceCitation);
+      const next = order[at + (event.key === "]" ? 1 : -1)];
+      if (at >= 0 && next) {
+        event.preventDefault();
+        openSource(next.c, next.b);
+      }
+    });
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && !ui.panel.hidden) {
         event.preventDefault();
