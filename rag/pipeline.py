@@ -52,18 +52,32 @@ class Pipeline:
         embedder: Embedder | None = None,
         reader: Reader | None = None,
         store: Store | None = None,
+        models_of: Pipeline | None = None,
     ) -> None:
         """Collaborators not given are built from ``settings`` (tests and benches pass their
-        own: a fake embedder, a reader variant, a store they also inspect)."""
+        own: a fake embedder, a reader variant, a store they also inspect); ``models_of``
+        lends its models (embedder, reader, reranker) instead of loading them again."""
         self.settings = settings or Settings()
         s = self.settings
-        self.embedder = embedder or Embedder(batch_size=s.embed_batch_size)
+        if models_of is not None:
+            embedder = embedder or models_of.embedder
+            reader = reader or models_of._reader
+        self.embedder: Embedder = embedder or Embedder(batch_size=s.embed_batch_size)
         self._chunker = Chunker(s.chunk_tokens, s.chunk_overlap, s.sentence_snap_tokens)
         self._store = store or Store.from_settings(s)
         self._retriever = Retriever(self.embedder, s.retrieve_depth, s.rrf_k, s.retrievers)
-        model = load_rerank_model() if s.rerank else None
-        self._reranker = Reranker(model) if model is not None else None
+        self._reranker: Reranker | None
+        if models_of is not None:
+            self._reranker = models_of._reranker
+        else:
+            model = load_rerank_model() if s.rerank else None
+            self._reranker = Reranker(model) if model is not None else None
         self._reader: Reader = reader or build_reader(s, self.embedder)
+
+    def for_index(self, name: str) -> Pipeline:
+        """The same pipeline over another named index under the same root, sharing this
+        one's models (embedder, reader, reranker): serving many indexes costs one set."""
+        return Pipeline(self.settings.model_copy(update={"index_name": name}), models_of=self)
 
     def warm_up(self) -> None:
         """Load the models so that the first question is not slow."""

@@ -17,11 +17,29 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DATA_DIR = Path(__file__).parent / "data"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# An index's (a collection's) name: a folder under the index root, never hidden or a path.
+INDEX_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# In a key's scope: every collection.
+ALL_COLLECTIONS = "*"
+
+
+class KeyScope(BaseModel):
+    """The collections one API key may read and write (``RAG_API_KEY_SCOPES``); writing
+    a collection includes reading it. ``"*"`` is every collection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    read: list[Annotated[str, Field(pattern=INDEX_NAME_PATTERN + r"|^\*$")]] = []
+    write: list[Annotated[str, Field(pattern=INDEX_NAME_PATTERN + r"|^\*$")]] = []
+
+    def allows(self, collection: str, write: bool) -> bool:
+        names = self.write if write else [*self.read, *self.write]
+        return ALL_COLLECTIONS in names or collection in names
 
 
 class IndexSettings(BaseSettings):
@@ -31,7 +49,9 @@ class IndexSettings(BaseSettings):
 
     index_root: Path = Field(Path("index"), description="Folder holding the named indexes.")
     index_name: str = Field(
-        "default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Index to use."
+        "default",
+        pattern=INDEX_NAME_PATTERN,
+        description="Index to use (the service's default collection).",
     )
     faiss_index_type: str = Field(
         "IDMap2,Flat",
@@ -309,6 +329,16 @@ class ServiceSettings(BaseSettings):
         description="Keys accepted as `Authorization: Bearer <key>` (comma-separated in "
         "RAG_API_KEYS). Document writes and deletes always need one. When empty, the service "
         "creates a random key once in `<index_root>/.api-key` (mode 0600) and uses that.",
+    )
+    api_key_scopes: dict[str, KeyScope] = Field(
+        default_factory=dict,
+        description="Keys limited to some collections, as JSON: "
+        '{"<key>": {"read": ["<collection>", ...], "write": [...]}} ("*": every '
+        "collection; write includes read). A scoped key never creates or deletes "
+        "collections; the keys of RAG_API_KEYS (or the key file) may do everything.",
+    )
+    max_collections: int = Field(
+        100, ge=1, description="Most collections the service holds (POST /collections, else 409)."
     )
     read_requires_key: bool = Field(
         False, description="Whether questions, document reads and the chat need a key too."

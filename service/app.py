@@ -8,7 +8,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -25,15 +25,17 @@ from service.batching import Stopping, Timeout
 from service.jobs import QueueFull
 from service.metrics import HTTP_METHODS, Metrics
 from service.middleware import BodyLimit, FormDefaultIsJSON, RequestLog, TrustedHosts, access_log
-from service.routers import ask, chat, documents, health, pages
+from service.routers import ask, chat, collections, documents, health, pages
+from service.routers.deps import collection_param
 from service.routers.pages import STATIC_DIR
 from service.schemas import validation_message
 from service.security import KeyChecker, resolve_api_keys
 from service.services import (
+    BadCollection,
     BadDocument,
     BadSpan,
-    ChatService,
-    DocumentService,
+    CollectionConflict,
+    Collections,
     NotFound,
     NotReady,
     QAService,
@@ -86,6 +88,8 @@ def _error(
 ERROR_STATUS: dict[type[Exception], int] = {
     QuestionError: 422,
     BadDocument: 422,
+    BadCollection: 422,
+    CollectionConflict: 409,
     BadSpan: 404,
     UnsupportedUpload: 415,
     NotFound: 404,
@@ -129,6 +133,7 @@ def create_app(
     settings = settings or Settings()
     metrics = Metrics()
     qa = QAService(settings, metrics, pipeline)
+    registry = Collections(settings, qa)
     if settings.log_requests:
         _configure_logging()
 
@@ -138,7 +143,9 @@ def create_app(
             qa.warm_up()
         else:
             qa.start()
+        registry.start()
         yield
+        registry.shutdown()
         qa.shutdown()
 
     app = FastAPI(
@@ -150,9 +157,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.qa = qa
-    app.state.documents = DocumentService(qa)
-    app.state.chat = ChatService(qa, settings)
-    app.state.keys = KeyChecker(resolve_api_keys(settings))
+    app.state.collections = registry
+    app.state.keys = KeyChecker(resolve_api_keys(settings), settings.api_key_scopes)
 
     for exc_type, status in ERROR_STATUS.items():
         app.add_exception_handler(exc_type, _status_handler(status))
@@ -175,6 +181,12 @@ def create_app(
 
     app.include_router(ask.router)
     app.include_router(documents.router)
+    app.include_router(collections.router)
+    # Every question and document route again under /collections/{collection}.
+    for router in (ask.router, documents.router):
+        app.include_router(
+            router, prefix="/collections/{collection}", dependencies=[Depends(collection_param)]
+        )
     app.include_router(chat.router)
     app.include_router(health.router)
     app.include_router(pages.router)

@@ -59,7 +59,11 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    model: str | None = Field(None, description="Any value; the answer is extractive.")
+    model: str | None = Field(
+        None,
+        description="'<chat model id>:<collection>' asks that collection (see /v1/models); "
+        "any other value, or none, the default one.",
+    )
     messages: list[ChatMessage] = Field(..., min_length=1)
     stream: bool = False
     citations_in_text: bool | None = Field(
@@ -233,6 +237,6 @@ def to_openai_sse_stream(reply: ChatReply) -> Iterator[str]:
     yield "data: [DONE]\n\n"
 
 
-def to_openai_models(model_id: str) -> ModelList:
-    """The one model this service serves."""
-    return ModelList(data=[ModelCard(id=model_id, created=0)])
+def to_openai_models(model_ids: list[str]) -> ModelList:
+    """The models this service serves (one per collection)."""
+    return ModelList(data=[ModelCard(id=m, created=0) for m in model_ids])

@@ -36,8 +36,11 @@ ERROR = "#/components/schemas/ErrorBody"
 DESCRIPTIONS = {
     400: "The Host header names a host this service does not serve (RAG_TRUSTED_HOSTS).",
     401: "Missing or invalid API key (`Authorization: Bearer <key>`).",
-    404: "No such document, job or span.",
-    409: "The index cannot be used now (another model's index, or rebuilt meanwhile).",
+    403: "The API key is valid but not for this collection (RAG_API_KEY_SCOPES), or a "
+    "scoped key asked to create or delete a collection.",
+    404: "No such collection, document, job or span.",
+    409: "The index cannot be used now (another model's index, or rebuilt meanwhile), or "
+    "the collection exists, is the default one, or would be one too many.",
     413: "The request body is over RAG_MAX_BODY_BYTES.",
     415: "An upload of a type the loaders do not read, or another content type.",
     422: "The request is not valid: the message says which field and why.",
@@ -91,7 +94,7 @@ def _declare_errors(schema: dict[str, Any], settings: Settings) -> None:
     models["ErrorBody"] = ErrorBody.model_json_schema()
     if not settings.read_requires_key:
         comps.get("securitySchemes", {}).pop(READ_SCHEME, None)
-    for operations in schema["paths"].values():
+    for path, operations in schema["paths"].items():
         for op in operations.values():
             security = [
                 r
@@ -103,7 +106,9 @@ def _declare_errors(schema: dict[str, Any], settings: Settings) -> None:
             responses = op.setdefault("responses", {})
             codes = {400}
             if security:
-                codes.add(401)
+                codes |= {401, 403}
+            if path.startswith("/collections/{"):
+                codes.add(404)
             if "requestBody" in op:
                 codes |= {413, 422}
             if op.get("parameters"):

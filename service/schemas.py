@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from rag.models import Document, DocumentInfo
+from rag.settings import INDEX_NAME_PATTERN
 from rag.validation import DOC_ID_MAX_CHARS, check_doc_id, check_metadata, check_text
 
 
@@ -295,6 +296,34 @@ class SpanOut(BaseModel):
     pages: list[int] = Field(
         default=[], description="The pages the span lies on (1-based), for a PDF; else []."
     )
+
+
+# ---- collections -----------------------------------------------------------------------
+class CollectionIn(BaseModel):
+    """A collection to create."""
+
+    model_config = STRICT
+
+    name: str = Field(
+        ...,
+        pattern=INDEX_NAME_PATTERN,
+        description="1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit.",
+    )
+
+
+class CollectionOut(BaseModel):
+    """A served collection: a named index with its own documents and questions."""
+
+    name: str
+    default: bool = Field(description="Whether the unprefixed routes act on it.")
+    model: str = Field(description="Its model id for /v1/chat/completions.")
+    ready: bool
+    documents: int | None = None
+    chunks: int | None = None
+
+
+class CollectionList(BaseModel):
+    items: list[CollectionOut]
 
 
 # ---- operations ------------------------------------------------------------------------

@@ -24,9 +24,17 @@ def _seed_text() -> str:
     return (SEEDS / SEED_ID).read_text(encoding="utf-8")
 
 
-def test_models_lists_the_service_model(client: OpenAI) -> None:
+def test_models_lists_the_service_model_and_each_collection(client: OpenAI) -> None:
+    """The bare model id (the default collection), then one per collection; a frontend
+    choosing the collection's model gets that collection's answer."""
+    base = Settings().chat_model_id
     ids = [m.id for m in client.models.list()]
-    assert ids == [Settings().chat_model_id]
+    assert ids == [base, f"{base}:default"]
+    reply = client.chat.completions.create(
+        model=f"{base}:default", messages=[{"role": "user", "content": "Who is Khusnullin?"}]
+    )
+    assert reply.model == base and reply.model_extra is not None
+    assert reply.model_extra["citations"][0]["doc_id"] == SEED_ID
 
 
 def test_chat_completion_has_answer_markers_and_structured_citations(client: OpenAI) -> None:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
         StoreError as StoreError,
         StoreWriteFailed as StoreWriteFailed,
     )
-    from rag.store.schema import SCHEMA_VERSION as SCHEMA_VERSION
+    from rag.store.schema import DB_FILE as DB_FILE, SCHEMA_VERSION as SCHEMA_VERSION
     from rag.store.segments import (
         AnnPolicy as AnnPolicy,
         Segment as Segment,
@@ -41,6 +41,7 @@ _NAMES = {
     "StoreWriteFailed": "rag.store.errors",
     "Snapshot": "rag.store.snapshot",
     "SCHEMA_VERSION": "rag.store.schema",
+    "DB_FILE": "rag.store.schema",
     **dict.fromkeys(
         ["AnnPolicy", "Segment", "plan_merge", "read_segments", "segment_vectors", "tombstone"],
         "rag.store.segments",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -17,26 +17,38 @@ from service.openai import (
     to_openai_sse_stream,
 )
 from service.openapi import errors
-from service.routers.deps import chat_service
-from service.security import require_read_key
-from service.services import ChatService
+from service.routers.deps import collections
+from service.security import authorize, readable, require_any_read_key
+from service.services import Collections
 
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_read_key)])
-Chat = Annotated[ChatService, Depends(chat_service)]
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(require_any_read_key)])
+Registry = Annotated[Collections, Depends(collections)]
 
 
-@router.get("/models", response_model=ModelList, summary="The one model this service serves")
-def models(chat: Chat) -> ModelList:
-    return to_openai_models(chat.model_id)
+@router.get(
+    "/models",
+    response_model=ModelList,
+    summary="The models: the default collection's bare id, then one per collection",
+)
+def models(request: Request, registry: Registry) -> ModelList:
+    ids = [registry.settings.chat_model_id] if readable(request, registry.default_name) else []
+    ids += [registry.model_id(c.name) for c in registry if readable(request, c.name)]
+    return to_openai_models(ids)
 
 
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
     summary="Chat completion: the extractive answer with citation markers",
-    responses={200: {"content": {"text/event-stream": {}}}, **errors(409, 503, 504)},
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(403, 404, 409, 503, 504)},
 )
-async def chat_completions(body: ChatRequest, chat: Chat) -> ChatCompletion | StreamingResponse:
+async def chat_completions(
+    request: Request, body: ChatRequest, registry: Registry
+) -> ChatCompletion | StreamingResponse:
+    # The model names the collection ("<chat_model_id>:<name>"; any other: the default).
+    target = registry.for_model(body.model)
+    authorize(request, target.name)
+    chat = target.chat
     # The answer is computed before the first event, so a bad request is a plain 4xx, not
     # a broken stream.
     reply = await run_in_threadpool(

@@ -59,9 +59,9 @@ _UPLOAD_DOC = {
 }
 
 
-def _ingest_out(submitted: Submitted) -> IngestOut:
+def _ingest_out(submitted: Submitted, prefix: str) -> IngestOut:
     ids = [d.id for d in submitted.documents]
-    urls = [document_url(i) for i in ids]
+    urls = [prefix + document_url(i) for i in ids]
     if submitted.report is not None:
         r = submitted.report
         return IngestOut(
@@ -85,7 +85,7 @@ def _ingest_out(submitted: Submitted) -> IngestOut:
     openapi_extra=_UPLOAD_DOC,
     responses={
         202: {"model": IngestOut, "description": "queued: poll GET /jobs/{id}"},
-        **errors(409, 415, 429, 503, 507),
+        **errors(404, 409, 415, 429, 503, 507),
     },
 )
 async def add_document(request: Request, docs: Docs) -> Response:
@@ -95,7 +95,8 @@ async def add_document(request: Request, docs: Docs) -> Response:
     else:
         documents = docs.from_json(await request.body())
     submitted = await run_in_threadpool(docs.submit, documents)
-    out = _ingest_out(submitted)
+    name = request.path_params.get("collection")
+    out = _ingest_out(submitted, "" if name is None else f"/collections/{quote(str(name))}")
     headers = {"Location": out.urls[0]} if len(out.urls) == 1 else None
     status = 201 if out.status == "done" else 202
     return JSONResponse(out.model_dump(mode="json"), status_code=status, headers=headers)

@@ -6,10 +6,12 @@ This is its face; outside the package, import from ``service.services`` only.
 - ``documents``: ``DocumentService``, uploads, ingest, jobs, documents and spans, on the
   QAService's pipeline and worker;
 - ``chat``: ``ChatService``, a conversation's answer as a ``ChatReply`` (the OpenAI wire
-  format of it is ``service.openai``).
+  format of it is ``service.openai``);
+- ``collections``: ``Collections``, the named indexes served side by side (each a
+  ``Collection`` of the three services above), sharing one set of models.
 
 Errors map to HTTP statuses in ``service.app``: NotFound and BadSpan 404, BadDocument 422,
-UnsupportedUpload 415, NotReady 503.
+UnsupportedUpload 415, NotReady 503, BadCollection 422, CollectionConflict 409.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from service.services.chat import (
     is_followup,
     split_turns,
     stream_pieces,
+)
+from service.services.collections import (
+    BadCollection,
+    Collection,
+    CollectionConflict,
+    Collections,
 )
 from service.services.documents import (
     BadDocument,
@@ -40,10 +48,14 @@ from service.services.qa import COMMITTED_JOB_KEY, NotReady, QAService
 
 __all__ = [
     "COMMITTED_JOB_KEY",
+    "BadCollection",
     "BadDocument",
     "BadSpan",
     "ChatReply",
     "ChatService",
+    "Collection",
+    "CollectionConflict",
+    "Collections",
     "DocumentService",
     "Message",
     "NotFound",

@@ -112,15 +112,17 @@ def stream_pieces(text: str, size: int) -> list[str]:
 class ChatService:
     """Answers a conversation's last question with the QA service, as a ``ChatReply``."""
 
-    def __init__(self, qa: QAService, settings: Settings) -> None:
+    def __init__(self, qa: QAService, settings: Settings, model_id: str | None = None) -> None:
         self.qa = qa
         self.settings = settings
+        self._model_id = model_id or settings.chat_model_id
         self._encoding = cl100k()
 
     @property
     def model_id(self) -> str:
-        """The one model this service serves (``chat_model_id``)."""
-        return self.settings.chat_model_id
+        """The model id this service answers as (``chat_model_id``, or
+        ``<chat_model_id>:<collection>`` for a collection)."""
+        return self._model_id
 
     def check_size(self, messages: Sequence[Message]) -> None:
         """QuestionError (422) for a conversation over the message, part or size limits."""
