@@ -283,7 +283,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
         if i > 1:
             print("\n---")
         print(f"{i}. {candidate.text}" if args.answers > 1 else candidate.text)
-        print(f"\n[{c.doc_id} {c.start}:{c.end}] {c.title}")
+        page = (
+            ""
+            if not c.pages
+            else f" p. {c.pages[0]}" + (f"-{c.pages[-1]}" if len(c.pages) > 1 else "")
+        )
+        print(f"\n[{c.doc_id}{page} {c.start}:{c.end}] {c.title}")
         print("  " + _highlight(candidate, sys.stdout.isatty()))
         print(f"\nconfidence {candidate.confidence:.2f}")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -234,6 +235,67 @@ def test_answer_streams_with_a_citation_that_opens_the_highlighted_source(
         assert "source-item" in (focused.get_attribute("class") or "")
         assert focused.get_attribute("data-index") == marker.get_attribute("data-index")
         assert not js_errors(driver)
+
+
+def test_a_pdf_collection_cites_its_page_with_the_answer_marked(
+    driver: webdriver.Chrome, live_server: Any, tmp_path: Path
+) -> None:
+    """A PDF in a collection of its own, asked through the chat page (?collection=): the
+    source panel names the page the citation is printed on, and the strongly marked text
+    is the answer's characters of the stored text."""
+    import httpx
+
+    from tests.pdfs import Layout, print_pdf
+
+    base = origin_of(live_server.url)
+    auth = {"Authorization": f"Bearer {live_server.api_key}"}
+    seed_text = (SEEDS / SEED_ID).read_bytes().decode("utf-8-sig")
+    paragraphs = [p for p in seed_text.split("\n") if len(p.split()) > 8]
+    printed = print_pdf(paragraphs, Layout(unicode_font=True, footer="Page {page}", max_lines=10))
+    with httpx.Client(base_url=base, headers=auth, timeout=60) as http:
+        assert http.post("/collections", json={"name": "pdfs"}).status_code == 201
+        try:
+            r = http.post(
+                "/collections/pdfs/documents",
+                files={"file": ("seed.pdf", printed.data, "application/pdf")},
+            )
+            assert r.status_code in (201, 202), r.text
+            if r.status_code == 202:
+                job_id = r.json()["job"]["id"]
+                for _ in range(600):
+                    state = http.get(f"/collections/pdfs/jobs/{job_id}").json()["state"]
+                    if state in ("done", "failed"):
+                        break
+                    time.sleep(0.1)
+                assert state == "done"
+            doc = http.get("/collections/pdfs/documents/seed.pdf").json()
+            with artifacts_on_failure(driver, tmp_path):
+                driver.get(base + "/?collection=pdfs")
+                driver.get_log("browser")
+                message = ask(
+                    driver, live_server.api_key, "Who said North Korean workers would be welcomed?"
+                )
+                assert message.get_attribute("data-state") == "done", message.text
+                citation = message.find_elements(By.CSS_SELECTOR, ".citation")[0]
+                assert citation.get_attribute("data-doc-id") == "seed.pdf"
+                start = int(citation.get_attribute("data-start") or -1)
+                end = int(citation.get_attribute("data-end") or -1)
+                starts = doc["page_starts"]
+                page = sum(1 for s in starts if s <= start)
+                citation.click()
+                mark = WebDriverWait(driver, 30).until(
+                    ec.visibility_of_element_located((By.CSS_SELECTOR, "#source-panel mark")),
+                )
+                meta = driver.find_element(By.ID, "source-meta").text
+                assert f"p. {page}" in meta, meta
+                a_start = int(message.get_attribute("data-answer-start") or -1)
+                a_end = int(message.get_attribute("data-answer-end") or -1)
+                strong = mark.find_element(By.CSS_SELECTOR, "strong.answer-span")
+                assert strong.get_attribute("textContent") == doc["text"][a_start:a_end]
+                assert mark.get_attribute("textContent") == doc["text"][start:end]
+                assert not js_errors(driver)
+        finally:
+            assert http.delete("/collections/pdfs").status_code == 204
 
 
 def test_unanswerable_question_finishes_politely(

@@ -196,3 +196,37 @@ def test_an_interrupted_ingest_says_how_to_go_on_and_the_rerun_resumes(
     assert main(["ingest", str(corpus), *idx]) == 0
     out = capsys.readouterr().out
     assert "2 added" in out and "4 unchanged" in out and embedder.texts_embedded == 2
+
+
+def test_a_folder_of_pdfs_is_ingested_and_answers_name_their_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rag ingest <folder of PDFs>`: the good ones stored with their pages, each bad one
+    named on its own stderr line (exit 1: partial), and `rag ask` prints the page."""
+    import rag.pipeline
+    from tests.conftest import FakeEmbedder
+    from tests.pdfs import Layout, encrypted_pdf, image_only_pdf, print_pdf
+
+    monkeypatch.setattr(rag.pipeline, "Embedder", lambda **_: FakeEmbedder())
+    monkeypatch.setenv("RAG_READER", "sentence")
+    monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "0")
+    seed = (SEEDS / SEED_ID).read_text()
+    paragraphs = [p for p in seed.split("\n") if len(p.split()) > 8]
+    folder = tmp_path / "pdfs"
+    (folder / "inner").mkdir(parents=True)
+    printed = print_pdf(paragraphs, Layout(unicode_font=True, max_lines=8))
+    (folder / "seed.pdf").write_bytes(printed.data)
+    (folder / "inner" / "scan.pdf").write_bytes(image_only_pdf())
+    (folder / "locked.pdf").write_bytes(encrypted_pdf(user_password="pw"))
+    idx = ["--index-root", str(tmp_path / "idx"), "--quiet"]
+    assert main(["ingest", str(folder), *idx]) == 1
+    out, err = capsys.readouterr()
+    assert "1 added" in out and "2 failed" in out
+    assert [line.split(": ")[2] for line in err.strip().splitlines()] == [
+        str(folder / "inner" / "scan.pdf"),
+        str(folder / "locked.pdf"),
+    ]
+    last_page = " ".join(printed.pages[-1][:10])
+    assert main(["ask", last_page, *idx[:2]]) == 0
+    out = capsys.readouterr().out
+    assert f"[seed.pdf p. {len(printed.pages)}" in out or f"-{len(printed.pages)} " in out

@@ -3,6 +3,8 @@
  * Talks to the same origin:
  *   POST /v1/chat/completions (stream: true)          -> OpenAI-style Server-Sent Events
  *   GET  /documents/{doc_id}/spans/{start}-{end}      -> the cited span with its context
+ * With ?collection=<name> it asks that collection: the chat's model is
+ * "rag-extractive:<name>" and spans come from /collections/<name>/documents/....
  * Every string from the server is inserted as text (textContent / text nodes), never as HTML.
  */
 (() => {
@@ -13,7 +15,9 @@
   // Set before the first paint (this script is not deferred) so the embed layout never flashes.
   if (EMBED) document.documentElement.classList.add("embed");
 
-  const MODEL = "rag-extractive";
+  const COLLECTION = params.get("collection") || "";
+  const MODEL = COLLECTION ? `rag-extractive:${COLLECTION}` : "rag-extractive";
+  const DOCUMENTS = COLLECTION ? `/collections/${encodeURIComponent(COLLECTION)}/documents` : "/documents";
   const KEY_STORAGE = "rag.apiKey";
   const CONTEXT_CHARS = 300;
   const MARKER_RE = /\[(\d+(?:\s*,\s*\d+)*)\]/g;
@@ -630,7 +634,7 @@
     ui.sourceTitle.focus({ preventScroll: true });
 
     const url =
-      `/documents/${encodeDocId(c.docId)}/spans/${c.start}-${c.end}` +
+      `${DOCUMENTS}/${encodeDocId(c.docId)}/spans/${c.start}-${c.end}` +
       `?context=${CONTEXT_CHARS}`;
     try {
       const res = await apiFetch(url, { headers: { Accept: "application/json" }, signal });
