@@ -138,6 +138,11 @@ class Pipeline:
         """Close this thread's connection and stop holding the index as served."""
         self._store.close()
 
+    def drop_index(self) -> None:
+        """Delete this pipeline's index for good (``Store.drop``): StoreError while another
+        process serves it."""
+        self._store.drop()
+
     # ---- writes ------------------------------------------------------------------------
     def ingest(
         self,

@@ -151,8 +151,15 @@ class IngestSettings(BaseSettings):
     pdf_max_stream_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024,
-        description="Most bytes one PDF stream may inflate to; a stream past it refuses the "
-        "file as a decompression bomb (a few KB can inflate to gigabytes).",
+        description="Most bytes one PDF stream may inflate to, and the page content streams "
+        "of one PDF in all (a stream shared by pages counts per page); past it the file is "
+        "refused as a decompression bomb (a few KB can inflate to gigabytes).",
+    )
+    pdf_max_chars: int = Field(
+        20_000_000,
+        ge=1,
+        description="Most characters of text one PDF may give; past it the file is refused "
+        "(extraction stops there).",
     )
 
 

@@ -180,17 +180,37 @@ def encrypted_pdf(user_password: str, text: str = "A sealed page.") -> bytes:
 
 def flate_bomb_pdf(inflated_bytes: int) -> bytes:
     """A one-page PDF whose content stream is a few KB that inflates to ``inflated_bytes``
-    of spaces (a decompression bomb), written by hand with correct cross-references."""
+    of spaces (a decompression bomb)."""
     packer = zlib.compressobj(9)
     chunk = b" " * (1 << 20)
     parts = [packer.compress(chunk) for _ in range(inflated_bytes >> 20)]
-    stream = b"".join(parts) + packer.flush()
+    return _hand_pdf(b"".join(parts) + packer.flush(), pages=1)
+
+
+def shared_stream_pdf(pages: int, lines: int) -> bytes:
+    """``pages`` pages that all draw one compressed content stream of ``lines`` text lines:
+    a small file whose text is ``pages x lines`` lines long."""
+    body = b"".join(
+        b"BT /F1 10 Tf 40 %d Td (Line %d of the shared text.) Tj ET\n" % (800 - i % 70 * 11, i)
+        for i in range(lines)
+    )
+    return _hand_pdf(zlib.compress(body, 9), pages=pages)
+
+
+def _hand_pdf(stream: bytes, pages: int) -> bytes:
+    """A PDF of ``pages`` pages sharing one FlateDecode content stream and a Helvetica
+    font, written by hand with correct cross-references."""
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
     ]
+    objects += [
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 3 0 R >> >> >>"
+    ] * pages
     buf = io.BytesIO()
     buf.write(b"%PDF-1.4\n")
     offsets = []

@@ -298,6 +298,46 @@ def test_a_pdf_collection_cites_its_page_with_the_answer_marked(
             assert http.delete("/collections/pdfs").status_code == 204
 
 
+def test_the_answer_is_marked_exactly_after_characters_outside_the_bmp(
+    driver: webdriver.Chrome, live_server: Any, tmp_path: Path
+) -> None:
+    """Offsets count code points, JS strings UTF-16 units: emoji and math letters before
+    the answer (two units each) must not shift the marked answer."""
+    import httpx
+
+    text = (
+        "🚀🚀 Launch notes 𝑥𝑦. 🛰️ The Quillmouth ferry was built by Anna Brask in 1999. "
+        "It sails twice a day."
+    )
+    base = origin_of(live_server.url)
+    auth = {"Authorization": f"Bearer {live_server.api_key}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=60) as http:
+        assert http.post("/collections", json={"name": "astral"}).status_code == 201
+        try:
+            r = http.post("/collections/astral/documents", json={"id": "notes", "text": text})
+            assert r.status_code == 201, r.text
+            with artifacts_on_failure(driver, tmp_path):
+                driver.get(base + "/?collection=astral")
+                driver.get_log("browser")
+                message = ask(driver, live_server.api_key, "Who built the Quillmouth ferry?")
+                assert message.get_attribute("data-state") == "done", message.text
+                a_start = int(message.get_attribute("data-answer-start") or -1)
+                a_end = int(message.get_attribute("data-answer-end") or -1)
+                assert "Brask" in text[a_start:a_end]
+                listed = message.find_element(By.CSS_SELECTOR, ".source-quote strong.answer-span")
+                assert listed.get_attribute("textContent") == text[a_start:a_end]
+                message.find_elements(By.CSS_SELECTOR, ".citation")[0].click()
+                strong = WebDriverWait(driver, 30).until(
+                    ec.visibility_of_element_located(
+                        (By.CSS_SELECTOR, "#source-panel mark strong.answer-span")
+                    ),
+                )
+                assert strong.get_attribute("textContent") == text[a_start:a_end]
+                assert not js_errors(driver)
+        finally:
+            assert http.delete("/collections/astral").status_code == 204
+
+
 def test_unanswerable_question_finishes_politely(
     driver: webdriver.Chrome, live_server: Any, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from rag.models import Document
 from rag.pipeline import Pipeline
+from rag.store import StoreError
 from service.app import create_app
 from tests.conftest import LOCAL, FakeEmbedder, unit_settings
 
@@ -86,6 +87,8 @@ def test_create_list_get_delete(client: TestClient) -> None:
         ({"name": ".hidden"}, 422),
         ({"name": ""}, 422),
         ({"name": "x" * 65}, 422),
+        ({"name": "notes.old"}, 422),  # the CLI's rebuild folders
+        ({"name": "notes.rebuild"}, 422),
         ({"name": 5}, 422),
         ({}, 422),
     ],
@@ -186,6 +189,13 @@ def test_keys_are_scoped_to_collections(tmp_path: Path) -> None:
             "/v1/chat/completions", json={**message, "model": "rag-extractive:b"}, headers=READER_B
         )
         assert r.status_code == 200 and r.json()["citations"][0]["doc_id"] == "oslo"
+        # Scope first: a key learns nothing of collections outside it (403, not 404).
+        assert client.get("/collections/nope", headers=TEAM_A).status_code == 403
+        r = client.post(
+            "/v1/chat/completions", json={**message, "model": "rag-extractive:nope"}, headers=TEAM_A
+        )
+        assert r.status_code == 403
+        assert client.get("/collections/nope", headers=ADMIN).status_code == 404
         # Managing collections needs a full key.
         assert client.post("/collections", json={"name": "c"}, headers=TEAM_A).status_code == 403
         assert client.delete("/collections/a", headers=TEAM_A).status_code == 403
@@ -241,3 +251,35 @@ def test_indexes_on_disk_are_served_as_collections(tmp_path: Path) -> None:
         docs = client.get("/collections/notes/documents").json()["items"]
         assert [d["id"] for d in docs] == ["todo.md"]
     assert not (tmp_path / "idx" / ".deleting-old-1234").exists()
+
+
+def test_a_deleted_collection_is_never_written_again(client: TestClient) -> None:
+    """A write that found the collection before its delete is refused (its store was
+    dropped), never recreating the folder; a name being deleted cannot be created."""
+    client.post("/collections", json={"name": "gone"}, headers=ADMIN)
+    registry = client.app.state.collections  # type: ignore[attr-defined]
+    late = registry.get("gone")
+    assert client.delete("/collections/gone", headers=ADMIN).status_code == 204
+    with pytest.raises(StoreError, match="deleted"):
+        late.qa.pipeline.ingest([Document("x", PARIS)])
+    root = Path(client.app.state.settings.index_root)  # type: ignore[attr-defined]
+    assert not (root / "gone").exists()
+    r = client.post("/collections/gone/documents", json={"text": PARIS}, headers=ADMIN)
+    assert r.status_code == 404
+    assert client.post("/collections", json={"name": "gone"}, headers=ADMIN).status_code == 201
+
+
+def test_a_collection_another_process_serves_is_not_deleted(client: TestClient) -> None:
+    client.post("/collections", json={"name": "shared"}, headers=ADMIN)
+    add(client, "/collections/shared", "paris", PARIS, ADMIN)
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    other = Pipeline(settings.model_copy(update={"index_name": "shared"}), FakeEmbedder())
+    other.open_index()  # holds the index as served, as another server would
+    try:
+        r = client.delete("/collections/shared", headers=ADMIN)
+        assert r.status_code == 409 and "serving" in r.json()["detail"]
+        answer = client.post("/collections/shared/ask", json={"question": "Capital?"}).json()
+        assert answer["citations"][0]["doc_id"] == "paris"
+    finally:
+        other.close()
+    assert client.delete("/collections/shared", headers=ADMIN).status_code == 204

@@ -22,6 +22,7 @@ from tests.pdfs import (
     flate_bomb_pdf,
     image_only_pdf,
     print_pdf,
+    shared_stream_pdf,
 )
 
 SEED = next((ROOT / "seeds").glob("*.txt")).read_text()
@@ -93,12 +94,18 @@ def test_cleaning_rules(pages: list[str], text: str) -> None:
     assert assemble_pages(pages).text == text
 
 
-def test_running_lines_need_several_pages() -> None:
-    """A line on every page of a three-page PDF is a running line; on two pages it is text."""
+def test_running_lines_need_several_pages_and_a_page_edge() -> None:
+    """A line at the top of every page of a three-page PDF is a running line; on two pages
+    (of two or of three) it is text, and so is a recurring line inside the body (a row of
+    numbers whose digits differ looks the same once digits are masked)."""
     three = assemble_pages([f"Acme report {i}\nBody {w}." for i, w in enumerate("abc", 1)])
     assert "Acme" not in three.text and three.text.count("Body") == 3
     two = assemble_pages([f"Acme report {i}\nBody {w}." for i, w in enumerate("ab", 1)])
     assert two.text.count("Acme") == 2
+    pages = [f"Acme report {i}\nBody {w}." for i, w in enumerate("ab", 1)] + ["Other.\nText."]
+    assert assemble_pages(pages).text.count("Acme") == 2
+    rows = [f"T{i}\nU{i}\nV{i}\n{i}1 {i}2 {i}3\nW{i}\nX{i}\nY{i}" for i in range(1, 5)]
+    assert assemble_pages(rows).text.count("1 ") == 4
 
 
 @given(
@@ -158,6 +165,20 @@ def test_bad_pdfs_fail_one_by_one(tmp_path: Path) -> None:
     assert "no %PDF- header" in reasons["not-a-pdf.pdf"]
     assert "decompression bomb" in reasons["bomb.pdf"]
     assert "RAG_PDF_MAX_PAGES" in reasons["long.pdf"]
+
+
+def test_a_stream_shared_by_many_pages_is_bounded_in_all() -> None:
+    """A 38 KB file whose 200 pages draw one stream: the work stops at the content and
+    text bounds (a shared stream counts once per page), and a small one reads whole."""
+    small = read_pdf(shared_stream_pdf(pages=3, lines=100))
+    assert len(small.page_starts) == 3 and "Line 50 of the shared text." in small.text
+    data = shared_stream_pdf(pages=200, lines=2000)
+    with pytest.raises(LoadError, match="RAG_PDF_MAX_STREAM_BYTES"):
+        read_pdf(data, PdfLimits(max_stream_bytes=1 << 20))
+    with pytest.raises(LoadError, match="RAG_PDF_MAX_CHARS"):
+        read_pdf(data, PdfLimits(max_chars=200_000))
+    with pytest.raises(LoadError, match="RAG_PDF_MAX_PAGES"):
+        read_pdf(data, PdfLimits(max_pages=199))
 
 
 def test_aes_encrypted_with_an_empty_user_password_opens() -> None:

@@ -20,8 +20,11 @@ Cleaning, page by page:
 - a running header or footer (a line that, digits aside, recurs on most pages of a
   document of several pages) is dropped.
 
-Bounds: more than ``max_pages`` pages, or a stream that inflates past ``max_stream_bytes``
-(a decompression bomb), is refused before any text is kept. An encrypted PDF is read if
+Bounds: more than ``max_pages`` pages, a stream that inflates past ``max_stream_bytes``
+(a decompression bomb), page content streams past ``max_stream_bytes`` in all (a stream
+shared by many pages counts once per page: extraction walks it each time), or more than
+``max_chars`` of text is refused before any text is kept; each is checked as it is reached,
+so the work done is bounded by them, not by the file. An encrypted PDF is read if
 it opens without a password; otherwise, like a broken file or one without a text layer
 (a scan; there is no OCR), it is refused with the reason.
 """
@@ -30,10 +33,11 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,10 +63,12 @@ _HYPHEN_BREAK = re.compile(r"(?<=[^\W\d_])-[ \t]*\n[ \t]*(?=[a-zß-ÿ])")
 _SENTENCE_END = re.compile(r"[.!?:;…][\"'”’)\]]*$")
 # A line shorter than this share of the page's median line ends its paragraph.
 SHORT_LINE_SHARE = 0.6
-# A line recurring (digits aside) on at least this share of pages is a running header or
-# footer, in documents of at least RUNNING_MIN_PAGES pages.
+# A line among the first or last RUNNING_EDGE_LINES of a page that recurs there (digits
+# aside) on at least this share of pages, and on RUNNING_MIN_PAGES pages or more, is a
+# running header or footer.
 RUNNING_SHARE = 0.6
 RUNNING_MIN_PAGES = 3
+RUNNING_EDGE_LINES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +77,11 @@ class PdfLimits:
 
     max_pages: int = 2000
     max_stream_bytes: int = 64 * 1024 * 1024
+    max_chars: int = 20_000_000
 
     @classmethod
     def from_settings(cls, settings: IngestSettings) -> PdfLimits:
-        return cls(settings.pdf_max_pages, settings.pdf_max_stream_bytes)
+        return cls(settings.pdf_max_pages, settings.pdf_max_stream_bytes, settings.pdf_max_chars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +97,10 @@ def read_pdf(data: bytes, limits: PdfLimits | None = None) -> PdfText:
     """The cleaned text of a PDF's pages; LoadError (with the reason) for a PDF that is
     broken, encrypted with a password, image-only, or past ``limits``."""
     pages, title = extract_pages(data, limits or PdfLimits())
-    return assemble_pages(pages, title)
+    pdf = assemble_pages(pages, title)
+    if not pdf.text.strip():
+        raise LoadError("no text besides running headers and footers")
+    return pdf
 
 
 def extract_pages(data: bytes, limits: PdfLimits) -> tuple[list[str], str]:
@@ -114,15 +124,19 @@ def extract_pages(data: bytes, limits: PdfLimits) -> tuple[list[str], str]:
             "image_maximum_buffer_size",
         )
     }
+    bounds["page_tree_maximum_page_entries"] = limits.max_pages + 1
     try:
         with pypdf.apply_configuration(None, **bounds):
             reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
             if reader.is_encrypted and not reader.decrypt(""):
                 raise LoadError("encrypted PDF: it needs a password to open")
-            n = len(reader.pages)
+            try:
+                n = len(reader.pages)  # the page tree is flattened within the page bound
+            except LimitReachedError:
+                n = limits.max_pages + 1
             if n > limits.max_pages:
                 raise LoadError(f"{n} pages; the limit is {limits.max_pages} (RAG_PDF_MAX_PAGES)")
-            pages = [_page_text(page) for page in reader.pages]
+            pages = _page_texts(reader.pages, limits)
             info = reader.metadata
             title = str(info.title) if info is not None and info.title else ""
     except LoadError:
@@ -143,14 +157,28 @@ def extract_pages(data: bytes, limits: PdfLimits) -> tuple[list[str], str]:
     return pages, title
 
 
-def _page_text(page: Any) -> str:
-    """A page's text layer. Its content stream is decoded first, on its own: text
-    extraction swallows a stream past the inflation bound (the page would read as empty),
-    this raises it (decoded data is cached, so it is not decoded twice)."""
-    contents = page.get_contents()
-    if contents is not None:
-        contents.get_data()
-    return str(page.extract_text() or "")
+def _page_texts(pages: Any, limits: PdfLimits) -> list[str]:
+    """Each page's text layer, within ``limits`` as a whole. A page's content stream is
+    decoded first, on its own: text extraction swallows a stream past the inflation bound
+    (the page would read as empty), this raises it, and counts its size (decoded data is
+    cached, so it is not decoded twice)."""
+    out: list[str] = []
+    content = chars = 0
+    for page in pages:
+        contents = page.get_contents()
+        if contents is not None:
+            content += len(contents.get_data())
+            if content > limits.max_stream_bytes:
+                raise LoadError(
+                    f"page content past {limits.max_stream_bytes} bytes in all "
+                    "(RAG_PDF_MAX_STREAM_BYTES)"
+                )
+        text = str(page.extract_text() or "")
+        chars += len(text)
+        if chars > limits.max_chars:
+            raise LoadError(f"more than {limits.max_chars} characters of text (RAG_PDF_MAX_CHARS)")
+        out.append(text)
+    return out
 
 
 def assemble_pages(pages: Sequence[str], title: str = "") -> PdfText:
@@ -177,7 +205,10 @@ def clean_pages(pages: Sequence[str]) -> list[str]:
     """Each page's lines normalised, running lines dropped, hyphens and paragraphs joined."""
     lines = [_lines(page) for page in pages]
     running = running_lines(lines)
-    body = [[ln for ln in page if not ln or _shape(ln) not in running] for page in lines]
+    body = []
+    for page in lines:
+        edges = _edge_indices(page)
+        body.append([ln for i, ln in enumerate(page) if not (i in edges and _shape(ln) in running)])
     for page, after in itertools.pairwise(body):
         _join_across(page, after)
     return [_reflow(page) for page in body]
@@ -208,12 +239,19 @@ def _shape(line: str) -> str:
     return re.sub(r"\d+", "#", line)
 
 
-def running_lines(pages: Sequence[Iterable[str]]) -> frozenset[str]:
-    """Shapes of the lines that recur on at least ``RUNNING_SHARE`` of the pages."""
-    if len(pages) < RUNNING_MIN_PAGES:
-        return frozenset()
-    counts = Counter(shape for page in pages for shape in {_shape(ln) for ln in page if ln})
-    need = max(2, RUNNING_SHARE * len(pages))
+def _edge_indices(page: Sequence[str]) -> set[int]:
+    """Indices of a page's first and last ``RUNNING_EDGE_LINES`` non-empty lines."""
+    filled = [i for i, ln in enumerate(page) if ln]
+    return set(filled[:RUNNING_EDGE_LINES] + filled[-RUNNING_EDGE_LINES:])
+
+
+def running_lines(pages: Sequence[Sequence[str]]) -> frozenset[str]:
+    """Shapes of the lines at the pages' edges that recur on at least ``RUNNING_SHARE`` of
+    the pages (and ``RUNNING_MIN_PAGES`` of them)."""
+    counts = Counter(
+        shape for page in pages for shape in {_shape(page[i]) for i in _edge_indices(page)}
+    )
+    need = max(RUNNING_MIN_PAGES, math.ceil(RUNNING_SHARE * len(pages)))
     return frozenset(shape for shape, n in counts.items() if n >= need)
 
 

@@ -10,6 +10,7 @@ from rag.faces import lazy_face
 
 if TYPE_CHECKING:
     from rag.store.engine import (
+        DROPPED_PREFIX as DROPPED_PREFIX,
         IndexHealth as IndexHealth,
         Store as Store,
         Upsert as Upsert,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 _NAMES = {
     "IndexHealth": "rag.store.engine",
+    "DROPPED_PREFIX": "rag.store.engine",
     "Store": "rag.store.engine",
     "Upsert": "rag.store.engine",
     "StoreBusy": "rag.store.errors",

@@ -32,6 +32,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -72,6 +73,8 @@ from rag.store.segments import (
 from rag.store.snapshot import SQL_BATCH, Snapshot, existing_ids
 
 LOCK_DIR = ".locks"
+# A dropped index's folder on its way out (hidden: never an index name).
+DROPPED_PREFIX = ".deleting-"
 # Pending chunk ids brought into the keyword engine per commit of it (a write's own are
 # fewer; a migration's are every chunk, committed in steps so that it resumes).
 KEYWORD_BATCH = 20_000
@@ -127,6 +130,7 @@ class Store:
         self._lock_fd: int | None = None
         self._lock_depth = 0
         self._serve_fd: int | None = None
+        self._dropped = False
         # Guards the loaded generations and pins, and orders a reader's snapshot against
         # the writer's commit (see the module docstring).
         self._faiss_lock = threading.Lock()
@@ -170,6 +174,8 @@ class Store:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            if self._dropped:
+                raise StoreError(f"the index {self.path.name!r} was deleted")
             if not self.exists():
                 raise StoreError(f"no index at {self.path} (run `rag ingest PATH` first)")
             conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
@@ -192,6 +198,8 @@ class Store:
             self._create()
 
     def _create(self) -> None:
+        if self._dropped:
+            raise StoreError(f"the index {self.path.name!r} was deleted")
         self.path.mkdir(parents=True, exist_ok=True)
         vectors = sorted(p.name for p in self.path.glob("vectors.*.faiss"))
         empty = not self.db_path.exists() or self.db_path.stat().st_size == 0
@@ -289,6 +297,24 @@ class Store:
             yield
         finally:
             os.close(fd)
+
+    def drop(self) -> None:
+        """Delete this index for good (a collection deleted): once no other process serves
+        it and no writer holds it (a writer in this process or another is waited for), the
+        folder is renamed to a hidden name (``DROPPED_PREFIX``: never an index name, and
+        removed by whoever finds it) and removed; every later use of this store raises
+        StoreError instead of creating the index again. StoreError while another process
+        serves it."""
+        self.close()  # this process's own serve lock
+        with self.replacing(), self.writing():
+            self._dropped = True
+            self.close()
+            if self.path.exists():
+                trash = self.path.with_name(f"{DROPPED_PREFIX}{self.path.name}-{os.getpid()}")
+                shutil.rmtree(trash, ignore_errors=True)
+                self.path.rename(trash)
+                fsync_dir(self.path.parent)
+                shutil.rmtree(trash, ignore_errors=True)
 
     def close(self) -> None:
         self.keywords.close()

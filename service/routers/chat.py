@@ -46,9 +46,11 @@ async def chat_completions(
     request: Request, body: ChatRequest, registry: Registry
 ) -> ChatCompletion | StreamingResponse:
     # The model names the collection ("<chat_model_id>:<name>"; any other: the default).
-    target = registry.for_model(body.model)
-    authorize(request, target.name)
-    chat = target.chat
+    # The key's scope is checked before the name is looked up: a key outside it learns
+    # nothing about which collections exist.
+    name = registry.name_for_model(body.model)
+    authorize(request, name)
+    chat = registry.get(name).chat
     # The answer is computed before the first event, so a bad request is a plain 4xx, not
     # a broken stream.
     reply = await run_in_threadpool(

@@ -8,16 +8,19 @@ own ``QAService`` (store, job table, ingest worker, question batcher) and the do
 chat services over it; the pipelines share the default one's models (``Pipeline.for_index``).
 
 Deleting a collection takes it out of the registry first (new requests get 404), stops its
-services (questions waiting in its batcher get 503, a running job its grace to commit),
-then renames its folder to a hidden name and removes it, so a half-deleted collection is
-never served and never found at the next start.
+services (requests that found it before get 503; questions waiting in its batcher too; a
+running job has its grace to commit), then drops its index (``Pipeline.drop_index``:
+under the index's locks, renamed to a hidden name and removed; a late write through it is
+refused, never recreating the folder), so a half-deleted collection is never served and
+never found at the next start. A name being created or deleted is taken (409) until that
+is done; opening a collection happens outside the registry's lock, so a slow one (an index
+another process is writing) never holds up the others.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import secrets
 import shutil
 import threading
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.settings import INDEX_NAME_PATTERN, Settings
-from rag.store import DB_FILE
+from rag.store import DB_FILE, DROPPED_PREFIX, StoreError
 from service.metrics import Metrics
 from service.services.chat import ChatService
 from service.services.documents import DocumentService, NotFound
@@ -33,8 +36,14 @@ from service.services.qa import QAService
 
 log = logging.getLogger("rag.service")
 _NAME = re.compile(INDEX_NAME_PATTERN)
-# Folders of collections being deleted (hidden: never a collection name).
-TRASH_PREFIX = ".deleting-"
+# Folders the CLI's rebuild makes beside an index (``<name>.rebuild``, ``<name>.old``):
+# never collections, and no collection may take such a name (a rebuild would remove it).
+REBUILD_SUFFIXES = (".rebuild", ".old")
+
+
+def _servable(name: str) -> bool:
+    """Whether ``name`` can be a collection: an index name, not a rebuild's folder."""
+    return bool(_NAME.match(name)) and not name.endswith(REBUILD_SUFFIXES)
 
 
 class BadCollection(ValueError):
@@ -64,6 +73,7 @@ class Collections:
         self.root = Path(settings.index_root)
         self._lock = threading.Lock()
         self._by_name: dict[str, Collection] = {self.default_name: self._wrap(default)}
+        self._pending: set[str] = set()  # names being created or deleted
 
     def _wrap(self, qa: QAService) -> Collection:
         name = qa.settings.index_name
@@ -77,13 +87,13 @@ class Collections:
         frontends list as a model (the bare ``chat_model_id`` is the default collection)."""
         return f"{self.settings.chat_model_id}:{name}"
 
-    def for_model(self, model: str | None) -> Collection:
-        """The collection a chat request's ``model`` names: ``<chat_model_id>:<name>``
-        (404 if there is none); any other value, or none, is the default collection."""
+    def name_for_model(self, model: str | None) -> str:
+        """The collection a chat request's ``model`` names: ``<chat_model_id>:<name>``;
+        any other value, or none, is the default collection."""
         prefix = f"{self.settings.chat_model_id}:"
         if model is not None and model.startswith(prefix):
-            return self.get(model[len(prefix) :])
-        return self.default
+            return model[len(prefix) :]
+        return self.default_name
 
     @property
     def default(self) -> Collection:
@@ -94,15 +104,20 @@ class Collections:
         """Serve every index folder under the root besides the default (started already)."""
         for path in sorted(self.root.iterdir()) if self.root.is_dir() else []:
             name = path.name
-            if name.startswith(TRASH_PREFIX):
+            if name.startswith(DROPPED_PREFIX):
                 shutil.rmtree(path, ignore_errors=True)  # a delete cut short: finish it
                 continue
-            if name == self.default_name or not _NAME.match(name):
+            if name == self.default_name or not _servable(name):
                 continue
             if (path / DB_FILE).is_file() and len(self._by_name) < self.settings.max_collections:
-                self._open(name)
+                try:
+                    self._by_name[name] = self._open(name)
+                except (StoreError, OSError) as exc:  # one bad folder never stops the rest
+                    log.error("collection %s cannot be served: %s", name, exc)
 
     def _open(self, name: str) -> Collection:
+        """The services of collection ``name``, its index opened and checked (a damaged
+        one is served as not ready, with the reason, like the default)."""
         default = self.default.qa
         qa = QAService(
             default.settings.model_copy(update={"index_name": name}),
@@ -110,9 +125,7 @@ class Collections:
             default.pipeline.for_index(name),
         )
         qa.start()
-        collection = self._wrap(qa)
-        self._by_name[name] = collection
-        return collection
+        return self._wrap(qa)
 
     def shutdown(self) -> None:
         """Stop every collection but the default (the app stops that one)."""
@@ -137,20 +150,27 @@ class Collections:
         """A new collection (its index folder made now; an index folder already there, one
         built by ``rag ingest --index <name>`` after start-up, is served as it is); 409 if
         it is served already."""
-        if not _NAME.match(name):
+        if not _servable(name):
             raise BadCollection(
                 f"collection name {name[:80]!r}: 1 to 64 letters, digits, '_', '.' or '-', "
-                "starting with a letter or digit"
+                "starting with a letter or digit, not ending in .rebuild or .old"
             )
         with self._lock:
-            if name in self._by_name:
+            if name in self._by_name or name in self._pending:
                 raise CollectionConflict(f"collection {name!r} exists")
-            if len(self._by_name) >= self.settings.max_collections:
+            if len(self._by_name) + len(self._pending) >= self.settings.max_collections:
                 raise CollectionConflict(
                     f"{len(self._by_name)} collections; the limit is "
                     f"{self.settings.max_collections} (RAG_MAX_COLLECTIONS)"
                 )
+            self._pending.add(name)
+        try:
             collection = self._open(name)
+            with self._lock:
+                self._by_name[name] = collection
+        finally:
+            with self._lock:
+                self._pending.discard(name)
         log.info("created collection %s", name)
         return collection
 
@@ -161,10 +181,17 @@ class Collections:
         with self._lock:
             collection = self.get(name)
             del self._by_name[name]
-        collection.qa.shutdown()
-        folder = self.root / name
-        trash = self.root / f"{TRASH_PREFIX}{name}-{secrets.token_hex(4)}"
-        if folder.exists():
-            folder.rename(trash)
-            shutil.rmtree(trash, ignore_errors=True)
+            self._pending.add(name)
+        try:
+            collection.qa.shutdown()
+            try:
+                collection.qa.pipeline.drop_index()
+            except StoreError as exc:  # another process serves it: keep serving it here
+                reopened = self._open(name)
+                with self._lock:
+                    self._by_name[name] = reopened
+                raise CollectionConflict(f"collection {name!r} cannot be deleted: {exc}") from None
+        finally:
+            with self._lock:
+                self._pending.discard(name)
         log.info("deleted collection %s", name)

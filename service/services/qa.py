@@ -77,6 +77,8 @@ class QAService:
         """Stop without working through queues: waiting questions get 503, jobs not yet
         started fail ("submit again"), a running job gets ``shutdown_grace_s`` to commit."""
         grace = self.settings.shutdown_grace_s
+        self._ready = False
+        self.not_ready_reason = "shutting down"
         self.batcher.stop(timeout=grace)
         self.worker.stop(timeout=grace)
         self.pipeline.close()

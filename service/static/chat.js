@@ -16,7 +16,10 @@
   if (EMBED) document.documentElement.classList.add("embed");
 
   const COLLECTION = params.get("collection") || "";
-  const MODEL = COLLECTION ? `rag-extractive:${COLLECTION}` : "rag-extractive";
+  // The chat model of the default collection; a collection's comes from the server
+  // (GET /collections/{name}: its "model"), since the operator may rename the model id.
+  const MODEL = "rag-extractive";
+  let collectionModel = null;
   const DOCUMENTS = COLLECTION ? `/collections/${encodeURIComponent(COLLECTION)}/documents` : "/documents";
   const KEY_STORAGE = "rag.apiKey";
   const CONTEXT_CHARS = 300;
@@ -141,6 +144,20 @@
    * fetch with the saved Bearer key. On 401: ask for a key, then retry once.
    * `onWaitingForKey` lets the caller say so in the UI while the user types.
    */
+  /** The model to ask: the default collection's, or the ?collection= one's (asked once). */
+  async function chatModel(signal, onWaitingForKey) {
+    if (!COLLECTION) return MODEL;
+    if (collectionModel) return collectionModel;
+    const res = await apiFetch(
+      `/collections/${encodeURIComponent(COLLECTION)}`,
+      { headers: { Accept: "application/json" }, signal },
+      onWaitingForKey,
+    );
+    if (!res.ok) throw new ApiError(await errorMessage(res), res.status);
+    collectionModel = String((await res.json()).model);
+    return collectionModel;
+  }
+
   async function apiFetch(url, init = {}, onWaitingForKey = null) {
     const attempt = () => fetch(url, { ...init, headers: authHeaders(init.headers) });
     const res = await attempt();
@@ -426,6 +443,14 @@
     return c.start <= start && start < end && end <= c.end ? { start, end } : null;
   }
 
+  /** The UTF-16 index in ``text`` of its ``n``-th code point: the server's offsets count
+   * code points (Python), JS strings index UTF-16 units (an emoji or 𝑥 is two). */
+  function unitIndex(text, n) {
+    let i = 0;
+    for (let k = 0; k < n && i < text.length; k++) i += text.codePointAt(i) > 0xffff ? 2 : 1;
+    return i;
+  }
+
   /** ``text`` (document offset ``offset``) with the answer's [start, end) in it strongly
    * marked, as a fragment; ``clip`` shortens the text around the answer, never the answer. */
   function withAnswer(text, offset, answer, clip = Infinity) {
@@ -434,9 +459,11 @@
       frag.append(document.createTextNode(Number.isFinite(clip) ? truncate(text, clip) : text));
       return frag;
     }
-    let pre = text.slice(0, answer.start - offset);
-    const span = text.slice(answer.start - offset, answer.end - offset);
-    let post = text.slice(answer.end - offset);
+    const a = unitIndex(text, answer.start - offset);
+    const b = unitIndex(text, answer.end - offset);
+    let pre = text.slice(0, a);
+    const span = text.slice(a, b);
+    let post = text.slice(b);
     if (Number.isFinite(clip)) {
       const half = Math.max(20, Math.floor((clip - span.length) / 2));
       if (pre.length > half) pre = `…${pre.slice(pre.length - half).trimStart()}`;
@@ -454,7 +481,10 @@
   function citationText(c) {
     const where = [c.title, pageLabel(c.pages)].filter(Boolean).join(", ");
     const source = `${where} (${c.docId}, characters ${c.start}–${c.end})`;
-    const answer = c.answer ? c.quote.slice(c.answer.start - c.start, c.answer.end - c.start) : "";
+    const q = c.quote;
+    const answer = c.answer
+      ? q.slice(unitIndex(q, c.answer.start - c.start), unitIndex(q, c.answer.end - c.start))
+      : "";
     return answer
       ? `“${answer}” — from “${c.quote}” — ${source}`
       : `“${c.quote}” — ${source}`;
@@ -530,12 +560,13 @@
     setBusy(true);
     let streamed = "";
     try {
+      const model = await chatModel(signal, () => msg.status("Waiting for an API key…"));
       const res = await apiFetch(
         "/v1/chat/completions",
         {
           method: "POST",
           headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-          body: JSON.stringify({ model: MODEL, stream: true, messages, citations_in_text: false }),
+          body: JSON.stringify({ model, stream: true, messages, citations_in_text: false }),
           signal,
         },
         () => msg.status("Waiting for an API key…"),
