@@ -180,6 +180,7 @@ class DocumentInfo:
     sha256: str
     metadata: dict[str, Any]
     n_chunks: int
+    page_starts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

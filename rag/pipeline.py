@@ -193,8 +193,8 @@ class Pipeline:
         metadata_only: list[Document],
     ) -> Iterator[tuple[Document, list[Chunk]]]:
         """The documents to embed, chunked, as they come: each compared with its stored
-        identity by one lookup (unchanged ones counted in ``report``, ones whose title or
-        metadata alone changed put in ``metadata_only``)."""
+        identity by one lookup (unchanged ones counted in ``report``, ones whose title,
+        metadata or page map alone changed put in ``metadata_only``)."""
         streamed = not isinstance(documents, Sequence)
         for doc in documents:
             try:
@@ -206,8 +206,9 @@ class Pipeline:
                 continue
             old = self._store.document_infos([doc.id]).get(doc.id)
             if old is not None and old.sha256 == doc.sha256:
-                stored = (old.title, json.dumps(old.metadata, sort_keys=True))
-                if stored != (doc.title, json.dumps(doc.metadata, sort_keys=True)):
+                stored = (old.title, json.dumps(old.metadata, sort_keys=True), old.page_starts)
+                given = (doc.title, json.dumps(doc.metadata, sort_keys=True), doc.page_starts)
+                if stored != given:
                     metadata_only.append(doc)
                     report.updated.append(doc.id)
                 else:

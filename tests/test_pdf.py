@@ -267,3 +267,18 @@ def test_pdf_upload_over_http(tmp_path: Path) -> None:
             )
             assert r.status_code == 422 and words in r.text, r.text
         assert client.get("/documents").json()["total"] == 1
+
+
+def test_the_same_text_now_paged_updates_the_page_map(fake_pipeline: Pipeline) -> None:
+    """Same id, same text, now with pages: an update of the page map alone (nothing is
+    embedded again), and the citations then carry pages."""
+    text = "Page one holds this.\n\nPage two holds that."
+    fake_pipeline.ingest([Document("d", text)])
+    embedded = fake_pipeline.embedder.texts_embedded  # type: ignore[attr-defined]
+    report = fake_pipeline.ingest([Document("d", text, page_starts=(0, 22))])
+    assert report.updated == ["d"] and not report.added and not report.unchanged
+    assert fake_pipeline.embedder.texts_embedded == embedded  # type: ignore[attr-defined]
+    doc = fake_pipeline.document("d")
+    assert doc is not None and doc.page_starts == (0, 22)
+    again = fake_pipeline.ingest([Document("d", text, page_starts=(0, 22))])
+    assert again.unchanged == ["d"]

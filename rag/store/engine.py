@@ -635,8 +635,8 @@ class Store:
             for d in metadata_only:
                 metadata = json.dumps(d.metadata, sort_keys=True)
                 conn.execute(
-                    "UPDATE documents SET title = ?, metadata = ? WHERE id = ?",
-                    (d.title, metadata, d.id),
+                    "UPDATE documents SET title = ?, metadata = ?, page_starts = ? WHERE id = ?",
+                    (d.title, metadata, dump_page_starts(d.page_starts), d.id),
                 )
                 conn.execute("DELETE FROM document_metadata WHERE doc_id = ?", (d.id,))
                 conn.execute(INDEX_METADATA, (d.id, metadata))

@@ -142,17 +142,20 @@ class Snapshot:
                 out[doc_id] = doc
         return out
 
+    def _info_columns(self) -> str:
+        pages = "''" if self.schema_version() in UNPAGED_VERSIONS else "page_starts"
+        return f"id, title, sha256, metadata, n_chunks, {pages}"
+
     def document_info(self, doc_id: str) -> DocumentInfo | None:
         row = self._conn.execute(
-            "SELECT id, title, sha256, metadata, n_chunks FROM documents WHERE id = ?",
+            f"SELECT {self._info_columns()} FROM documents WHERE id = ?",
             (doc_id,),
         ).fetchone()
         return None if row is None else _info(row)
 
     def documents(self, limit: int = 100, offset: int = 0) -> list[DocumentInfo]:
         rows = self._conn.execute(
-            "SELECT id, title, sha256, metadata, n_chunks FROM documents ORDER BY id "
-            "LIMIT ? OFFSET ?",
+            f"SELECT {self._info_columns()} FROM documents ORDER BY id LIMIT ? OFFSET ?",
             (limit, offset),
         )
         return [_info(r) for r in rows]
@@ -165,7 +168,7 @@ class Snapshot:
         for i in range(0, len(ids), SQL_BATCH):
             part = ids[i : i + SQL_BATCH]
             rows = self._conn.execute(
-                "SELECT id, title, sha256, metadata, n_chunks FROM documents "
+                f"SELECT {self._info_columns()} FROM documents "
                 f"WHERE id IN ({','.join('?' * len(part))})",
                 part,
             )
@@ -351,4 +354,6 @@ def existing_ids(
 
 
 def _info(row: Sequence[Any]) -> DocumentInfo:
-    return DocumentInfo(row[0], row[1], row[2], load_metadata(row[3]), row[4])
+    return DocumentInfo(
+        row[0], row[1], row[2], load_metadata(row[3]), row[4], load_page_starts(row[5])
+    )
