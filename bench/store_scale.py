@@ -17,7 +17,9 @@ through ``Retriever``). A commit's time is the median of the ``--commits`` commi
 at each size (they are part of the index from then on).
 
 Each store runs in a subprocess of its own; ``--compare REV`` adds a worktree of REV (e.g.
-the commit before segments) beside this checkout. Nothing here is asserted.
+the commit before segments) beside this checkout. With ``RAG_SEARCH_THREADS`` above 1 (the
+default, 2), dense and hybrid are also timed with the segments searched one after another
+(``_1t`` columns), alternating question by question. Nothing here is asserted.
 """
 
 from __future__ import annotations
@@ -220,8 +222,14 @@ def worker(sizes: list[int], commits: int, folder: Path, vectors: Path | None) -
         commit_s = statistics.median(commit() for _ in range(commits))
         timings: dict[str, list[float]] = {m: [] for m in ("dense", "bm25", "hybrid")}
         timings |= {f"{m}_{f}": [] for m in ("dense", "hybrid") for f in ("part", "docs")}
+        # With RAG_SEARCH_THREADS > 1, the same questions again with the segments searched
+        # one after another ("_1t"), alternating with the threaded ones (same load).
+        threaded = getattr(store, "search_threads", 1) > 1
+        if threaded:
+            timings |= {"dense_1t": [], "hybrid_1t": []}
         picker = random.Random(size)
         with store.read() as snap:
+            pool = getattr(snap, "_pool", None)
             for q in asked:
                 # A wide filter (a quarter of the index) and a narrow one (8 documents).
                 wanted = {
@@ -230,10 +238,14 @@ def worker(sizes: list[int], commits: int, folder: Path, vectors: Path | None) -
                 }
                 for name in timings:
                     mode, _, which = name.partition("_")
-                    filters = wanted[which] if which else None
+                    filters = wanted.get(which)
+                    if threaded:
+                        snap._pool = None if which == "1t" else pool
                     t = time.perf_counter()
                     retriever.retrieve(snap, q, top_k=5, mode=mode, filters=filters)  # type: ignore[arg-type]
                     timings[name].append((time.perf_counter() - t) * 1000)
+            if threaded:
+                snap._pool = pool
             recall = recall_at_10(snap, kept, source.queries(200)) if kept else None
         row: dict[str, Any] = {"chunks": total, "commit_s": round(commit_s, 3)}
         for mode, ms in timings.items():

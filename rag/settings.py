@@ -96,6 +96,13 @@ class IndexSettings(BaseSettings):
     ann_nprobe: int = Field(
         32, ge=1, description="IVF nprobe of approximate segments: inverted lists searched."
     )
+    search_threads: int = Field(
+        2,
+        ge=1,
+        description="Threads one question's dense search spreads the vector segments over "
+        "(faiss releases the GIL while it searches), once the index holds 50,000 vectors in "
+        "two segments or more; 1 searches them one after another.",
+    )
     filter_exact_max: int = Field(
         20_000,
         ge=0,

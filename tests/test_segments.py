@@ -248,3 +248,41 @@ def test_a_process_that_only_writes_keeps_no_segment_in_memory(tmp_path: Path) -
     store.apply([_upsert("d9", rng.standard_normal((2, DIM)).astype(np.float32))])
     assert set(store._indexes) == {s.file for s in read_segments(store.manifest())}
     store.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 60), min_size=1, max_size=6),
+    dead_every=st.integers(2, 7),
+    depth=st.integers(1, 12),
+    share=st.sampled_from([None, 0.3, 0.8]),
+    seed=st.integers(0, 2**16),
+)
+def test_segments_searched_side_by_side_give_the_same_hits(
+    sizes: list[int], dead_every: int, depth: int, share: float | None, seed: int
+) -> None:
+    """The first pass on a thread pool (RAG_SEARCH_THREADS) returns exactly the hits of
+    the segments searched one after another, tombstones and filters included."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rag.store.segments import search_segments
+
+    rng = np.random.default_rng(seed)
+    loaded = []
+    lo = 1
+    for n in sizes:
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+        ids = np.arange(lo, lo + n, dtype=np.int64)
+        index.add_with_ids(rng.standard_normal((n, DIM)).astype(np.float32), ids)
+        dead = sum(1 for i in ids if i % dead_every == 0)
+        loaded.append((Segment(f"vectors.{lo}.faiss", None, n, dead, lo), index))
+        lo += n
+
+    def alive(found: set[int]) -> set[int]:
+        return {i for i in found if i % dead_every and (share is None or i % 3)}
+
+    queries = rng.standard_normal((3, DIM)).astype(np.float32)
+    alone = search_segments(loaded, queries, depth, alive, share=share)
+    with ThreadPoolExecutor(2) as pool:
+        side = search_segments(loaded, queries, depth, alive, share=share, pool=pool)
+    assert side == alone

@@ -36,6 +36,7 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,7 @@ class Store:
         max_dead: float = 0.3,
         filter_exact_max: int = 20_000,
         ann: AnnPolicy | None = None,
+        search_threads: int = 1,
     ) -> None:
         if merge_factor < 2 or not 0.0 < max_dead <= 1.0:
             raise ValueError("merge_factor must be >= 2 and max_dead in (0, 1]")
@@ -145,6 +147,8 @@ class Store:
         # Whether this process has asked questions (kept loaded: the newest segments).
         self._has_read = False
         self.keywords = KeywordIndex(self.path)
+        self.search_threads = search_threads
+        self._search_pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_settings(cls, settings: IndexSettings, path: Path | None = None) -> Store:
@@ -161,6 +165,7 @@ class Store:
                 settings.ann_ef_search,
                 settings.ann_nprobe,
             ),
+            settings.search_threads,
         )
 
     # ---- connections -------------------------------------------------------------------
@@ -298,6 +303,18 @@ class Store:
         finally:
             os.close(fd)
 
+    def _pool(self) -> ThreadPoolExecutor | None:
+        """The threads a question's dense search spreads its segments over (made on first
+        use, shared by every snapshot of this store); None for one thread."""
+        if self.search_threads < 2:
+            return None
+        with self._faiss_lock:
+            if self._search_pool is None:
+                self._search_pool = ThreadPoolExecutor(
+                    self.search_threads, thread_name_prefix="segment-search"
+                )
+        return self._search_pool
+
     def drop(self) -> None:
         """Delete this index for good (a collection deleted): once no other process serves
         it and no writer holds it (a writer in this process or another is waited for), the
@@ -359,7 +376,7 @@ class Store:
                     conn.execute("ROLLBACK")
                     raise
             self._local.snapshot = Snapshot(
-                conn, self._segments, self.filter_exact_max, self.keywords
+                conn, self._segments, self.filter_exact_max, self.keywords, self._pool()
             )
         snapshot: Snapshot = self._local.snapshot
         self._local.depth = depth + 1
@@ -883,7 +900,9 @@ class Store:
     def _view(self) -> Snapshot:
         """The thread's connection as a snapshot (outside a ``read()``: each query on its
         own; inside one: that read's snapshot)."""
-        return Snapshot(self._conn(), self._segments, self.filter_exact_max, self.keywords)
+        return Snapshot(
+            self._conn(), self._segments, self.filter_exact_max, self.keywords, self._pool()
+        )
 
     def document_infos(self, doc_ids: Sequence[str]) -> dict[str, DocumentInfo]:
         """The stored identities of ``doc_ids``, by id, for incremental ingest."""

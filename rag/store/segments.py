@@ -25,6 +25,7 @@ import bisect
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -155,12 +156,18 @@ def run_dim(indexes: Sequence[faiss.Index]) -> int:
     return dims.pop()
 
 
+# A dense search spreads its segments over threads from this many vectors on (below it, a
+# search takes a millisecond or two and handing it to threads costs more than it saves).
+PARALLEL_MIN_VECTORS = 50_000
+
+
 def search_segments(
     loaded: Sequence[tuple[Segment, faiss.Index]],
     queries: np.ndarray,
     depth: int,
     alive: Callable[[set[int]], set[int]],
     share: float | None = None,
+    pool: Executor | None = None,
 ) -> list[list[tuple[int, float]]]:
     """Per query, the ``depth`` best live (id, score) hits over every segment, best first.
 
@@ -175,7 +182,11 @@ def search_segments(
     Every segment is asked once before any is asked again, and a segment is not asked again
     for a query once its last answer's lowest score is below the query's ``depth``-th best
     hit over all segments: nothing further in it can enter the result (a filter whose
-    allowed chunks all sit in one segment does not make the others be searched whole)."""
+    allowed chunks all sit in one segment does not make the others be searched whole).
+
+    With ``pool``, that first pass (every segment asked for every query) runs on its
+    threads, the segments side by side (faiss releases the GIL while it searches); the
+    hits are then taken in segment order, as without it."""
     n = len(queries)
     # The latest hits of each segment per query (a re-ask replaces a segment's hits).
     best: list[dict[int, list[tuple[int, float]]]] = [{} for _ in range(n)]
@@ -188,14 +199,22 @@ def search_segments(
         want = depth + extra if share is None else math.ceil((depth + extra) / max(share, 1e-6))
         rounds.append((number, index, min(want, most), most, list(range(n))))
     filtered = share is not None
+    # The first pass asks every segment for every query (nothing is known yet to prune).
+    ahead: list[tuple[np.ndarray, np.ndarray]] | None = None
+    if pool is not None and len(rounds) > 1:
+        ahead = list(pool.map(lambda r: r[1].search(queries[r[4]], r[2]), rounds))
     while rounds:
         later = []
-        for number, index, k, most, pending in rounds:
+        for pos, (number, index, k, most, pending) in enumerate(rounds):
             segment = loaded[number][0]
-            asked = [qi for qi in pending if _may_improve(best[qi], number, depth)]
-            if not asked:
-                continue
-            scores, ids = index.search(queries[asked], k)
+            if ahead is not None:
+                asked = pending
+                scores, ids = ahead[pos]
+            else:
+                asked = [qi for qi in pending if _may_improve(best[qi], number, depth)]
+                if not asked:
+                    continue
+                scores, ids = index.search(queries[asked], k)
             found = {int(i) for i in ids.ravel() if i >= 0}
             live = alive(found) if segment.dead or filtered else found
             short = []
@@ -213,6 +232,7 @@ def search_segments(
             if short:
                 later.append((number, index, min(2 * k, most), most, short))
         rounds = later
+        ahead = None
     out = []
     for per_segment in best:
         hits = [h for key, run in per_segment.items() if key >= 0 for h in run]

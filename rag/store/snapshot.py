@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import faiss
@@ -29,7 +30,7 @@ from rag.store.schema import (
     load_page_starts,
     metadata_values,
 )
-from rag.store.segments import Segment, exact_search, search_segments
+from rag.store.segments import PARALLEL_MIN_VECTORS, Segment, exact_search, search_segments
 
 # Ids bound in one IN (...) query: far below SQLite's variable limit.
 SQL_BATCH = 500
@@ -53,8 +54,10 @@ class Snapshot:
         segments: Callable[[sqlite3.Connection], list[tuple[Segment, faiss.Index]]],
         exact_max: int = 20_000,
         keywords: KeywordIndex | None = None,
+        pool: Executor | None = None,
     ) -> None:
         self._conn = conn
+        self._pool = pool
         self._segments = segments
         self._exact_max = exact_max
         self._keywords = keywords
@@ -210,8 +213,10 @@ class Snapshot:
         )
         if not loaded:
             return [[] for _ in range(len(queries))]
+        pool = self._pool_for(loaded)
         if not filters:
-            runs = search_segments(loaded, matrix, depth, lambda ids: existing_ids(self._conn, ids))
+            alive = functools.partial(existing_ids, self._conn)
+            runs = search_segments(loaded, matrix, depth, alive, pool=pool)
             return [[Hit(i, s) for i, s in run] for run in runs]
         sql = self._compile(filters)
         listed, share = self._filter_plan(sql, "doc_id" in filters)
@@ -219,8 +224,15 @@ class Snapshot:
             ids = np.unique(np.asarray(listed, dtype=np.int64))
             return [[Hit(i, s) for i, s in run] for run in exact_search(loaded, matrix, ids, depth)]
         allowed = functools.partial(self._allowed, sql)
-        runs = search_segments(loaded, matrix, depth, allowed, share=share)
+        runs = search_segments(loaded, matrix, depth, allowed, share=share, pool=pool)
         return [[Hit(i, s) for i, s in run] for run in runs]
+
+    def _pool_for(self, loaded: Sequence[tuple[Segment, faiss.Index]]) -> Executor | None:
+        """The search threads, for an index large enough in two segments or more."""
+        if self._pool is None or len(loaded) < 2:
+            return None
+        total = sum(index.ntotal for _, index in loaded)
+        return self._pool if total >= PARALLEL_MIN_VECTORS else None
 
     def keyword(
         self, words: Sequence[str], depth: int, filters: Mapping[str, Any] | None = None
