@@ -101,6 +101,14 @@ class Upsert:
     vectors: np.ndarray
 
 
+def _one_omp_thread() -> None:
+    """A search thread's faiss runs single-threaded (an OpenMP setting of the calling
+    thread): the pool already runs segments side by side, and a single query's search
+    gains nothing from an OpenMP team but its start-up cost (on 2 cores, nested teams
+    oversubscribe them)."""
+    faiss.omp_set_num_threads(1)
+
+
 class Store:
     """One named index on disk. Thread-safe: one connection per thread, writes serialised."""
 
@@ -311,7 +319,9 @@ class Store:
         with self._faiss_lock:
             if self._search_pool is None:
                 self._search_pool = ThreadPoolExecutor(
-                    self.search_threads, thread_name_prefix="segment-search"
+                    self.search_threads,
+                    thread_name_prefix="segment-search",
+                    initializer=_one_omp_thread,
                 )
         return self._search_pool
 
