@@ -167,6 +167,20 @@ def origin_of(url: str) -> str:
     return url.rstrip("/")
 
 
+@contextmanager
+def in_collection(live_server: Any, name: str) -> Iterator[Any]:
+    """An HTTP client (with the server's key) over a new collection, deleted afterwards."""
+    import httpx
+
+    auth = {"Authorization": f"Bearer {live_server.api_key}"}
+    with httpx.Client(base_url=origin_of(live_server.url), headers=auth, timeout=60) as http:
+        assert http.post("/collections", json={"name": name}).status_code == 201
+        try:
+            yield http
+        finally:
+            assert http.delete(f"/collections/{name}").status_code == 204
+
+
 def test_answer_streams_with_a_citation_that_opens_the_highlighted_source(
     driver: webdriver.Chrome, live_server: Any, tmp_path: Path
 ) -> None:
@@ -243,59 +257,52 @@ def test_a_pdf_collection_cites_its_page_with_the_answer_marked(
     """A PDF in a collection of its own, asked through the chat page (?collection=): the
     source panel names the page the citation is printed on, and the strongly marked text
     is the answer's characters of the stored text."""
-    import httpx
-
     from tests.pdfs import Layout, print_pdf
 
     base = origin_of(live_server.url)
-    auth = {"Authorization": f"Bearer {live_server.api_key}"}
     seed_text = (SEEDS / SEED_ID).read_bytes().decode("utf-8-sig")
     paragraphs = [p for p in seed_text.split("\n") if len(p.split()) > 8]
     printed = print_pdf(paragraphs, Layout(unicode_font=True, footer="Page {page}", max_lines=10))
-    with httpx.Client(base_url=base, headers=auth, timeout=60) as http:
-        assert http.post("/collections", json={"name": "pdfs"}).status_code == 201
-        try:
-            r = http.post(
-                "/collections/pdfs/documents",
-                files={"file": ("seed.pdf", printed.data, "application/pdf")},
+    with in_collection(live_server, "pdfs") as http:
+        r = http.post(
+            "/collections/pdfs/documents",
+            files={"file": ("seed.pdf", printed.data, "application/pdf")},
+        )
+        assert r.status_code in (201, 202), r.text
+        if r.status_code == 202:
+            job_id = r.json()["job"]["id"]
+            for _ in range(600):
+                state = http.get(f"/collections/pdfs/jobs/{job_id}").json()["state"]
+                if state in ("done", "failed"):
+                    break
+                time.sleep(0.1)
+            assert state == "done"
+        doc = http.get("/collections/pdfs/documents/seed.pdf").json()
+        with artifacts_on_failure(driver, tmp_path):
+            driver.get(base + "/?collection=pdfs")
+            driver.get_log("browser")
+            message = ask(
+                driver, live_server.api_key, "Who said North Korean workers would be welcomed?"
             )
-            assert r.status_code in (201, 202), r.text
-            if r.status_code == 202:
-                job_id = r.json()["job"]["id"]
-                for _ in range(600):
-                    state = http.get(f"/collections/pdfs/jobs/{job_id}").json()["state"]
-                    if state in ("done", "failed"):
-                        break
-                    time.sleep(0.1)
-                assert state == "done"
-            doc = http.get("/collections/pdfs/documents/seed.pdf").json()
-            with artifacts_on_failure(driver, tmp_path):
-                driver.get(base + "/?collection=pdfs")
-                driver.get_log("browser")
-                message = ask(
-                    driver, live_server.api_key, "Who said North Korean workers would be welcomed?"
-                )
-                assert message.get_attribute("data-state") == "done", message.text
-                citation = message.find_elements(By.CSS_SELECTOR, ".citation")[0]
-                assert citation.get_attribute("data-doc-id") == "seed.pdf"
-                start = int(citation.get_attribute("data-start") or -1)
-                end = int(citation.get_attribute("data-end") or -1)
-                starts = doc["page_starts"]
-                page = sum(1 for s in starts if s <= start)
-                citation.click()
-                mark = WebDriverWait(driver, 30).until(
-                    ec.visibility_of_element_located((By.CSS_SELECTOR, "#source-panel mark")),
-                )
-                meta = driver.find_element(By.ID, "source-meta").text
-                assert f"p. {page}" in meta, meta
-                a_start = int(message.get_attribute("data-answer-start") or -1)
-                a_end = int(message.get_attribute("data-answer-end") or -1)
-                strong = mark.find_element(By.CSS_SELECTOR, "strong.answer-span")
-                assert strong.get_attribute("textContent") == doc["text"][a_start:a_end]
-                assert mark.get_attribute("textContent") == doc["text"][start:end]
-                assert not js_errors(driver)
-        finally:
-            assert http.delete("/collections/pdfs").status_code == 204
+            assert message.get_attribute("data-state") == "done", message.text
+            citation = message.find_elements(By.CSS_SELECTOR, ".citation")[0]
+            assert citation.get_attribute("data-doc-id") == "seed.pdf"
+            start = int(citation.get_attribute("data-start") or -1)
+            end = int(citation.get_attribute("data-end") or -1)
+            starts = doc["page_starts"]
+            page = sum(1 for s in starts if s <= start)
+            citation.click()
+            mark = WebDriverWait(driver, 30).until(
+                ec.visibility_of_element_located((By.CSS_SELECTOR, "#source-panel mark")),
+            )
+            meta = driver.find_element(By.ID, "source-meta").text
+            assert f"p. {page}" in meta, meta
+            a_start = int(message.get_attribute("data-answer-start") or -1)
+            a_end = int(message.get_attribute("data-answer-end") or -1)
+            strong = mark.find_element(By.CSS_SELECTOR, "strong.answer-span")
+            assert strong.get_attribute("textContent") == doc["text"][a_start:a_end]
+            assert mark.get_attribute("textContent") == doc["text"][start:end]
+            assert not js_errors(driver)
 
 
 def test_the_answer_is_marked_exactly_after_characters_outside_the_bmp(
@@ -303,39 +310,32 @@ def test_the_answer_is_marked_exactly_after_characters_outside_the_bmp(
 ) -> None:
     """Offsets count code points, JS strings UTF-16 units: emoji and math letters before
     the answer (two units each) must not shift the marked answer."""
-    import httpx
-
     text = (
         "🚀🚀 Launch notes 𝑥𝑦. 🛰️ The Quillmouth ferry was built by Anna Brask in 1999. "
         "It sails twice a day."
     )
     base = origin_of(live_server.url)
-    auth = {"Authorization": f"Bearer {live_server.api_key}"}
-    with httpx.Client(base_url=base, headers=auth, timeout=60) as http:
-        assert http.post("/collections", json={"name": "astral"}).status_code == 201
-        try:
-            r = http.post("/collections/astral/documents", json={"id": "notes", "text": text})
-            assert r.status_code == 201, r.text
-            with artifacts_on_failure(driver, tmp_path):
-                driver.get(base + "/?collection=astral")
-                driver.get_log("browser")
-                message = ask(driver, live_server.api_key, "Who built the Quillmouth ferry?")
-                assert message.get_attribute("data-state") == "done", message.text
-                a_start = int(message.get_attribute("data-answer-start") or -1)
-                a_end = int(message.get_attribute("data-answer-end") or -1)
-                assert "Brask" in text[a_start:a_end]
-                listed = message.find_element(By.CSS_SELECTOR, ".source-quote strong.answer-span")
-                assert listed.get_attribute("textContent") == text[a_start:a_end]
-                message.find_elements(By.CSS_SELECTOR, ".citation")[0].click()
-                strong = WebDriverWait(driver, 30).until(
-                    ec.visibility_of_element_located(
-                        (By.CSS_SELECTOR, "#source-panel mark strong.answer-span")
-                    ),
-                )
-                assert strong.get_attribute("textContent") == text[a_start:a_end]
-                assert not js_errors(driver)
-        finally:
-            assert http.delete("/collections/astral").status_code == 204
+    with in_collection(live_server, "astral") as http:
+        r = http.post("/collections/astral/documents", json={"id": "notes", "text": text})
+        assert r.status_code == 201, r.text
+        with artifacts_on_failure(driver, tmp_path):
+            driver.get(base + "/?collection=astral")
+            driver.get_log("browser")
+            message = ask(driver, live_server.api_key, "Who built the Quillmouth ferry?")
+            assert message.get_attribute("data-state") == "done", message.text
+            a_start = int(message.get_attribute("data-answer-start") or -1)
+            a_end = int(message.get_attribute("data-answer-end") or -1)
+            assert "Brask" in text[a_start:a_end]
+            listed = message.find_element(By.CSS_SELECTOR, ".source-quote strong.answer-span")
+            assert listed.get_attribute("textContent") == text[a_start:a_end]
+            message.find_elements(By.CSS_SELECTOR, ".citation")[0].click()
+            strong = WebDriverWait(driver, 30).until(
+                ec.visibility_of_element_located(
+                    (By.CSS_SELECTOR, "#source-panel mark strong.answer-span")
+                ),
+            )
+            assert strong.get_attribute("textContent") == text[a_start:a_end]
+            assert not js_errors(driver)
 
 
 def test_unanswerable_question_finishes_politely(
