@@ -172,6 +172,7 @@ class Store:
                 settings.ann_min_vectors,
                 settings.ann_ef_search,
                 settings.ann_nprobe,
+                settings.ann_ef_construction,
             ),
             settings.search_threads,
         )

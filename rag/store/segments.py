@@ -115,14 +115,16 @@ def plan_merge(segments: Sequence[Segment], factor: int, max_dead: float) -> tup
 
 @dataclass(frozen=True, slots=True)
 class AnnPolicy:
-    """Which segments are approximate and how they are searched: ``index_type`` (a factory
-    string without IDMap2; empty: none) from ``min_vectors`` vectors on, HNSW ``ef_search``
-    and IVF ``nprobe`` set on every loaded segment."""
+    """Which segments are approximate and how they are built and searched: ``index_type``
+    (a factory string without IDMap2; empty: none) from ``min_vectors`` vectors on, HNSW
+    ``ef_construction`` for the graphs merges build, HNSW ``ef_search`` and IVF ``nprobe``
+    set on every loaded segment."""
 
     index_type: str = ""
     min_vectors: int = 20_000
     ef_search: int = 256
     nprobe: int = 32
+    ef_construction: int = 80
 
     def tune(self, index: faiss.Index) -> None:
         """Set the search parameters on a segment index (a no-op for exact ones); an IVF
@@ -131,6 +133,7 @@ class AnnPolicy:
         hnsw = getattr(inner, "hnsw", None)
         if hnsw is not None:
             hnsw.efSearch = self.ef_search
+            hnsw.efConstruction = self.ef_construction  # used when a merge adds vectors
         ivf = faiss.try_extract_index_ivf(inner)
         if ivf is not None:
             ivf.nprobe = self.nprobe
