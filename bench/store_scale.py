@@ -294,9 +294,14 @@ def serve_probe(index: Path) -> None:
 
 
 def run(
-    checkout: Path, sizes: list[int], commits: int, vectors: Path | None
+    checkout: Path,
+    sizes: list[int],
+    commits: int,
+    vectors: Path | None,
+    keep: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """The worker in a subprocess importing ``rag`` from ``checkout``."""
+    """The worker in a subprocess importing ``rag`` from ``checkout``; ``keep``: where the
+    built index folder is moved afterwards (to serve it with ``rag serve``)."""
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as tmp:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", tmp]
         cmd += ["--sizes", ",".join(map(str, sizes)), "--commits", str(commits)]
@@ -306,6 +311,9 @@ def run(
         proc = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True)
         if proc.returncode:
             raise SystemExit(f"{checkout}: {proc.stderr[-2000:]}")
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(Path(tmp) / "idx"), str(keep / "idx"))
         return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
@@ -314,6 +322,9 @@ def main() -> int:
     ap.add_argument("--sizes", default="20000,100000,200000")
     ap.add_argument("--commits", type=int, default=3, help="commits timed at each size")
     ap.add_argument("--compare", default=None, help="a git revision to run beside this one")
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="move this checkout's index to KEEP/idx at the end"
+    )
     ap.add_argument("--compare-sizes", default=None, help="sizes for REV (default: --sizes)")
     ap.add_argument(
         "--vectors",
@@ -342,7 +353,7 @@ def main() -> int:
         from bench.real_vectors import cache_dir
 
         vectors = cache_dir()
-    results = {"this checkout": run(ROOT, sizes, args.commits, vectors)}
+    results = {"this checkout": run(ROOT, sizes, args.commits, vectors, args.keep)}
     if args.compare:
         tree = Path(tempfile.mkdtemp(dir=ROOT / "runs", prefix="compare-"))
         subprocess.run(
