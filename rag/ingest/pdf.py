@@ -258,7 +258,6 @@ def running_lines(pages: Sequence[Sequence[str]]) -> frozenset[str]:
 def _reflow(lines: Sequence[str]) -> str:
     """A page's lines as paragraphs: a break stays after a sentence end, a short line or
     an empty one; elsewhere it becomes a space."""
-    lines = [ln for ln in lines]
     lengths = [len(ln) for ln in lines if ln]
     if not lengths:
         return ""

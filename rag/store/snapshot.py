@@ -123,9 +123,9 @@ class Snapshot:
         readers' windows slice the same texts)."""
         if doc_id in self._documents:
             return self._documents[doc_id]
-        pages = "''" if self.schema_version() in UNPAGED_VERSIONS else "page_starts"
         row = self._conn.execute(
-            f"SELECT id, text, title, metadata, {pages} FROM documents WHERE id = ?", (doc_id,)
+            f"SELECT id, text, title, metadata, {self._pages_column()} FROM documents WHERE id = ?",
+            (doc_id,),
         ).fetchone()
         doc = (
             None
@@ -145,9 +145,12 @@ class Snapshot:
                 out[doc_id] = doc
         return out
 
+    def _pages_column(self) -> str:
+        """The page map's column, or ``''`` for a schema from before it (read unpaged)."""
+        return "''" if self.schema_version() in UNPAGED_VERSIONS else "page_starts"
+
     def _info_columns(self) -> str:
-        pages = "''" if self.schema_version() in UNPAGED_VERSIONS else "page_starts"
-        return f"id, title, sha256, metadata, n_chunks, {pages}"
+        return f"id, title, sha256, metadata, n_chunks, {self._pages_column()}"
 
     def document_info(self, doc_id: str) -> DocumentInfo | None:
         row = self._conn.execute(
