@@ -19,7 +19,7 @@ for _ in $(seq 1 1200); do
 done
 t1=$(date +%s.%N)
 echo "start_to_ready_s $(python3 -c "print(round($t1 - $t0, 1))")"
-grep -E "VmRSS" /proc/$PID/status
+grep -E "VmRSS|RssAnon|RssFile" /proc/$PID/status
 PORT=$PORT .venv/bin/python - <<'PY'
 import gzip, json, os, statistics, time, urllib.request
 from pathlib import Path
@@ -35,4 +35,4 @@ for q in questions:
     times.append((time.perf_counter() - t) * 1000)
 print("asks", len(times), "ask_p50_ms", round(statistics.median(times), 1))
 PY
-grep -E "VmRSS|VmHWM" /proc/$PID/status
+grep -E "VmRSS|VmHWM|RssAnon|RssFile" /proc/$PID/status

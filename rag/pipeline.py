@@ -112,6 +112,17 @@ class Pipeline:
         """Whether the index has been built."""
         return self._store.exists()
 
+    def check_index(self) -> IndexHealth | None:
+        """Check an index's files where one is (or its remains are), without creating one
+        where none is; None when there is none. What `rag serve` says before it starts: the
+        segments checked here stay loaded, so a later ``open_index`` does not read them
+        again."""
+        store = self._store
+        if not (store.exists() or store.has_vector_files()):
+            return None
+        store.create()
+        return store.check()
+
     def open_index(self) -> IndexHealth:
         """Create the index if missing, check that it was built the way this pipeline builds
         and that its files are whole, and hold it as served (a rebuild is refused while
@@ -134,9 +145,10 @@ class Pipeline:
         """(documents, chunks) of the index; (0, 0) before it exists."""
         return self._store.counts() if self._store.exists() else (0, 0)
 
-    def close(self) -> None:
-        """Close this thread's connection and stop holding the index as served."""
-        self._store.close()
+    def close(self, wait_merges: bool = True) -> None:
+        """Close this thread's connection and stop holding the index as served, once the
+        segment merges asked for are done (``wait_merges``; see ``Store.close``)."""
+        self._store.close(wait_merges)
 
     def drop_index(self) -> None:
         """Delete this pipeline's index for good (``Store.drop``): StoreError while another

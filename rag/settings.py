@@ -73,6 +73,13 @@ class IndexSettings(BaseSettings):
         description="A vector segment whose share of deleted chunks' vectors passes this is "
         "rewritten without them (a search asks each segment for that many more hits).",
     )
+    segment_merge_background: bool = Field(
+        True,
+        description="Merge segments on a thread of their own after writes, built without "
+        "the write lock and committed in one short step (a write never waits for a merge's "
+        "build); false merges in the writer after its commit. `rag` commands let the merges "
+        "asked for finish before they exit.",
+    )
     ann_index_type: str = Field(
         "HNSW32_SQ8",
         description="faiss.index_factory string (without IDMap2) of the approximate index a "
@@ -110,6 +117,14 @@ class IndexSettings(BaseSettings):
         description="Threads one question's dense search spreads the vector segments over "
         "(faiss releases the GIL while it searches), once the index holds 50,000 vectors in "
         "two segments or more; 1 searches them one after another.",
+    )
+    mmap_vectors: bool = Field(
+        True,
+        description="Map vector segment files into memory (faiss IO_FLAG_MMAP_IFC) instead of "
+        "copying them in: opening an index copies no vectors (the check still reads each "
+        "file once for its checksum) and their pages are the OS page cache, shared between "
+        "the processes serving one index and reclaimable; false copies them into each "
+        "process (e.g. for a network filesystem where mapped reads are slow).",
     )
     filter_exact_max: int = Field(
         20_000,

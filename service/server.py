@@ -3,27 +3,55 @@ point the CLI looks up, so that the library does not import the HTTP layer)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import uvicorn
 
+from rag.pipeline import Pipeline
 from rag.settings import Settings
-from rag.store import Store
 from service.app import create_app
 
 
 def serve(settings: Settings) -> int:
     """Serve until stopped. A damaged index is told in one line (StoreError) before
     anything starts; the app itself would serve 503s with the reason."""
-    store = Store.from_settings(settings)
-    if store.exists() or any(store.path.glob("vectors.*.faiss")):
-        store.create()
-        store.check()
-        store.close()
+    # One pipeline for the check and the app: the segments loaded (and checksummed) by the
+    # check are the ones the app serves, read once, held once. The models load meanwhile
+    # (the check's reads and checksums release the GIL): start-up pays the longer of the
+    # two, not their sum.
+    pipeline = Pipeline(settings)
+    loading = _in_background(pipeline.warm_up)
+    pipeline.check_index()
+    loading()
     # The app logs one JSON line per request itself: uvicorn's access log would repeat it.
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, pipeline=pipeline),
         host=settings.host,
         port=settings.port,
         log_level="info",
         access_log=False,
     )
     return 0
+
+
+def _in_background(work: Callable[[], None]) -> Callable[[], None]:
+    """Start ``work`` on a daemon thread (a failed check exits without waiting for it);
+    the function returned waits for it and raises what it raised."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # re-raised by the caller's join
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="warm-up", daemon=True)
+    thread.start()
+
+    def join() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return join

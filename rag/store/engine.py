@@ -13,7 +13,8 @@ segment file (temp file, fsync, rename), points the manifest at the new segment 
 commits. A process killed anywhere before the commit leaves the previous manifest, rows and
 segments untouched (an orphan file is removed by the next writer); after the commit the new
 state is complete. A write never rewrites an old segment, so its cost follows the batch.
-Merges (``merge``, run after a write when the policy asks) are atomic steps of their own.
+Merges (asked for after a write when the policy asks; ``rag.store.merging``) are atomic
+steps of their own, built on a thread of their own without the write lock.
 
 Segments and readers: a read transaction pins and loads the segments its snapshot names
 (held in memory until the last reader of them leaves; only the newest manifest's and pinned
@@ -48,6 +49,7 @@ from rag.settings import IndexSettings
 from rag.store.errors import StoreBusy, StoreError, StoreWriteFailed
 from rag.store.files import file_sha256, fsync_dir
 from rag.store.keyword import KeywordIndex
+from rag.store.merging import MERGING_PREFIX, MergeBuild, MergeScheduler
 from rag.store.schema import (
     DB_FILE,
     FTS5_VERSIONS,
@@ -121,6 +123,8 @@ class Store:
         filter_exact_max: int = 20_000,
         ann: AnnPolicy | None = None,
         search_threads: int = 1,
+        mmap_vectors: bool = True,
+        background_merges: bool = False,
     ) -> None:
         if merge_factor < 2 or not 0.0 < max_dead <= 1.0:
             raise ValueError("merge_factor must be >= 2 and max_dead in (0, 1]")
@@ -156,7 +160,15 @@ class Store:
         self._has_read = False
         self.keywords = KeywordIndex(self.path)
         self.search_threads = search_threads
+        self.mmap_vectors = mmap_vectors
         self._search_pool: ThreadPoolExecutor | None = None
+        # Merges: one at a time in this process (and one process at a time, by flock); on
+        # a thread of their own after writes when ``background_merges``.
+        self._merge_lock = threading.Lock()
+        self._merges = MergeScheduler(
+            self._merge_in_background, self.path.name, self._close_connection
+        )
+        self.background_merges = background_merges
 
     @classmethod
     def from_settings(cls, settings: IndexSettings, path: Path | None = None) -> Store:
@@ -175,6 +187,8 @@ class Store:
                 settings.ann_ef_construction,
             ),
             settings.search_threads,
+            settings.mmap_vectors,
+            settings.segment_merge_background,
         )
 
     # ---- connections -------------------------------------------------------------------
@@ -184,6 +198,14 @@ class Store:
 
     def exists(self) -> bool:
         return self.db_path.is_file()
+
+    def has_vector_files(self) -> bool:
+        """Whether vector files are in the folder (an index's remains, with or without its
+        database)."""
+        return any(self._vector_files())
+
+    def _vector_files(self) -> Iterator[Path]:
+        return self.path.glob("vectors.*.faiss")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -215,7 +237,7 @@ class Store:
         if self._dropped:
             raise StoreError(f"the index {self.path.name!r} was deleted")
         self.path.mkdir(parents=True, exist_ok=True)
-        vectors = sorted(p.name for p in self.path.glob("vectors.*.faiss"))
+        vectors = sorted(p.name for p in self._vector_files())
         empty = not self.db_path.exists() or self.db_path.stat().st_size == 0
         if empty and vectors:
             what = "missing" if not self.db_path.exists() else "empty (0 bytes)"
@@ -258,6 +280,10 @@ class Store:
     @property
     def serve_lock_path(self) -> Path:
         return self.path.parent / LOCK_DIR / f"{self.path.name}.serve.lock"
+
+    @property
+    def merge_lock_path(self) -> Path:
+        return self.path.parent / LOCK_DIR / f"{self.path.name}.merge.lock"
 
     @contextlib.contextmanager
     def writing(self, blocking: bool = True) -> Iterator[None]:
@@ -336,7 +362,7 @@ class Store:
         self.close()  # this process's own serve lock
         with self.replacing(), self.writing():
             self._dropped = True
-            self.close()
+            self.close(wait_merges=False)  # a merge waiting for this lock fails: dropped
             if self.path.exists():
                 trash = self.path.with_name(f"{DROPPED_PREFIX}{self.path.name}-{os.getpid()}")
                 shutil.rmtree(trash, ignore_errors=True)
@@ -344,15 +370,23 @@ class Store:
                 fsync_dir(self.path.parent)
                 shutil.rmtree(trash, ignore_errors=True)
 
-    def close(self) -> None:
+    def close(self, wait_merges: bool = True) -> None:
+        """Close this thread's connection and the serve lock; first let the merges asked
+        for finish (``wait_merges``; a server stopping passes False: a merge cut short by
+        the exit is atomic, and the next writer asks for it again)."""
+        self._merges.stop(wait=wait_merges)
         self.keywords.close()
+        self._close_connection()
+        if self._serve_fd is not None:
+            os.close(self._serve_fd)
+            self._serve_fd = None
+
+    def _close_connection(self) -> None:
+        """Close this thread's connection (a later use opens another)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
-        if self._serve_fd is not None:
-            os.close(self._serve_fd)
-            self._serve_fd = None
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Snapshot]:
@@ -465,7 +499,10 @@ class Store:
                     "manifest's): restore it, or rebuild the index (rag ingest --rebuild)"
                 )
             try:
-                index = faiss.read_index(str(path))
+                # Mapped: segment files are immutable (a merge writes a new one, removal
+                # unlinks), so the mapping stays valid while a reader holds it.
+                flags = faiss.IO_FLAG_MMAP_IFC if self.mmap_vectors else 0
+                index = faiss.read_index(str(path), flags)
             except RuntimeError as exc:
                 raise StoreError(f"the vector file {path} cannot be read: {exc}") from None
             self.ann.tune(index)
@@ -738,36 +775,103 @@ class Store:
 
     # ---- merges ------------------------------------------------------------------------
     def merge(self, limit: int | None = None) -> int:
-        """Merge segments while the policy asks (at most ``limit`` merges): each merge an
-        atomic step of its own, readers of older snapshots undisturbed. The number done."""
+        """Merge segments while the policy asks (at most ``limit`` merges), now, in this
+        thread: each merge an atomic step of its own, readers of older snapshots
+        undisturbed. The number done (0 also when another process is merging)."""
         done = 0
-        with self.writing():
-            while (limit is None or done < limit) and self._merge_once():
-                done += 1
+        while (limit is None or done < limit) and self._merge_once():
+            done += 1
         return done
 
+    def wait_for_merges(self, timeout: float | None = None) -> bool:
+        """Wait until the background merges asked for are done; False on timeout."""
+        return self._merges.drain(timeout)
+
     def _merge_after_commit(self) -> None:
-        """Merges after a write has committed: a failure here (a full disk) leaves the
-        committed write and the segments as they were, and is logged, not raised."""
+        """Merges after a write has committed: asked of the merge thread, or (without
+        background merges) run here; a failure (a full disk) leaves the committed write and
+        the segments as they were, and is logged, not raised."""
+        if self.background_merges:
+            self._merges.request()
+            return
         try:
-            self.merge()
+            # Holding the write lock: another process's merger waiting for it must not be
+            # waited for in turn (it merges; this write does not).
+            while self._merge_once(wait=False):
+                pass
         except (OSError, sqlite3.Error, StoreError) as exc:
             log.warning("segment merge of %s skipped: %s", self.path, exc)
 
-    def _merge_once(self) -> bool:
-        with self._transaction() as (conn, current, segments):
+    def _merge_in_background(self) -> bool:
+        """One merge on the merge thread; a failure is logged and ends this round."""
+        try:
+            return self._merge_once()
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            log.warning("segment merge of %s skipped: %s", self.path, exc)
+            return False
+
+    def _merge_once(self, wait: bool = True) -> bool:
+        """One merge the policy asks for: planned and built without the write lock,
+        committed under it (``rag.store.merging``). False when none is asked for, or when
+        another merger holds the merge lock (another process: it merges instead)."""
+        if not self._merge_lock.acquire(blocking=wait):
+            return False
+        try:
+            with self._merge_flock() as mine:
+                if not mine:
+                    return False
+                build = self._build_merge()
+                if build is None:
+                    return False
+                try:
+                    with self.writing():
+                        return self._commit_merge(build)
+                finally:
+                    build.tmp.unlink(missing_ok=True)
+        finally:
+            self._merge_lock.release()
+
+    @contextlib.contextmanager
+    def _merge_flock(self) -> Iterator[bool]:
+        """The inter-process merge lock, without waiting (False: another process merges);
+        held, it also means any merge temp file in the folder is a killed merger's."""
+        self.merge_lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.merge_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            for stale in self.path.glob(f"{MERGING_PREFIX}*"):
+                stale.unlink(missing_ok=True)
+            yield True
+        finally:
+            os.close(fd)
+
+    def _build_merge(self) -> MergeBuild | None:
+        """Plan a merge on the newest manifest and build it: the run's live vectors (read in
+        one short read transaction) into one index (an approximate one is trained on them),
+        written durably to a temp file. None when the policy asks for no merge. The merge
+        holds one copy of the run's live vectors beside the index it builds."""
+        if self._dropped:
+            raise StoreError(f"the index {self.path.name!r} was deleted")
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            manifest = self._manifest(conn)
+            if "segments" not in manifest:
+                return None  # an index from before segments: its next write converts it
+            segments = read_segments(manifest)
             plan = plan_merge(segments, self.merge_factor, self.max_dead)
             if plan is None:
-                return False
-            i, j = plan
-            run = segments[i:j]
+                return None
+            run = segments[plan[0] : plan[1]]
             with self._faiss_lock:
                 found = [self._load(s.file, s.sha256) for s in run]
             indexes = [index for index in found if index is not None]
             if len(indexes) < len(run):
                 raise StoreError(f"a segment of {self.path} is missing; rebuild the index")
-            # The run's live vectors, then one index of them (an approximate one is trained
-            # on them): the merge holds one copy of the run beside the index it builds.
             parts: list[tuple[np.ndarray, np.ndarray]] = []
             for index in indexes:
                 ids, vectors = segment_vectors(index)
@@ -775,22 +879,48 @@ class Store:
                 if keep.any():
                     parts.append((ids[keep], vectors[keep]))
                 del vectors
-            live = sum(len(ids) for ids, _ in parts)
-            merged_index = self._new_faiss(run_dim(indexes), live)
-            if parts:
-                all_ids = np.concatenate([ids for ids, _ in parts])
-                all_vectors = np.concatenate([v for _, v in parts])
-                parts.clear()
-                if not merged_index.is_trained:
-                    merged_index.train(all_vectors)
-                merged_index.add_with_ids(all_vectors, all_ids)
-                del all_vectors
+        finally:
+            conn.execute("COMMIT")
+        live = sum(len(ids) for ids, _ in parts)
+        merged = self._new_faiss(run_dim(indexes), live)
+        if parts:
+            all_ids = np.concatenate([ids for ids, _ in parts])
+            all_vectors = np.concatenate([v for _, v in parts])
+            parts.clear()
+            if not merged.is_trained:
+                merged.train(all_vectors)
+            merged.add_with_ids(all_vectors, all_ids)
+            del all_vectors
+        tmp = self.path / f"{MERGING_PREFIX}{os.getpid()}.tmp"
+        digest = ""
+        if merged.ntotal:
+            try:
+                digest = self._write_vectors(merged, tmp)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        return MergeBuild(tuple(run), merged, tmp, digest, int(merged.ntotal), run[0].lo)
+
+    def _commit_merge(self, build: MergeBuild) -> bool:
+        """Put ``build`` in place of its run, in one write transaction (write lock held):
+        the run's vectors deleted since the build read them become the merged segment's
+        dead ones. False, and nothing changed, when the run is no longer as it was."""
+        with self._transaction() as (conn, current, segments):
+            i = build.place(segments)
+            if i is None:
+                log.info("segment merge of %s dropped: its segments changed", self.path)
+                return False
+            j = i + len(build.run)
             merged: list[Segment] = []
             updates: dict[str, str] = {}
-            if merged_index.ntotal:
+            if build.count:
                 number = int(current.get("generation", "0")) + 1
-                path, digest = self._write_index(number, merged_index)
-                merged = [Segment(path.name, digest, int(merged_index.ntotal), 0, run[0].lo)]
+                path = self.path / segment_file(number)
+                os.replace(build.tmp, path)
+                fsync_dir(self.path)
+                self._written[path.name] = build.index
+                dead = build.dead_since(segments[i:j])
+                merged = [Segment(path.name, build.digest, build.count, dead, build.lo)]
                 updates["generation"] = str(number)
             self._commit(conn, current, [*segments[:i], *merged, *segments[j:]], updates)
             return True

@@ -81,7 +81,7 @@ class QAService:
         self.not_ready_reason = "shutting down"
         self.batcher.stop(timeout=grace)
         self.worker.stop(timeout=grace)
-        self.pipeline.close()
+        self.pipeline.close(wait_merges=False)
 
     @property
     def ready(self) -> bool:

@@ -1,0 +1,202 @@
+"""Background segment merges: built without the write lock while writes and questions go
+on, committed in one step that carries the run's new tombstones; one merger at a time;
+the merges asked for are finished before the interpreter exits."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from rag.store import Store, read_segments
+from tests.conftest import ROOT
+from tests.test_segments import DIM, Op, _live, _upsert, ops
+
+# A deadlock guard for the threads below, not a time asserted: generous on a loaded box.
+GUARD_S = 60.0
+
+
+def _exact_top(store: Store, vectors: dict[str, np.ndarray], query: np.ndarray) -> list[int]:
+    live = _live(store)
+    ids = np.array(sorted(live), dtype=np.int64)
+    matrix = np.array([vectors[live[i][0]][live[i][1]] for i in ids]).reshape(-1, DIM)
+    return ids[np.argsort(-(matrix @ query), kind="stable")][:5].tolist()
+
+
+@settings(max_examples=25, deadline=None)
+@given(ops=ops, factor=st.integers(2, 4), seed=st.integers(0, 9))
+def test_search_equals_exact_search_while_merges_run_behind_the_writes(
+    ops: list[Op], factor: int, seed: int
+) -> None:
+    """The property of test_segments with merges on their own thread: after every write
+    (merges possibly in flight) the segmented search is the exact one over the live
+    vectors; once they are done every segment is live and within its dead limit."""
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "idx", merge_factor=factor, background_merges=True)
+        store.create()
+        vectors: dict[str, np.ndarray] = {}
+        for kind, number, n in ops:
+            doc = f"d{number}"
+            if kind == "put":
+                vectors[doc] = rng.standard_normal((n, DIM)).astype(np.float32)
+                store.apply([_upsert(doc, vectors[doc])])
+            else:
+                vectors.pop(doc, None)
+                store.apply(deletes=[doc])
+            query = rng.standard_normal(DIM).astype(np.float32)
+            with store.read() as snap:
+                (got,) = snap.dense(query[None, :], depth=5)
+            if vectors:
+                assert [h.id for h in got] == _exact_top(store, vectors, query)
+        assert store.wait_for_merges(GUARD_S)
+        segments = read_segments(store.manifest())
+        assert sum(s.live for s in segments) == len(_live(store))
+        assert all(s.live > 0 and s.dead / s.count <= store.max_dead for s in segments)
+        store.close()
+
+
+def _held_merges(store: Store) -> tuple[threading.Event, threading.Event, list[list[Any]]]:
+    """Hold each merge of ``store`` after it read its run (until ``release``), and record the
+    segments each merge commit leaves: (building, release, commits)."""
+    building, release = threading.Event(), threading.Event()
+    commits: list[list[Any]] = []
+    new_faiss, commit_merge = store._new_faiss, store._commit_merge
+
+    def held(dim: int, n: int = 0) -> Any:
+        if n:  # a merge's index (a commit's own asks for n = 0)
+            building.set()
+            assert release.wait(GUARD_S)
+        return new_faiss(dim, n)
+
+    def spied(build: Any) -> bool:
+        done = commit_merge(build)
+        commits.append(read_segments(store.manifest()) if done else [])
+        return done
+
+    store._new_faiss = held  # type: ignore[method-assign]
+    store._commit_merge = spied  # type: ignore[method-assign]
+    return building, release, commits
+
+
+def _in_thread(*steps: Any) -> None:
+    writer = threading.Thread(target=lambda: [step() for step in steps])
+    writer.start()
+    writer.join(GUARD_S)
+    assert not writer.is_alive(), "a write waited for a merge's build"
+
+
+def test_writes_commit_while_a_merge_builds_and_its_deletes_become_tombstones(
+    tmp_path: Path,
+) -> None:
+    """A merge held in the middle of its build (after it read its run) does not hold the
+    write lock: a write and a delete of a document in its run commit meanwhile. The merged
+    segment counts the deleted document's vectors as dead, and no search returns them."""
+    store = Store(tmp_path / "idx", merge_factor=2, background_merges=True)
+    store.create()
+    rng = np.random.default_rng(1)
+    vectors = {
+        d: rng.standard_normal((n, DIM)).astype(np.float32)
+        for d, n in [("a1", 2), ("a2", 1), ("b", 3), ("c", 3)]
+    }
+    building, release, commits = _held_merges(store)
+    store.apply([_upsert("a1", vectors["a1"]), _upsert("a2", vectors["a2"])])
+    store.apply([_upsert("b", vectors["b"])])  # two segments: a merge is asked for
+    assert building.wait(GUARD_S)
+    _in_thread(
+        lambda: store.apply([_upsert("c", vectors["c"])]),
+        lambda: store.apply(deletes=["a1"]),
+    )
+    del vectors["a1"]
+    release.set()
+    assert store.wait_for_merges(GUARD_S)
+    merged = next(s for s in commits[0] if s.count == 6)  # a1, a2 and b in one segment
+    assert merged.dead == 2  # a1's vectors, deleted while the merge was built
+    segments = read_segments(store.manifest())
+    assert sum(s.live for s in segments) == len(_live(store)) == 7
+    query = vectors["a2"][0]
+    with store.read() as snap:
+        (got,) = snap.dense(query[None, :], depth=5)
+    assert [h.id for h in got] == _exact_top(store, vectors, query)
+    store.close()
+
+
+def test_a_merge_whose_run_changed_meanwhile_is_dropped_and_planned_again(
+    tmp_path: Path,
+) -> None:
+    """Every vector of a segment in the run deleted while the merge builds: that segment
+    leaves the manifest, so the build no longer fits and is dropped (its temp file too);
+    the merges asked for since start over from the new manifest."""
+    store = Store(tmp_path / "idx", merge_factor=2, background_merges=True)
+    store.create()
+    rng = np.random.default_rng(2)
+    vectors = {d: rng.standard_normal((2, DIM)).astype(np.float32) for d in "abc"}
+    building, release, commits = _held_merges(store)
+    store.apply([_upsert("a", vectors["a"])])
+    store.apply([_upsert("b", vectors["b"])])
+    assert building.wait(GUARD_S)
+    _in_thread(
+        lambda: store.apply(deletes=["a"]), lambda: store.apply([_upsert("c", vectors["c"])])
+    )
+    del vectors["a"]
+    release.set()
+    assert store.wait_for_merges(GUARD_S)
+    assert commits[0] == []  # the first build was dropped
+    assert not list(store.path.glob("merging.*"))
+    segments = read_segments(store.manifest())
+    assert [s.count for s in segments] == [4] and segments[0].dead == 0
+    assert sum(s.live for s in segments) == len(_live(store)) == 4
+    store.close()
+
+
+def test_one_merger_at_a_time_and_a_killed_mergers_temp_file_is_removed(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "idx", merge_factor=2)
+    store.create()
+    store.apply([_upsert("a", np.ones((1, DIM), np.float32))])
+    store.path.joinpath("merging.99999.tmp").write_bytes(b"half a merge")
+    # Another process holds the merge lock: no merge here, nothing removed.
+    fd = os.open(store.merge_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    store.apply([_upsert("b", np.ones((1, DIM), np.float32))])
+    assert len(read_segments(store.manifest())) == 2
+    assert store.merge() == 0
+    assert store.path.joinpath("merging.99999.tmp").exists()
+    os.close(fd)
+    # Free again: the merge runs, and the dead merger's temp file goes.
+    assert store.merge() == 1
+    assert len(read_segments(store.manifest())) == 1
+    assert not list(store.path.glob("merging.*"))
+    store.close()
+
+
+def test_the_merges_a_process_asked_for_are_done_before_it_exits(tmp_path: Path) -> None:
+    """A script that writes 8 segments under merge factor 2 and exits without closing the
+    store: the interpreter finishes the merges first, so the index is one segment."""
+    script = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from rag.store import Store\n"
+        "from tests.test_segments import _upsert\n"
+        "store = Store(Path(sys.argv[1]), merge_factor=2, background_merges=True)\n"
+        "store.create()\n"
+        "for i in range(8):\n"
+        "    store.apply([_upsert(f'd{i}', np.full((1, 8), i + 1.0, np.float32))])\n"
+    )
+    path = tmp_path / "idx"
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    store = Store(path)
+    assert [s.count for s in read_segments(store.manifest())] == [8]
+    store.close()
