@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Serve an existing index with the models loaded and report what a server costs over it:
-# seconds from start to /ready, RSS at ready and after 40 SQuAD v1.1 dev questions asked one
-# at a time over HTTP (peak too), and POST /ask p50.
-#   bash bench/serve_index.sh INDEX_ROOT INDEX_NAME [PORT]
+# seconds from start to /ready, memory at ready, while N SQuAD v1.1 dev questions are asked
+# one at a time over HTTP (RSS, anonymous and file-backed, at 1/40/80/160/... questions),
+# its peak (VmHWM), POST /ask p50, and RSS at rest 3 s after the last question (the heap's
+# freed memory handed back, RAG_HEAP_TRIM_IDLE_S). Extra settings come from the environment.
+#   [N=160] bash bench/serve_index.sh INDEX_ROOT INDEX_NAME [PORT]
 # e.g. after `python bench/store_scale.py --sizes 1000000 --vectors real --keep runs/keep1m`:
 #   bash bench/serve_index.sh runs/keep1m idx
 set -euo pipefail
@@ -19,20 +21,33 @@ for _ in $(seq 1 1200); do
 done
 t1=$(date +%s.%N)
 echo "start_to_ready_s $(python3 -c "print(round($t1 - $t0, 1))")"
-grep -E "VmRSS|RssAnon|RssFile" /proc/$PID/status
-PORT=$PORT .venv/bin/python - <<'PY'
+PID=$PID PORT=$PORT N=${N:-160} .venv/bin/python - <<'PY'
 import gzip, json, os, statistics, time, urllib.request
 from pathlib import Path
+
+def memory() -> str:
+    fields = {}
+    for line in open(f"/proc/{os.environ['PID']}/status"):
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+            fields[key] = int(value.split()[0]) // 1024
+    return " ".join(f"{k}={v}MB" for k, v in fields.items())
+
 squad = Path("..") / "shared" / "data" / "squad" / "dev-v1.1.json.gz"
 data = json.load(gzip.open(squad))
-questions = [q["question"] for a in data["data"][:10] for p in a["paragraphs"][:2] for q in p["qas"][:2]][:40]
+questions = [p["qas"][0]["question"] for a in data["data"] for p in a["paragraphs"]]
+questions = questions[: int(os.environ["N"])]
 url = f"http://localhost:{os.environ['PORT']}/ask"
+print("at ready", memory())
 times = []
-for q in questions:
+for i, q in enumerate(questions, 1):
     req = urllib.request.Request(url, json.dumps({"question": q}).encode(), {"content-type": "application/json"})
     t = time.perf_counter()
     json.load(urllib.request.urlopen(req, timeout=120))
     times.append((time.perf_counter() - t) * 1000)
+    if i == 1 or i % 40 == 0:
+        print(f"after {i} questions", memory())
 print("asks", len(times), "ask_p50_ms", round(statistics.median(times), 1))
+time.sleep(3)
+print("at rest", memory())
 PY
-grep -E "VmRSS|VmHWM|RssAnon|RssFile" /proc/$PID/status

@@ -81,11 +81,13 @@ class IndexSettings(BaseSettings):
         "asked for finish before they exit.",
     )
     ann_index_type: str = Field(
-        "HNSW32_SQ8",
+        "HNSW12_SQ8",
         description="faiss.index_factory string (without IDMap2) of the approximate index a "
         "merge builds for a segment of at least ann_min_vectors vectors, trained on its own "
         "vectors; empty: every segment stays faiss_index_type. Chosen by recall@10 against "
-        "exact search on real embeddings (bench/ann_recall.py, eval/reports/store/ann.md).",
+        "exact search on real embeddings and bytes a vector (bench/ann_recall.py, "
+        "eval/reports/store/ann.md): 12 links over 8-bit codes, 496 bytes a vector against "
+        "HNSW32_SQ8's 656, at the same recall and latency once efSearch is 384.",
     )
     ann_min_vectors: int = Field(
         20_000,
@@ -94,11 +96,12 @@ class IndexSettings(BaseSettings):
         "(smaller ones stay exact: cheap to build, and few enough to scan).",
     )
     ann_ef_search: int = Field(
-        256,
+        384,
         ge=1,
         description="HNSW efSearch of approximate segments: candidates kept while searching "
-        "(higher: better recall, slower; never below the hits asked for). 256: recall@10 "
-        "0.965 alone and 0.99 through the store on 100k real embeddings (64: 0.89).",
+        "(higher: better recall, slower; never below the hits asked for). 384 with "
+        "HNSW12_SQ8: recall@10 0.9725 through the store at 1M chunks (HNSW32_SQ8 at 256: "
+        "0.9655), dense p50 7.3 vs 6.9 ms side by side (bench/dense_ab.py).",
     )
     ann_nprobe: int = Field(
         32, ge=1, description="IVF nprobe of approximate segments: inverted lists searched."
@@ -409,6 +412,15 @@ class ServiceSettings(BaseSettings):
         ge=1,
         description="Threads answering batches: with 2 cores, one batch retrieves while "
         "another encodes (measured by bench/load_test.py).",
+    )
+    heap_trim_idle_s: float = Field(
+        1.0,
+        ge=0.0,
+        description="Seconds without questions after which the heap's freed memory goes back "
+        "to the OS (glibc malloc_trim, about 9 ms); 0: never. A server's RSS otherwise stays "
+        "at its worst burst (over a 1M-chunk index, about 150-220 MB of freed memory after "
+        "120 questions). Not between back-to-back questions: the next one would fault the "
+        "pages in again.",
     )
     ask_max_batch: int = Field(
         32, ge=1, description="Most concurrent questions answered in one batch."

@@ -52,10 +52,22 @@ class AskBatcher:
     """``workers`` daemon threads draining one queue of questions into ``ask_batch`` calls.
 
     Two workers on two cores let one batch retrieve (SQLite, FAISS) while another encodes.
+    ``on_idle`` runs on a worker once the queue has stayed empty for ``idle_s`` seconds after
+    a batch (a pause in the traffic, never between back-to-back questions: e.g. returning
+    freed memory to the OS, whose pages the next question would fault in again).
     """
 
-    def __init__(self, ask_batch: AskBatchFn, max_batch: int, workers: int = 1) -> None:
+    def __init__(
+        self,
+        ask_batch: AskBatchFn,
+        max_batch: int,
+        workers: int = 1,
+        on_idle: Callable[[], object] | None = None,
+        idle_s: float = 1.0,
+    ) -> None:
         self.ask_batch = ask_batch
+        self.on_idle = on_idle
+        self.idle_s = idle_s
         self.max_batch = max_batch
         self.workers = workers
         self._queue: queue.Queue[_Request | None] = queue.Queue()
@@ -110,8 +122,19 @@ class AskBatcher:
             raise Timeout(f"no answer within {timeout:g} s: the service is busy") from None
 
     def _run(self) -> None:
+        answered = False  # since the last idle call
         while True:
-            first = self._queue.get()
+            try:
+                if answered and self.on_idle is not None:
+                    first = self._queue.get(timeout=self.idle_s)
+                else:
+                    first = self._queue.get()
+            except queue.Empty:
+                assert self.on_idle is not None
+                self.on_idle()
+                answered = False
+                continue
+            answered = True
             if first is None:
                 return
             batch = [first]

@@ -149,3 +149,43 @@ def test_stop_does_not_work_through_the_queue() -> None:
     assert len(rec.calls) == 1
     with pytest.raises(Stopping):
         batcher.ask("after", None, None, None)
+
+
+def test_on_idle_runs_after_a_pause_in_the_questions_not_between_batches() -> None:
+    """q0 is answered while q1..q3 wait, so their batch follows at once (no idle call
+    between); once the queue stays empty for idle_s after it, one call, then none while
+    nothing is asked."""
+    rec = Recorder(delay=0.3)
+    idle: list[int] = []
+    called = threading.Event()
+
+    def on_idle() -> None:
+        idle.append(len(rec.calls))
+        called.set()
+
+    batcher = AskBatcher(rec, max_batch=8, on_idle=on_idle, idle_s=0.2)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            first = pool.submit(batcher.ask, "q0", 3, None, None)
+            assert rec.started.wait(5)
+            rest = [pool.submit(batcher.ask, f"q{i}", 3, None, None) for i in range(1, 4)]
+            [f.result() for f in [first, *rest]]
+        assert called.wait(10)
+        batcher.ask("q4", 3, None, None)
+        called.clear()
+        assert called.wait(10)
+        batcher.stop()
+        assert [len(q) for q, _ in rec.calls] == [1, 3, 1]
+        assert idle == [2, 3]
+    finally:
+        batcher.stop()
+
+
+def test_trim_heap_returns_freed_memory_on_glibc() -> None:
+    import platform
+
+    from service.memory import trim_heap
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    assert trim_heap() is True

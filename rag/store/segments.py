@@ -122,7 +122,7 @@ class AnnPolicy:
 
     index_type: str = ""
     min_vectors: int = 20_000
-    ef_search: int = 256
+    ef_search: int = 384
     nprobe: int = 32
     ef_construction: int = 80
 

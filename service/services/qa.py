@@ -19,6 +19,7 @@ from rag.settings import Settings
 from rag.store import StoreError
 from service.batching import AskBatcher
 from service.jobs import JOBS_FILE, IngestWorker, JobState, JobStore
+from service.memory import trim_heap
 from service.metrics import Metrics
 
 log = logging.getLogger("rag.service")
@@ -45,7 +46,11 @@ class QAService:
         self.not_ready_reason = "starting: the model is not loaded yet"
         self.metrics.bind_index(self.counts)
         self.batcher = AskBatcher(
-            self._ask_batch, settings.ask_max_batch, settings.ask_batch_workers
+            self._ask_batch,
+            settings.ask_max_batch,
+            settings.ask_batch_workers,
+            on_idle=trim_heap if settings.heap_trim_idle_s > 0 else None,
+            idle_s=settings.heap_trim_idle_s,
         )
 
     # ---- lifecycle ---------------------------------------------------------------------
