@@ -121,6 +121,7 @@ class Pipeline:
         if not (store.exists() or store.has_vector_files()):
             return None
         store.create()
+        store.hold_serving()  # from now on: a rebuild is refused, not swapped in under it
         return store.check()
 
     def open_index(self) -> IndexHealth:
@@ -310,6 +311,9 @@ class Pipeline:
         Refused while a server holds the index (it would keep using the replaced files);
         other writers wait, so two rebuilds never share the folder they build in."""
         final = self._store.path
+        # The old index's merges finish first: one waiting for the write lock taken below
+        # would otherwise wait for it while this waits for the merge.
+        self._store.wait_for_merges()
         with self._store.replacing(), self._store.writing():
             tmp = final.with_name(final.name + ".rebuild")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -320,7 +324,8 @@ class Pipeline:
             )
             report = fresh.ingest(documents, progress)
             fresh.close()
-            self._store.close()
+            self._store.retire()
+            self._store.close(wait_merges=False)  # none left (waited for above)
             old = final.with_name(final.name + ".old")
             shutil.rmtree(old, ignore_errors=True)
             if final.exists():

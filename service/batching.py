@@ -10,6 +10,7 @@ single client nothing waits: a question arriving at an idle worker is answered a
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,8 @@ from typing import Any
 
 from rag.models import Answer
 from service.queues import drain
+
+log = logging.getLogger(__name__)
 
 
 class Timeout(RuntimeError):
@@ -131,7 +134,10 @@ class AskBatcher:
                     first = self._queue.get()
             except queue.Empty:
                 assert self.on_idle is not None
-                self.on_idle()
+                try:
+                    self.on_idle()
+                except Exception:  # housekeeping: never the end of a worker
+                    log.exception("idle work failed")
                 answered = False
                 continue
             answered = True

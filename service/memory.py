@@ -10,19 +10,21 @@ it; elsewhere (musl, macOS) it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from functools import cache
 from typing import Any
 
 
 @cache
 def _libc() -> Any:
-    name = ctypes.util.find_library("c")
+    """glibc when this process runs on it (its soname, so no ``ldconfig`` run), else None."""
     try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
         return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return libc
 
 
 def trim_heap() -> bool:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,43 @@ def test_the_merges_a_process_asked_for_are_done_before_it_exits(tmp_path: Path)
     store = Store(path)
     assert [s.count for s in read_segments(store.manifest())] == [8]
     store.close()
+
+
+def test_a_merge_built_while_an_ingest_holds_the_write_lock_is_committed_by_its_next_write(
+    tmp_path: Path,
+) -> None:
+    """An ingest holds the write lock across its commits: the merge thread does not wait
+    for it (it would wait until the ingest ends), it hands its build over, and the ingest's
+    next commit puts it in place, so segments stay merged during a long ingest."""
+    store = Store(tmp_path / "idx", merge_factor=2, background_merges=True)
+    store.create()
+    one = np.ones((1, DIM), np.float32)
+    with store.writing():
+        store.apply([_upsert("a", one)])
+        store.apply([_upsert("b", one)])  # two segments: a merge is asked for
+        deadline = time.monotonic() + GUARD_S
+        while store._parked is None:  # built, waiting for this writer
+            assert time.monotonic() < deadline, "no merge was handed over"
+            time.sleep(0.01)
+        store.apply([_upsert("c", one)])  # commits the handed-over merge, then its own
+        assert read_segments(store.manifest())[0].count == 2
+    assert store.wait_for_merges(GUARD_S)
+    segments = read_segments(store.manifest())
+    assert sum(s.live for s in segments) == len(_live(store)) == 3
+    assert not list(store.path.glob("merging.*"))
+    store.close()
+
+
+def test_a_merge_still_building_when_its_index_is_replaced_is_dropped(tmp_path: Path) -> None:
+    store = Store(tmp_path / "idx", merge_factor=2, background_merges=True)
+    store.create()
+    building, release, commits = _held_merges(store)
+    store.apply([_upsert("a", np.ones((1, DIM), np.float32))])
+    store.apply([_upsert("b", np.ones((1, DIM), np.float32))])
+    assert building.wait(GUARD_S)
+    store.retire()  # a rebuild swaps another folder in
+    release.set()
+    assert store.wait_for_merges(GUARD_S)
+    assert commits == []  # never committed
+    assert not list(store.path.glob("merging.*"))
+    assert len(read_segments(Store(store.path).manifest())) == 2

@@ -76,6 +76,8 @@ from rag.store.segments import (
 from rag.store.snapshot import SQL_BATCH, Snapshot, existing_ids
 
 LOCK_DIR = ".locks"
+# faiss >= 1.11 maps an IndexFlatCodes' codes in place; older ones read them (0: no flag).
+MMAP_FLAG: int = getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
 # A dropped index's folder on its way out (hidden: never an index name).
 DROPPED_PREFIX = ".deleting-"
 # Pending chunk ids brought into the keyword engine per commit of it (a write's own are
@@ -165,6 +167,12 @@ class Store:
         # Merges: one at a time in this process (and one process at a time, by flock); on
         # a thread of their own after writes when ``background_merges``.
         self._merge_lock = threading.Lock()
+        # A merge built while a writer of this process held the write lock (an ingest holds
+        # it across its commits): committed by that writer's next commit, or by the merge
+        # thread once the lock is free.
+        self._park_lock = threading.Lock()
+        self._parked: MergeBuild | None = None
+        self._merge_count = 0
         self._merges = MergeScheduler(
             self._merge_in_background, self.path.name, self._close_connection
         )
@@ -311,6 +319,8 @@ class Store:
                     self._lock_fd = None
         finally:
             self._write_lock.release()
+        if self._parked is not None and self.background_merges:
+            self._merges.request()  # the lock is free: the merge thread commits it
 
     def hold_serving(self) -> None:
         """Mark the index as served by this process until ``close`` (a shared lock): a
@@ -370,11 +380,26 @@ class Store:
                 fsync_dir(self.path.parent)
                 shutil.rmtree(trash, ignore_errors=True)
 
+    def retire(self) -> None:
+        """This folder is being replaced (a rebuild swaps another in): a merge of it still
+        in flight is dropped, never committed into what the path holds next."""
+        self._dropped = True
+
     def close(self, wait_merges: bool = True) -> None:
         """Close this thread's connection and the serve lock; first let the merges asked
         for finish (``wait_merges``; a server stopping passes False: a merge cut short by
         the exit is atomic, and the next writer asks for it again)."""
         self._merges.stop(wait=wait_merges)
+        parked = self._take_parked()
+        if parked is not None:  # built while the lock was held, not committed since
+            try:
+                if wait_merges and not self._dropped:
+                    with self.writing():
+                        self._commit_merge(parked)
+            except (OSError, sqlite3.Error, StoreError) as exc:
+                log.warning("segment merge of %s skipped: %s", self.path, exc)
+            finally:
+                parked.tmp.unlink(missing_ok=True)
         self.keywords.close()
         self._close_connection()
         if self._serve_fd is not None:
@@ -498,15 +523,20 @@ class Store:
                     f"the vector file {path} is damaged (its checksum differs from the "
                     "manifest's): restore it, or rebuild the index (rag ingest --rebuild)"
                 )
-            try:
-                # Mapped: segment files are immutable (a merge writes a new one, removal
-                # unlinks), so the mapping stays valid while a reader holds it.
-                flags = faiss.IO_FLAG_MMAP_IFC if self.mmap_vectors else 0
-                index = faiss.read_index(str(path), flags)
-            except RuntimeError as exc:
-                raise StoreError(f"the vector file {path} cannot be read: {exc}") from None
-            self.ann.tune(index)
+            index = self._read_segment(path)
             self._indexes[name] = index
+        return index
+
+    def _read_segment(self, path: Path) -> faiss.Index:
+        """A segment file read (mapped with ``mmap_vectors``: segment files are immutable, a
+        merge writes a new one and removal unlinks, so a mapping stays valid while a reader
+        holds it), its search parameters set."""
+        flags = MMAP_FLAG if self.mmap_vectors else 0
+        try:
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError as exc:
+            raise StoreError(f"the vector file {path} cannot be read: {exc}") from None
+        self.ann.tune(index)
         return index
 
     def _note(self, manifest: Mapping[str, str], segments: Sequence[Segment]) -> None:
@@ -792,6 +822,19 @@ class Store:
         background merges) run here; a failure (a full disk) leaves the committed write and
         the segments as they were, and is logged, not raised."""
         if self.background_merges:
+            parked = None
+            if self._merge_lock.acquire(blocking=False):  # else the merge thread has it
+                try:
+                    parked = self._take_parked()
+                finally:
+                    self._merge_lock.release()
+            if parked is not None:  # this writer holds the lock the merge thread wanted
+                try:
+                    self._commit_merge(parked)
+                except (OSError, sqlite3.Error, StoreError) as exc:
+                    log.warning("segment merge of %s skipped: %s", self.path, exc)
+                finally:
+                    parked.tmp.unlink(missing_ok=True)
             self._merges.request()
             return
         try:
@@ -817,19 +860,34 @@ class Store:
         if not self._merge_lock.acquire(blocking=wait):
             return False
         try:
-            with self._merge_flock() as mine:
-                if not mine:
-                    return False
-                build = self._build_merge()
-                if build is None:
-                    return False
-                try:
-                    with self.writing():
-                        return self._commit_merge(build)
-                finally:
-                    build.tmp.unlink(missing_ok=True)
+            build = self._take_parked()
+            if build is None:
+                with self._merge_flock() as mine:
+                    if not mine:
+                        return False
+                    build = self._build_merge()
+                    if build is None:
+                        return False
+            # Never wait for the write lock held by another thread here (an ingest holds it
+            # across its commits, and would wait for the merges at its end): hand the
+            # build over to it instead. Another process's writer is waited for.
+            if not self._write_lock.acquire(blocking=False):
+                with self._park_lock:
+                    self._parked = build
+                return False
+            try:
+                with self.writing():
+                    return self._commit_merge(build)
+            finally:
+                self._write_lock.release()
+                build.tmp.unlink(missing_ok=True)
         finally:
             self._merge_lock.release()
+
+    def _take_parked(self) -> MergeBuild | None:
+        with self._park_lock:
+            build, self._parked = self._parked, None
+        return build
 
     @contextlib.contextmanager
     def _merge_flock(self) -> Iterator[bool]:
@@ -843,8 +901,10 @@ class Store:
             except BlockingIOError:
                 yield False
                 return
+            parked = self._parked
             for stale in self.path.glob(f"{MERGING_PREFIX}*"):
-                stale.unlink(missing_ok=True)
+                if parked is None or stale != parked.tmp:
+                    stale.unlink(missing_ok=True)
             yield True
         finally:
             os.close(fd)
@@ -891,7 +951,8 @@ class Store:
                 merged.train(all_vectors)
             merged.add_with_ids(all_vectors, all_ids)
             del all_vectors
-        tmp = self.path / f"{MERGING_PREFIX}{os.getpid()}.tmp"
+        self._merge_count += 1
+        tmp = self.path / f"{MERGING_PREFIX}{os.getpid()}.{self._merge_count}.tmp"
         digest = ""
         if merged.ntotal:
             try:
@@ -905,6 +966,8 @@ class Store:
         """Put ``build`` in place of its run, in one write transaction (write lock held):
         the run's vectors deleted since the build read them become the merged segment's
         dead ones. False, and nothing changed, when the run is no longer as it was."""
+        if self._dropped:  # deleted, or replaced by a rebuild, while it was built
+            raise StoreError(f"the index {self.path.name!r} was deleted")
         with self._transaction() as (conn, current, segments):
             i = build.place(segments)
             if i is None:
@@ -918,7 +981,10 @@ class Store:
                 path = self.path / segment_file(number)
                 os.replace(build.tmp, path)
                 fsync_dir(self.path)
-                self._written[path.name] = build.index
+                # Readers get the file mapped, as if loaded (not the build's heap copy).
+                self._written[path.name] = (
+                    self._read_segment(path) if self.mmap_vectors else build.index
+                )
                 dead = build.dead_since(segments[i:j])
                 merged = [Segment(path.name, build.digest, build.count, dead, build.lo)]
                 updates["generation"] = str(number)

@@ -77,6 +77,7 @@ class MergeScheduler:
         self._pending = False
         self._busy = False
         self._stopping = False
+        self._abandoned = False  # stop(wait=False) was called: not waited for at exit
         self._thread: threading.Thread | None = None
         _LIVE.add(self)
 
@@ -104,6 +105,7 @@ class MergeScheduler:
         with self._cond:
             self._stopping = not wait and self._thread is not None
             self._pending = self._pending and wait
+            self._abandoned = self._abandoned or not wait
 
     def _run(self) -> None:
         while True:
@@ -132,5 +134,5 @@ _LIVE: weakref.WeakSet[MergeScheduler] = weakref.WeakSet()
 def _finish_merges() -> None:
     """Before the interpreter exits, the merges writes asked for (see ``MergeScheduler``)."""
     for scheduler in list(_LIVE):
-        if not scheduler._stopping:
+        if not scheduler._abandoned:
             scheduler.drain()
