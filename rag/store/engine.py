@@ -392,13 +392,10 @@ class Store:
         self._merges.stop(wait=wait_merges)
         parked = self._take_parked()
         if parked is not None:  # built while the lock was held, not committed since
-            try:
-                if wait_merges and not self._dropped:
-                    with self.writing():
-                        self._commit_merge(parked)
-            except (OSError, sqlite3.Error, StoreError) as exc:
-                log.warning("segment merge of %s skipped: %s", self.path, exc)
-            finally:
+            if wait_merges and not self._dropped:
+                with self.writing():
+                    self._commit_parked(parked)
+            else:
                 parked.tmp.unlink(missing_ok=True)
         self.keywords.close()
         self._close_connection()
@@ -829,12 +826,7 @@ class Store:
                 finally:
                     self._merge_lock.release()
             if parked is not None:  # this writer holds the lock the merge thread wanted
-                try:
-                    self._commit_merge(parked)
-                except (OSError, sqlite3.Error, StoreError) as exc:
-                    log.warning("segment merge of %s skipped: %s", self.path, exc)
-                finally:
-                    parked.tmp.unlink(missing_ok=True)
+                self._commit_parked(parked)
             self._merges.request()
             return
         try:
@@ -883,6 +875,15 @@ class Store:
                 build.tmp.unlink(missing_ok=True)
         finally:
             self._merge_lock.release()
+
+    def _commit_parked(self, build: MergeBuild) -> None:
+        """Commit a handed-over merge (write lock held); a failure is logged, not raised."""
+        try:
+            self._commit_merge(build)
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            log.warning("segment merge of %s skipped: %s", self.path, exc)
+        finally:
+            build.tmp.unlink(missing_ok=True)
 
     def _take_parked(self) -> MergeBuild | None:
         with self._park_lock:
