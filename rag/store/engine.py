@@ -113,6 +113,12 @@ def _one_omp_thread() -> None:
     faiss.omp_set_num_threads(1)
 
 
+def _open_lock(path: Path) -> int:
+    """A descriptor of the lock file ``path`` (made, with its folder, when missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
 class Store:
     """One named index on disk. Thread-safe: one connection per thread, writes serialised."""
 
@@ -301,8 +307,7 @@ class Store:
             raise StoreBusy(f"another writer is writing {self.path}")
         try:
             if self._lock_depth == 0:
-                self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = _open_lock(self.lock_path)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
                 except BlockingIOError:
@@ -326,16 +331,14 @@ class Store:
         """Mark the index as served by this process until ``close`` (a shared lock): a
         rebuild, which replaces the folder under a server, is refused meanwhile."""
         if self._serve_fd is None:
-            self.serve_lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.serve_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _open_lock(self.serve_lock_path)
             fcntl.flock(fd, fcntl.LOCK_SH)
             self._serve_fd = fd
 
     @contextlib.contextmanager
     def replacing(self) -> Iterator[None]:
         """Hold the serve lock exclusively: StoreError when a server holds the index."""
-        self.serve_lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.serve_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(self.serve_lock_path)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -894,8 +897,7 @@ class Store:
     def _merge_flock(self) -> Iterator[bool]:
         """The inter-process merge lock, without waiting (False: another process merges);
         held, it also means any merge temp file in the folder is a killed merger's."""
-        self.merge_lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.merge_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(self.merge_lock_path)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
