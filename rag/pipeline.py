@@ -332,7 +332,7 @@ class Pipeline:
                 final.rename(old)
             tmp.rename(final)
             shutil.rmtree(old, ignore_errors=True)
-            for lock in (fresh._store.lock_path, fresh._store.serve_lock_path):
+            for lock in (fresh._store.locks.write_path, fresh._store.locks.serve_path):
                 lock.unlink(missing_ok=True)
         # The swapped-in folder is new: open it afresh (the old connection saw the old one).
         self._store = Store.from_settings(self.settings, final)

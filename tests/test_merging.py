@@ -61,7 +61,7 @@ def test_search_equals_exact_search_while_merges_run_behind_the_writes(
         assert store.wait_for_merges(GUARD_S)
         segments = read_segments(store.manifest())
         assert sum(s.live for s in segments) == len(_live(store))
-        assert all(s.live > 0 and s.dead / s.count <= store.max_dead for s in segments)
+        assert all(s.live > 0 and s.dead / s.count <= store.merger.max_dead for s in segments)
         store.close()
 
 
@@ -70,7 +70,7 @@ def _held_merges(store: Store) -> tuple[threading.Event, threading.Event, list[l
     segments each merge commit leaves: (building, release, commits)."""
     building, release = threading.Event(), threading.Event()
     commits: list[list[Any]] = []
-    new_faiss, commit_merge = store._new_faiss, store._commit_merge
+    new_faiss, commit_merge = store.writer.new_index, store.merger.commit
 
     def held(dim: int, n: int = 0) -> Any:
         if n:  # a merge's index (a commit's own asks for n = 0)
@@ -83,8 +83,8 @@ def _held_merges(store: Store) -> tuple[threading.Event, threading.Event, list[l
         commits.append(read_segments(store.manifest()) if done else [])
         return done
 
-    store._new_faiss = held  # type: ignore[method-assign]
-    store._commit_merge = spied  # type: ignore[method-assign]
+    store.writer.new_index = held  # type: ignore[method-assign]
+    store.merger.commit = spied  # type: ignore[method-assign]
     return building, release, commits
 
 
@@ -166,7 +166,7 @@ def test_one_merger_at_a_time_and_a_killed_mergers_temp_file_is_removed(
     store.apply([_upsert("a", np.ones((1, DIM), np.float32))])
     store.path.joinpath("merging.99999.tmp").write_bytes(b"half a merge")
     # Another process holds the merge lock: no merge here, nothing removed.
-    fd = os.open(store.merge_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(store.locks.merge_path, os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
     store.apply([_upsert("b", np.ones((1, DIM), np.float32))])
     assert len(read_segments(store.manifest())) == 2
@@ -216,7 +216,7 @@ def test_a_merge_built_while_an_ingest_holds_the_write_lock_is_committed_by_its_
         store.apply([_upsert("a", one)])
         store.apply([_upsert("b", one)])  # two segments: a merge is asked for
         deadline = time.monotonic() + GUARD_S
-        while store._parked is None:  # built, waiting for this writer
+        while store.merger.parked is None:  # built, waiting for this writer
             assert time.monotonic() < deadline, "no merge was handed over"
             time.sleep(0.01)
         store.apply([_upsert("c", one)])  # commits the handed-over merge, then its own

@@ -242,11 +242,11 @@ def test_a_process_that_only_writes_keeps_no_segment_in_memory(tmp_path: Path) -
     rng = np.random.default_rng(2)
     for i in range(7):
         store.apply([_upsert(f"d{i}", rng.standard_normal((2, DIM)).astype(np.float32))])
-        assert store._indexes == {}
+        assert store.cache.loaded == {}
     with store.read() as snap:
         assert len(snap.segments()) == len(read_segments(store.manifest()))
     store.apply([_upsert("d9", rng.standard_normal((2, DIM)).astype(np.float32))])
-    assert set(store._indexes) == {s.file for s in read_segments(store.manifest())}
+    assert set(store.cache.loaded) == {s.file for s in read_segments(store.manifest())}
     store.close()
 
 

@@ -187,14 +187,14 @@ def test_a_wide_filter_whose_chunks_sit_in_one_segment_does_not_search_the_other
         store.apply([Upsert(doc, chunks, v)])
     checked: list[int] = []
     with store.read() as snap:
-        real = snap._allowed
+        real = snap._filters.allowed
 
         def counting(sql: Any, ids: Any) -> set[int]:
             ids = list(ids)
             checked.append(len(ids))
             return real(sql, ids)
 
-        snap._allowed = counting  # type: ignore[method-assign]
+        snap._filters.allowed = counting  # type: ignore[method-assign]
         query = vectors["de"][:3] + 0.3 * rng.standard_normal((3, DIM)).astype(np.float32)
         runs = snap.dense(query, 10, {"lang": "de"})
         first_de = min(
@@ -222,7 +222,7 @@ def test_the_listing_is_driven_by_the_most_selective_key(tmp_path: Path) -> None
     store.apply(ups)
     with store.read() as snap:
         for wanted in ({"lang": "en", "year": 1999}, {"year": 1999, "lang": "en"}):
-            sql = snap._compile(wanted)
+            sql = snap._filters.compile(wanted)
             assert sql.select_params[:2] == ("year", 1999)
             assert len(snap._conn.execute(sql.select, sql.select_params).fetchall()) == 2
     store.close()

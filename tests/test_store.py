@@ -27,13 +27,13 @@ from rag.pipeline import Pipeline
 from rag.store import (
     SCHEMA_VERSION,
     Segment,
-    Snapshot,
     Store,
     StoreError,
     Upsert,
     read_segments,
     segment_vectors,
 )
+from rag.store.filters import Filters
 from tests.conftest import ROOT, FakeEmbedder, unit_settings
 from tests.store_kill_worker import deleted_at
 
@@ -288,7 +288,7 @@ def test_a_read_keeps_its_segments_through_later_writes_and_merges(
     them away (deleting their files), and only then does the reader ask for vectors."""
     fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
     store = fake_store
-    store.merge_factor = 2
+    store.merger.merge_factor = 2
     with store.read() as snap:
         ids = {r[0] for r in snap._conn.execute("SELECT id FROM chunks")}
         for i in range(3):
@@ -300,7 +300,7 @@ def test_a_read_keeps_its_segments_through_later_writes_and_merges(
     assert len(segments) == 1  # merged: 1 + 1 -> 2, 2 + 1 + 1 -> ... one segment of 4
     assert segments[0].count == 4
     # Once no reader holds them, merged segments leave memory: the newest manifest's stay.
-    assert set(store._indexes) == {s.file for s in segments}
+    assert set(store.cache.loaded) == {s.file for s in segments}
 
 
 def _writes_after_snapshot(
@@ -309,18 +309,17 @@ def _writes_after_snapshot(
     """Make ``reader``'s next snapshot see ``writes`` (each run in a thread, through another
     process's Store, whose lock and pins are its own) right after its first SELECT, before
     it loads the segments that snapshot names: the only window a pin cannot cover."""
-    original = reader._manifest
+    original = reader.cache.pin
 
-    def manifest(conn: sqlite3.Connection) -> dict[str, str]:
-        result = original(conn)
-        monkeypatch.setattr(reader, "_manifest", original)
+    def pin(manifest: dict[str, str], segments: list[Segment]) -> list[str]:
+        monkeypatch.setattr(reader.cache, "pin", original)
         for write in writes:
             thread = threading.Thread(target=write)
             thread.start()
             thread.join()
-        return result
+        return original(manifest, segments)
 
-    monkeypatch.setattr(reader, "_manifest", manifest)
+    monkeypatch.setattr(reader.cache, "pin", pin)
 
 
 def test_a_reader_in_another_process_keeps_its_segments_or_is_told_to_ask_again(
@@ -330,7 +329,7 @@ def test_a_reader_in_another_process_keeps_its_segments_or_is_told_to_ask_again(
     segments as it pins them, so later merges there cannot take them away; a merge landing
     between its snapshot and that load finds the replaced segments still on disk; two
     merges there make it ask again, never hand out a torn index."""
-    fake_store.merge_factor = 2
+    fake_store.merger.merge_factor = 2
     fake_pipeline.ingest([Document("a", "Alpha is the first letter.")])
     other = Store(fake_pipeline.index_path)
     with other.read() as snap:
@@ -342,7 +341,7 @@ def test_a_reader_in_another_process_keeps_its_segments_or_is_told_to_ask_again(
     with other.read() as snap:
         assert len(segment_ids(snap.segments())) == 3  # one behind: "a", "b", "c"
     # Two writes that each rewrite the segment the snapshot names (a quarter of it dead).
-    fake_store.max_dead = 0.1
+    fake_store.merger.max_dead = 0.1
     deletes = [functools.partial(fake_pipeline.delete, d) for d in ("a", "b")]
     _writes_after_snapshot(other, deletes, monkeypatch)
     with other.read() as snap:
@@ -353,7 +352,7 @@ def test_a_reader_in_another_process_keeps_its_segments_or_is_told_to_ask_again(
         assert sorted(segment_ids(snap.segments())) == sorted(
             r[0] for r in snap._conn.execute("SELECT id FROM chunks")
         )
-    assert set(other._indexes) == {s.file for s in read_segments(other.manifest())}
+    assert set(other.cache.loaded) == {s.file for s in read_segments(other.manifest())}
     other.close()
 
 
@@ -426,7 +425,7 @@ def test_questions_during_ingests_never_see_a_torn_index(tmp_path: Path, merge_f
 def test_incremental_ingest_compares_across_lookup_batches(fake_pipeline: Pipeline) -> None:
     """Ingest looks up only the documents it is given, in batches of ids: more than one
     batch's worth are told apart right (unchanged, a title changed, new)."""
-    from rag.store.snapshot import SQL_BATCH
+    from rag.store.filters import SQL_BATCH
 
     n = 2 * SQL_BATCH + 7
     docs = [Document(f"d{i:04d}", f"Document {i}.", f"t{i}") for i in range(n)]
@@ -496,7 +495,7 @@ def test_a_wide_keyword_filter_finds_what_the_exact_one_does(
     restricted to the allowed ids inside the engine, even for a group whose chunks rank
     last; with the share estimate, and without it (every round trip then re-asks)."""
     if not estimate:
-        monkeypatch.setattr(Snapshot, "_allowed_share", lambda self, sql: (1.0, 0.0))
+        monkeypatch.setattr(Filters, "allowed_share", lambda self, sql: (1.0, 0.0))
     docs = [
         Document(
             f"d{i}",

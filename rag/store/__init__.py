@@ -9,17 +9,13 @@ from typing import TYPE_CHECKING
 from rag.faces import lazy_face
 
 if TYPE_CHECKING:
-    from rag.store.engine import (
-        DROPPED_PREFIX as DROPPED_PREFIX,
-        IndexHealth as IndexHealth,
-        Store as Store,
-        Upsert as Upsert,
-    )
+    from rag.store.engine import DROPPED_PREFIX as DROPPED_PREFIX, Store as Store
     from rag.store.errors import (
         StoreBusy as StoreBusy,
         StoreError as StoreError,
         StoreWriteFailed as StoreWriteFailed,
     )
+    from rag.store.health import IndexHealth as IndexHealth
     from rag.store.schema import DB_FILE as DB_FILE, SCHEMA_VERSION as SCHEMA_VERSION
     from rag.store.segments import (
         AnnPolicy as AnnPolicy,
@@ -29,15 +25,14 @@ if TYPE_CHECKING:
         segment_vectors as segment_vectors,
         tombstone as tombstone,
     )
-    from rag.store.snapshot import (
-        Snapshot as Snapshot,
-    )
+    from rag.store.snapshot import Snapshot as Snapshot
+    from rag.store.writes import Upsert as Upsert
 
 _NAMES = {
-    "IndexHealth": "rag.store.engine",
+    "IndexHealth": "rag.store.health",
     "DROPPED_PREFIX": "rag.store.engine",
     "Store": "rag.store.engine",
-    "Upsert": "rag.store.engine",
+    "Upsert": "rag.store.writes",
     "StoreBusy": "rag.store.errors",
     "StoreError": "rag.store.errors",
     "StoreWriteFailed": "rag.store.errors",

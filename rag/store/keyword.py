@@ -21,6 +21,7 @@ folded to ASCII (diacritics removed) and Porter-stemmed (Snowball English).
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -34,6 +35,9 @@ KEYWORD_DIR = "keyword"
 ANALYZER = "rag_en"
 # Words longer than this are not indexed (tantivy's default limit): no query asks for them.
 MAX_WORD = 40
+# Pending chunk ids brought into the engine per commit of it (a write's own are fewer; a
+# migration's are every chunk, committed in steps so that it resumes).
+KEYWORD_BATCH = 20_000
 # Memory of the one indexing thread (tantivy's floor is 15 MB; more only batches more).
 WRITER_HEAP = 64_000_000
 
@@ -202,3 +206,39 @@ class KeywordIndex:
             if len(hits) >= depth or len(found) < limit:
                 return hits[:depth]
             limit *= 2
+
+
+def sync_pending(
+    conn: sqlite3.Connection,
+    engine: KeywordIndex,
+    texts_of: Callable[[Sequence[int]], dict[int, str]],
+    batch: int = KEYWORD_BATCH,
+) -> int:
+    """Apply the chunk ids pending in ``conn``'s database to ``engine`` (write lock held),
+    ``batch`` per commit of the engine, each followed by a database commit that clears them
+    and counts the engine's version (what readers reload on); ``texts_of`` gives the texts
+    of those whose chunk rows exist. The ids applied."""
+    done = 0
+    while True:
+        ids = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT chunk_id FROM keyword_pending ORDER BY chunk_id LIMIT ?", (batch,)
+            )
+        ]
+        if not ids:
+            return done
+        texts = texts_of(ids)
+        engine.update((i, texts.get(i)) for i in ids)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM keyword_pending WHERE chunk_id <= ?", (ids[-1],))
+            conn.execute(
+                "INSERT INTO manifest VALUES ('keyword_version', '1') ON CONFLICT(key) "
+                "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            )
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        done += len(ids)

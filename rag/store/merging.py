@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable
@@ -24,8 +26,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
+import numpy as np
 
-from rag.store.segments import Segment
+from rag.store.cache import SegmentCache
+from rag.store.errors import StoreError
+from rag.store.files import fsync_dir
+from rag.store.filters import existing_ids
+from rag.store.locks import IndexLocks
+from rag.store.schema import manifest_of
+from rag.store.segments import (
+    Segment,
+    plan_merge,
+    read_segments,
+    run_dim,
+    segment_file,
+    segment_vectors,
+)
+from rag.store.writes import Writer
 
 # Temp files of merges being built: ``merging.<pid>.tmp`` in the index folder.
 MERGING_PREFIX = "merging."
@@ -125,6 +142,252 @@ class MergeScheduler:
                     pass
             except Exception:  # logged; the next request tries again
                 log.exception("segment merge of %s failed", self._name)
+
+
+class Merger:
+    """The merges of one index folder: planned on the newest manifest, built without the
+    write lock, committed under it (see the module docstring); on the scheduler's thread
+    after writes when ``background``, else in the writer. ``dropped`` says whether the
+    index was deleted or is being replaced (then a merge of it is never committed)."""
+
+    def __init__(
+        self,
+        locks: IndexLocks,
+        cache: SegmentCache,
+        writer: Writer,
+        merge_factor: int,
+        max_dead: float,
+        background: bool,
+        dropped: Callable[[], bool],
+        done: Callable[[], None],
+    ) -> None:
+        self.path = writer.path
+        self.locks = locks
+        self.cache = cache
+        self.writer = writer
+        self.merge_factor = merge_factor
+        self.max_dead = max_dead
+        self.background = background
+        self._dropped = dropped
+        # One merge at a time in this process (and one process at a time, by flock).
+        self._lock = threading.Lock()
+        # A merge built while a writer of this process held the write lock (an ingest holds
+        # it across its commits): committed by that writer's next commit, or by the merge
+        # thread once the lock is free.
+        self._park_lock = threading.Lock()
+        self.parked: MergeBuild | None = None
+        # The merge lock's descriptor while a build is in flight (built, not yet committed).
+        self._flock: int | None = None
+        self._count = 0
+        self.scheduler = MergeScheduler(self._in_background, self.path.name, done)
+
+    def merge(self, limit: int | None = None) -> int:
+        """Merge while the policy asks (at most ``limit`` merges), now, in this thread; the
+        number done (0 also when another process is merging)."""
+        done = 0
+        while (limit is None or done < limit) and self._once():
+            done += 1
+        return done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the background merges asked for are done; False on timeout."""
+        return self.scheduler.drain(timeout)
+
+    def after_commit(self) -> None:
+        """Merges after a write has committed (write lock held): asked of the merge thread,
+        or (without background merges) run here; a failure (a full disk) leaves the
+        committed write and the segments as they were, and is logged, not raised."""
+        if self.background:
+            parked = None
+            if self._lock.acquire(blocking=False):  # else the merge thread has it
+                try:
+                    parked = self._take_parked()
+                finally:
+                    self._lock.release()
+            if parked is not None:  # this writer holds the lock the merge thread wanted
+                self._commit_parked(parked)
+            self.scheduler.request()
+            return
+        try:
+            # Holding the write lock: another process's merger waiting for it must not be
+            # waited for in turn (it merges; this write does not).
+            while self._once(wait=False):
+                pass
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            log.warning("segment merge of %s skipped: %s", self.path, exc)
+
+    def write_lock_released(self) -> None:
+        """A writer of this process let the write lock go: a merge handed over to it and
+        not committed is committed by the merge thread."""
+        if self.parked is not None and self.background:
+            self.scheduler.request()
+
+    def close(self, wait: bool) -> None:
+        """With ``wait``, finish the merges asked for (and commit a handed-over one); else
+        abandon them (a merge cut short is atomic; the next write asks again)."""
+        self.scheduler.stop(wait=wait)
+        parked = self._take_parked()
+        if parked is not None:  # built while the lock was held, not committed since
+            if wait and not self._dropped():
+                with self.locks.writing():
+                    self._commit_parked(parked)
+            else:
+                self._finish(parked)
+
+    def _finish(self, build: MergeBuild) -> None:
+        """``build`` is committed or dropped: its temp file goes, the merge lock is free."""
+        build.tmp.unlink(missing_ok=True)
+        fd, self._flock = self._flock, None
+        if fd is not None:
+            os.close(fd)
+
+    def _in_background(self) -> bool:
+        """One merge on the merge thread; a failure is logged and ends this round."""
+        try:
+            return self._once()
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            log.warning("segment merge of %s skipped: %s", self.path, exc)
+            return False
+
+    def _once(self, wait: bool = True) -> bool:
+        """One merge the policy asks for. False when none is asked for, or when another
+        merger holds the merge lock (another process: it merges instead)."""
+        if not self._lock.acquire(blocking=wait):
+            return False
+        try:
+            build = self._take_parked()
+            if build is None:
+                build = self._build_locked()
+                if build is None:
+                    return False
+            # Never wait for the write lock held by another thread here (an ingest holds it
+            # across its commits, and would wait for the merges at its end): hand the build
+            # over to it instead. Another process's writer is waited for.
+            with self.locks.writing_unless_held_here() as held:
+                if not held:
+                    with self._park_lock:
+                        self.parked = build
+                    return False
+                try:
+                    return self.commit(build)
+                finally:
+                    self._finish(build)
+        finally:
+            self._lock.release()
+
+    def _build_locked(self) -> MergeBuild | None:
+        """A build under the merge lock, which it keeps until committed or dropped
+        (``_finish``); None when another merger holds the lock or none is asked for."""
+        fd = self.locks.try_merging()
+        if fd is None:
+            return None
+        self._flock = fd
+        build = None
+        try:
+            # Holding the lock, any merge temp file in the folder is a killed merger's.
+            for stale in self.path.glob(f"{MERGING_PREFIX}*"):
+                stale.unlink(missing_ok=True)
+            build = self.build()
+        finally:
+            if build is None:  # none asked for, or the build failed
+                self._flock = None
+                os.close(fd)
+        return build
+
+    def _commit_parked(self, build: MergeBuild) -> None:
+        """Commit a handed-over merge (write lock held); a failure is logged, not raised."""
+        try:
+            self.commit(build)
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            log.warning("segment merge of %s skipped: %s", self.path, exc)
+        finally:
+            self._finish(build)
+
+    def _take_parked(self) -> MergeBuild | None:
+        with self._park_lock:
+            build, self.parked = self.parked, None
+        return build
+
+    def build(self) -> MergeBuild | None:
+        """Plan a merge on the newest manifest and build it: the run's live vectors (read in
+        one short read transaction) into one index (an approximate one is trained on them),
+        written durably to a temp file. None when the policy asks for no merge. The merge
+        holds one copy of the run's live vectors beside the index it builds."""
+        if self._dropped():
+            raise StoreError(f"the index {self.path.name!r} was deleted")
+        conn = self.writer.connect()
+        conn.execute("BEGIN")
+        try:
+            manifest = manifest_of(conn)
+            if "segments" not in manifest:
+                return None  # an index from before segments: its next write converts it
+            segments = read_segments(manifest)
+            plan = plan_merge(segments, self.merge_factor, self.max_dead)
+            if plan is None:
+                return None
+            run = segments[plan[0] : plan[1]]
+            with self.cache.lock:
+                found = [self.cache.load(s.file, s.sha256) for s in run]
+            indexes = [index for index in found if index is not None]
+            if len(indexes) < len(run):
+                raise StoreError(f"a segment of {self.path} is missing; rebuild the index")
+            parts: list[tuple[np.ndarray, np.ndarray]] = []
+            for index in indexes:
+                ids, vectors = segment_vectors(index)
+                keep = np.isin(ids, np.fromiter(existing_ids(conn, ids), dtype=np.int64))
+                if keep.any():
+                    parts.append((ids[keep], vectors[keep]))
+                del vectors
+        finally:
+            conn.execute("COMMIT")
+        live = sum(len(ids) for ids, _ in parts)
+        merged = self.writer.new_index(run_dim(indexes), live)
+        if parts:
+            all_ids = np.concatenate([ids for ids, _ in parts])
+            all_vectors = np.concatenate([v for _, v in parts])
+            parts.clear()
+            if not merged.is_trained:
+                merged.train(all_vectors)
+            merged.add_with_ids(all_vectors, all_ids)
+            del all_vectors
+        self._count += 1
+        tmp = self.path / f"{MERGING_PREFIX}{os.getpid()}.{self._count}.tmp"
+        digest = ""
+        if merged.ntotal:
+            try:
+                digest = self.writer.write_vectors(merged, tmp)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        return MergeBuild(tuple(run), merged, tmp, digest, int(merged.ntotal), run[0].lo)
+
+    def commit(self, build: MergeBuild) -> bool:
+        """Put ``build`` in place of its run, in one write transaction (write lock held):
+        the run's vectors deleted since the build read them become the merged segment's
+        dead ones. False, and nothing changed, when the run is no longer as it was."""
+        if self._dropped():  # deleted, or replaced by a rebuild, while it was built
+            raise StoreError(f"the index {self.path.name!r} was deleted")
+        with self.writer.transaction() as (conn, current, segments):
+            i = build.place(segments)
+            if i is None:
+                log.info("segment merge of %s dropped: its segments changed", self.path)
+                return False
+            j = i + len(build.run)
+            merged: list[Segment] = []
+            updates: dict[str, str] = {}
+            if build.count:
+                number = int(current.get("generation", "0")) + 1
+                path = self.path / segment_file(number)
+                os.replace(build.tmp, path)
+                fsync_dir(self.path)
+                # Readers get the file mapped, as if loaded (not the build's heap copy).
+                mapped = self.cache.mmap_vectors
+                self.writer.stage(path.name, self.cache.read_file(path) if mapped else build.index)
+                dead = build.dead_since(segments[i:j])
+                merged = [Segment(path.name, build.digest, build.count, dead, build.lo)]
+                updates["generation"] = str(number)
+            self.writer.commit(conn, current, [*segments[:i], *merged, *segments[j:]], updates)
+            return True
 
 
 _LIVE: weakref.WeakSet[MergeScheduler] = weakref.WeakSet()

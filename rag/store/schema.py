@@ -21,7 +21,10 @@ import json
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from rag.store.errors import StoreError
 
 SCHEMA_VERSION = "4"
 # Versions this code reads (writing migrates an older one first).
@@ -67,6 +70,66 @@ INDEX_METADATA = (
 )
 SCHEMA += "".join(f"{statement};\n" for statement in METADATA_TABLE)
 PENDING = "INSERT OR IGNORE INTO keyword_pending (chunk_id) VALUES (?)"
+
+
+def manifest_of(conn: sqlite3.Connection) -> dict[str, str]:
+    """The manifest as ``conn``'s snapshot sees it."""
+    return dict(conn.execute("SELECT key, value FROM manifest").fetchall())
+
+
+def check_version(path: Path, manifest: Mapping[str, str]) -> str:
+    """The index's schema version, when this code reads it (a newer one is refused: its
+    rows may mean something this code does not know)."""
+    version = manifest.get("schema_version", SCHEMA_VERSION)
+    if version not in READABLE_VERSIONS:
+        raise StoreError(
+            f"index {path} has schema version {version}, newer than this code's "
+            f"{SCHEMA_VERSION}: upgrade rag-extractive or rebuild the index"
+        )
+    return version
+
+
+def check_is_index(tables: set[str], db_path: Path) -> None:
+    """StoreError unless ``tables`` (a database's) are an index's."""
+    if not {"manifest", "documents", "chunks"} <= tables:
+        raise StoreError(
+            f"{db_path} is not an index database (tables: "
+            f"{', '.join(sorted(tables)) or 'none'}); it is not overwritten"
+        )
+
+
+def create_database(folder: Path) -> None:
+    """The index database of ``folder`` with this schema (idempotent), never over the
+    remains of another index: an existing database must be an index; a missing or
+    zero-byte one is created only when no vector file is there (otherwise the next commit
+    would delete vectors that a restore could still pair with their rows). The caller holds
+    the write lock."""
+    folder.mkdir(parents=True, exist_ok=True)
+    db_path = folder / DB_FILE
+    vectors = sorted(p.name for p in folder.glob("vectors.*.faiss"))
+    empty = not db_path.exists() or db_path.stat().st_size == 0
+    if empty and vectors:
+        what = "missing" if not db_path.exists() else "empty (0 bytes)"
+        raise StoreError(
+            f"the index database {db_path} is {what} but vector files are there "
+            f"({', '.join(vectors[:3])}): restore the database or move the folder away; "
+            "it is not recreated over them"
+        )
+    try:
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            if not empty:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+                check_is_index(tables, db_path)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO manifest VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"the index database {db_path} is damaged: {exc}") from None
 
 
 def migrate(conn: sqlite3.Connection, version: str) -> None:

@@ -24,8 +24,9 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -288,3 +289,31 @@ def exact_search(
         top = top[np.argsort(-row[top], kind="stable")]
         out.append([(int(kept[j]), float(row[j])) for j in top])
     return out
+
+
+def _one_omp_thread() -> None:
+    """A search thread's faiss runs single-threaded (an OpenMP setting of the calling
+    thread): the pool already runs segments side by side, and a single query's search
+    gains nothing from an OpenMP team but its start-up cost (on 2 cores, nested teams
+    oversubscribe them)."""
+    faiss.omp_set_num_threads(1)
+
+
+class SearchThreads:
+    """The threads a question's dense search spreads its segments over: made on first
+    use, shared by every snapshot of a store; none for ``count`` < 2."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def get(self) -> ThreadPoolExecutor | None:
+        if self.count < 2:
+            return None
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.count, thread_name_prefix="segment-search", initializer=_one_omp_thread
+                )
+            return self._pool

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -20,29 +20,15 @@ import numpy as np
 
 from rag.models import Document, DocumentInfo, Hit, Passage
 from rag.store.files import load_metadata
+from rag.store.filters import SQL_BATCH, Filters, existing_ids
 from rag.store.keyword import KeywordIndex
 from rag.store.schema import (
     FTS5_VERSIONS,
     SCHEMA_VERSION,
     UNPAGED_VERSIONS,
-    FilterSQL,
-    compile_filters,
     load_page_starts,
-    metadata_values,
 )
 from rag.store.segments import PARALLEL_MIN_VECTORS, Segment, exact_search, search_segments
-
-# Ids bound in one IN (...) query: far below SQLite's variable limit.
-SQL_BATCH = 500
-# Chunk ids drawn to estimate the share a wide filter allows (binomial error about 2 %).
-FILTER_SAMPLE = 500
-# A filter whose sampled estimate allows more than this many times ``exact_max`` chunks is
-# taken as wide without listing them (listing up to ``exact_max + 1`` ids is work a wide
-# filter does not need; about 14 ms at 100k chunks). The margin keeps sampling error from
-# sending a narrow filter there (at 2x, a filter allowing ``exact_max`` of 1M chunks is
-# misjudged with probability about 0.3 %); a misjudged one is still answered exactly, only
-# by the slower path.
-WIDE_MARGIN = 2.0
 
 
 class Snapshot:
@@ -59,12 +45,16 @@ class Snapshot:
         self._conn = conn
         self._pool = pool
         self._segments = segments
-        self._exact_max = exact_max
+        self._filters = Filters(conn, exact_max, self._indexed)
         self._keywords = keywords
         self._version: str | None = None
         self._documents: dict[str, Document] = {}
 
     # ---- what the index holds ------------------------------------------------------------
+    def table_names(self) -> set[str]:
+        """The database's tables (an index has ``manifest``, ``documents``, ``chunks``)."""
+        return {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master")}
+
     def manifest(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM manifest").fetchall())
 
@@ -182,6 +172,14 @@ class Snapshot:
         return out
 
     # ---- retrieval -----------------------------------------------------------------------
+    def chunk_texts(self, ids: Sequence[int]) -> dict[int, str]:
+        """The texts of those of ``ids`` whose chunk rows exist (each its document's slice,
+        every document read once), however many ids."""
+        texts: dict[int, str] = {}
+        for k in range(0, len(ids), SQL_BATCH):
+            texts.update((i, p.text) for i, p in self.passages(ids[k : k + SQL_BATCH]).items())
+        return texts
+
     def passages(self, ids: Sequence[int]) -> dict[int, Passage]:
         """The chunks ``ids`` as passages (scores unset), by id; deleted ones left out. A
         chunk's text is its document's slice (stored once, in the document)."""
@@ -221,14 +219,18 @@ class Snapshot:
             alive = functools.partial(existing_ids, self._conn)
             runs = search_segments(loaded, matrix, depth, alive, pool=pool)
             return [[Hit(i, s) for i, s in run] for run in runs]
-        sql = self._compile(filters)
-        listed, share = self._filter_plan(sql, "doc_id" in filters)
+        sql = self._filters.compile(filters)
+        listed, share = self._filters.plan(sql, "doc_id" in filters)
         if listed is not None:
             ids = np.unique(np.asarray(listed, dtype=np.int64))
             return [[Hit(i, s) for i, s in run] for run in exact_search(loaded, matrix, ids, depth)]
-        allowed = functools.partial(self._allowed, sql)
+        allowed = functools.partial(self._filters.allowed, sql)
         runs = search_segments(loaded, matrix, depth, allowed, share=share, pool=pool)
         return [[Hit(i, s) for i, s in run] for run in runs]
+
+    def _indexed(self) -> bool:
+        """Whether the metadata table is there (schema version 2 on)."""
+        return self.schema_version() != "1"
 
     def _pool_for(self, loaded: Sequence[tuple[Segment, faiss.Index]]) -> Executor | None:
         """The search threads, for an index large enough in two segments or more."""
@@ -251,9 +253,9 @@ class Snapshot:
         engine = self._engine()
         if not filters:
             return engine.search(words, depth, lambda ids: existing_ids(self._conn, ids))
-        sql = self._compile(filters)
-        allowed = functools.partial(self._allowed, sql)
-        listed, share = self._filter_plan(sql, "doc_id" in filters)
+        sql = self._filters.compile(filters)
+        allowed = functools.partial(self._filters.allowed, sql)
+        listed, share = self._filters.plan(sql, "doc_id" in filters)
         if listed is not None:
             return engine.search(words, depth, allowed, allowed=listed)
         return engine.search(words, depth, allowed, share=share)
@@ -265,7 +267,7 @@ class Snapshot:
         its FTS5 table, each word quoted, OR-ed."""
         match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
         if filters:
-            sql = self._compile(filters)
+            sql = self._filters.compile(filters)
             rows = self._conn.execute(
                 "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f "
                 f"JOIN chunks c ON c.id = f.rowid WHERE chunks_fts MATCH ? AND {sql.check} "
@@ -280,92 +282,6 @@ class Snapshot:
             )
         # FTS5's bm25() is negated so that ORDER BY ascending puts the best first.
         return [Hit(int(r[0]), -float(r[1])) for r in rows]
-
-    def _compile(self, filters: Mapping[str, Any]) -> FilterSQL:
-        """The filters as SQL, the listing driven by the metadata key that matches the
-        fewest documents (each counted up to ``exact_max + 1``, so choosing costs at most
-        that many index entries a key, whatever the index holds)."""
-        indexed = self._indexed()
-        keys = [k for k in filters if k != "doc_id"]
-        driver = None
-        if indexed and "doc_id" not in filters and len(keys) > 1:
-            counts = {}
-            for key in keys:
-                values = metadata_values(filters[key])
-                marks = ",".join("?" * len(values))
-                counts[key] = self._conn.execute(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM document_metadata WHERE key = ? "
-                    f"AND value IN ({marks}) LIMIT ?)",
-                    [key, *values, self._exact_max + 1],
-                ).fetchone()[0]
-            driver = min(keys, key=lambda k: counts[k])
-        return compile_filters(filters, indexed, driver)
-
-    def _indexed(self) -> bool:
-        """Whether the metadata table is there (schema version 2 on)."""
-        return self.schema_version() != "1"
-
-    def _allowed(self, sql: FilterSQL, ids: Iterable[int]) -> set[int]:
-        """Those of ``ids`` whose chunk rows exist and pass the filter."""
-        return existing_ids(self._conn, ids, sql.check, sql.check_params)
-
-    def _filter_plan(self, sql: FilterSQL, by_doc_ids: bool) -> tuple[list[int] | None, float]:
-        """How to answer a filter: ``(its allowed chunk ids, 1.0)`` when they are at most
-        ``exact_max``, else ``(None, the share of chunks it allows)``. A metadata filter is
-        sampled first, and one estimated past ``WIDE_MARGIN * exact_max`` is not listed at
-        all; doc ids name their chunks directly, so theirs is listed at once."""
-        share = None
-        if not by_doc_ids:
-            share, estimate = self._allowed_share(sql)
-            if estimate > WIDE_MARGIN * self._exact_max:
-                return None, share
-        rows = self._conn.execute(
-            f"{sql.select} LIMIT ?", (*sql.select_params, self._exact_max + 1)
-        ).fetchall()
-        if len(rows) <= self._exact_max:
-            return [int(r[0]) for r in rows], 1.0
-        return None, self._allowed_share(sql)[0] if share is None else share
-
-    def _allowed_share(self, sql: FilterSQL) -> tuple[float, float]:
-        """The share of live chunks the filter allows and the number it allows, estimated
-        from ``FILTER_SAMPLE`` chunk ids drawn between the smallest and the largest (ids are
-        assigned in order, so a draw misses only deleted ones): its cost follows the sample,
-        not the index."""
-        # Two queries: SQLite answers a lone MIN or MAX from the rowid b-tree's ends, but
-        # both in one SELECT scan the whole table.
-        lo, hi = self._conn.execute(
-            "SELECT (SELECT MIN(id) FROM chunks), (SELECT MAX(id) FROM chunks)"
-        ).fetchone()
-        if lo is None:
-            return 1.0, 0.0
-        rng = np.random.default_rng(0)
-        sample = set(rng.integers(lo, hi + 1, size=FILTER_SAMPLE).tolist())
-        live = len(existing_ids(self._conn, sample))
-        allowed = len(self._allowed(sql, sample))
-        estimate = allowed / len(sample) * (hi - lo + 1)
-        # Past ``exact_max`` allowed chunks, a sample that saw none still allows some.
-        return max(allowed, 1) / max(live, 1), estimate
-
-
-def existing_ids(
-    conn: sqlite3.Connection,
-    ids: Iterable[int],
-    check: str = "1",
-    params: Sequence[Any] = (),
-) -> set[int]:
-    """Those of ``ids`` whose chunk rows exist in ``conn``'s snapshot (not tombstones) and
-    pass ``check`` (SQL over the chunk row ``c``, with ``params``); batched lookups, so the
-    cost follows ``ids``, not the index."""
-    values = [int(i) for i in dict.fromkeys(ids)]
-    found: set[int] = set()
-    for k in range(0, len(values), SQL_BATCH):
-        part = values[k : k + SQL_BATCH]
-        rows = conn.execute(
-            f"SELECT c.id FROM chunks c WHERE c.id IN ({','.join('?' * len(part))}) AND {check}",
-            [*part, *params],
-        )
-        found.update(r[0] for r in rows)
-    return found
 
 
 def _info(row: Sequence[Any]) -> DocumentInfo:
