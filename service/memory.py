@@ -5,6 +5,12 @@ it is answered; glibc keeps such freed memory in its arenas, so a server's resid
 climbs to its worst burst and stays there (about 150 MB over a 1M-chunk index after 120
 questions, all of it free: `malloc_trim` gives it back). ``trim_heap`` asks glibc to return
 it; elsewhere (musl, macOS) it does nothing.
+
+Better still is not to keep it: glibc serves a request of at least ``M_MMAP_THRESHOLD``
+bytes with pages of its own and unmaps them on free, but by default it raises that
+threshold to the largest block freed so far (up to 32 MiB), so after the first question
+every activation tensor comes from the heap and stays there. ``cap_mmap_threshold`` fixes
+it (which also turns that adjustment off).
 """
 
 from __future__ import annotations
@@ -24,7 +30,23 @@ def _libc() -> Any:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.mallopt.restype = ctypes.c_int
     return libc
+
+
+# mallopt's parameter number of the mmap threshold (glibc malloc.h).
+M_MMAP_THRESHOLD = -3
+
+
+def cap_mmap_threshold(nbytes: int) -> bool:
+    """Serve allocations of at least ``nbytes`` with pages of their own, unmapped when freed
+    (glibc ``mallopt(M_MMAP_THRESHOLD, nbytes)``); False where the C library has no such
+    call or refuses the value."""
+    libc = _libc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, nbytes))
 
 
 def trim_heap() -> bool:

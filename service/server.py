@@ -11,6 +11,7 @@ import uvicorn
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from service.app import create_app
+from service.memory import cap_mmap_threshold
 
 
 def serve(settings: Settings) -> int:
@@ -20,6 +21,8 @@ def serve(settings: Settings) -> int:
     # check are the ones the app serves, read once, held once. The models load meanwhile
     # (the check's reads and checksums release the GIL): start-up pays the longer of the
     # two, not their sum.
+    if settings.heap_mmap_threshold_kb:
+        cap_mmap_threshold(settings.heap_mmap_threshold_kb * 1024)
     pipeline = Pipeline(settings)
     loading = _in_background(pipeline.warm_up)
     pipeline.check_index()

@@ -189,3 +189,41 @@ def test_trim_heap_returns_freed_memory_on_glibc() -> None:
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("malloc_trim is glibc's")
     assert trim_heap() is True
+
+
+def test_a_capped_mmap_threshold_hands_large_freed_blocks_back_at_once() -> None:
+    """By default glibc raises its mmap threshold to the largest block freed, so a second
+    8 MiB array comes from the heap and stays resident after it is freed; capped (as `rag
+    serve` does), each one is unmapped when freed. A fresh interpreter each way."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from service.memory import cap_mmap_threshold\n"
+        "def anon():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('RssAnon'):\n"
+        "            return int(line.split()[1])\n"
+        "if sys.argv[1] == 'cap':\n"
+        "    assert cap_mmap_threshold(256 * 1024)\n"
+        "before = anon()\n"
+        "for _ in range(3):\n"
+        "    a = np.ones(8 << 20, dtype=np.uint8)\n"
+        "    del a\n"
+        "print(anon() - before)\n"
+    )
+    kept = {
+        way: int(
+            subprocess.run(
+                [sys.executable, "-c", script, way], check=True, capture_output=True, text=True
+            ).stdout
+        )
+        for way in ("cap", "default")
+    }
+    assert kept["default"] >= 4096  # KiB: the 8 MiB block stayed in the heap
+    assert kept["cap"] < 1024

@@ -286,3 +286,45 @@ def test_segments_searched_side_by_side_give_the_same_hits(
     with ThreadPoolExecutor(2) as pool:
         side = search_segments(loaded, queries, depth, alive, share=share, pool=pool)
     assert side == alone
+
+
+def test_idmap2_segments_are_read_beside_idmap_ones_and_filtered_search_is_exact(
+    tmp_path: Path,
+) -> None:
+    """An index written with IDMap2 segments (before the reverse map was dropped) opens under
+    the IDMap default without a rebuild; new segments are IDMap; a filter's exact search
+    looks vectors up in both kinds and equals brute force over the stored vectors."""
+    rng = np.random.default_rng(3)
+    old = Store(tmp_path / "idx", faiss_index_type="IDMap2,Flat")
+    old.create()
+    vectors = {d: rng.standard_normal((3, DIM)).astype(np.float32) for d in "abcd"}
+    old.apply([_upsert("a", vectors["a"]), _upsert("b", vectors["b"])])
+    old.apply(manifest={"faiss_index_type": "IDMap2,Flat"})
+    old.close()
+    store = Store(tmp_path / "idx")
+    store.check_compatible({"faiss_index_type": "IDMap,Flat"})
+    with pytest.raises(Exception, match="was built with"):
+        store.check_compatible({"faiss_index_type": "IDMap,HNSW32"})
+    store.apply([_upsert("c", vectors["c"]), _upsert("d", vectors["d"])])
+    with store.read() as snap:
+        kinds = {type(faiss.downcast_index(index)).__name__ for _, index in snap.segments()}
+        assert kinds == {"IndexIDMap2", "IndexIDMap"}
+        query = rng.standard_normal(DIM).astype(np.float32)
+        for allowed in (["a", "c"], ["b", "d"], ["d"]):
+            (hits,) = snap.dense(query[None, :], depth=4, filters={"doc_id": allowed})
+            rows = np.concatenate([vectors[d] for d in allowed])
+            scores = sorted((rows @ query).tolist(), reverse=True)[:4]
+            assert [round(h.score, 4) for h in hits] == [round(s, 4) for s in scores]
+    store.close()
+
+
+def test_a_vector_lookup_refuses_ids_a_segment_does_not_hold() -> None:
+    from rag.store.segments import lookup_vectors
+
+    index = faiss.IndexIDMap(faiss.IndexFlatIP(DIM))
+    stored = np.random.default_rng(0).standard_normal((4, DIM)).astype(np.float32)
+    index.add_with_ids(stored, np.array([2, 5, 9, 11], dtype=np.int64))
+    assert np.allclose(lookup_vectors(index, np.array([5, 11])), stored[[1, 3]])
+    for missing in ([3], [12], [5, 6]):
+        with pytest.raises(ValueError, match="not in this segment"):
+            lookup_vectors(index, np.array(missing))

@@ -53,7 +53,14 @@ from rag.store.schema import (
     create_database,
     manifest_of,
 )
-from rag.store.segments import AnnPolicy, SearchThreads, Segment, read_segments
+from rag.store.segments import (
+    ID_MAPS,
+    AnnPolicy,
+    SearchThreads,
+    Segment,
+    read_segments,
+    same_storage,
+)
 from rag.store.snapshot import Snapshot
 from rag.store.writes import Upsert, Writer
 
@@ -70,7 +77,7 @@ class Store:
     def __init__(
         self,
         path: Path,
-        faiss_index_type: str = "IDMap2,Flat",
+        faiss_index_type: str = "IDMap,Flat",
         merge_factor: int = 10,
         max_dead: float = 0.3,
         filter_exact_max: int = 20_000,
@@ -81,8 +88,8 @@ class Store:
     ) -> None:
         if merge_factor < 2 or not 0.0 < max_dead <= 1.0:
             raise ValueError("merge_factor must be >= 2 and max_dead in (0, 1]")
-        if not faiss_index_type.startswith("IDMap2,"):
-            raise ValueError("faiss_index_type must start with IDMap2 (lookups by chunk id)")
+        if not faiss_index_type.startswith(ID_MAPS):
+            raise ValueError("faiss_index_type must start with IDMap (segments keyed by chunk id)")
         self.path = Path(path)
         self.filter_exact_max = filter_exact_max
         self._local = threading.local()
@@ -252,6 +259,8 @@ class Store:
         have = self.manifest()
         for key, want in expected.items():
             got = have.get(key)
+            if key == "faiss_index_type" and got is not None and same_storage(got, want):
+                continue
             if got is not None and got != want:
                 raise StoreError(
                     f"index {self.path} was built with {key}={got}, but this run uses "

@@ -346,6 +346,11 @@ class Merger:
             all_ids = np.concatenate([ids for ids, _ in parts])
             all_vectors = np.concatenate([v for _, v in parts])
             parts.clear()
+            if len(all_ids) > 1 and not bool(np.all(np.diff(all_ids) > 0)):
+                # Rows in id order, as lookups by bisection need (a run's segments are in
+                # id order already; an old IDMap2 one need not be inside).
+                order = np.argsort(all_ids, kind="stable")
+                all_ids, all_vectors = all_ids[order], all_vectors[order]
             if not merged.is_trained:
                 merged.train(all_vectors)
             merged.add_with_ids(all_vectors, all_ids)

@@ -33,6 +33,9 @@ from typing import Any
 import faiss
 import numpy as np
 
+# The id maps a segment may be written with (prefixes of its factory string).
+ID_MAPS = ("IDMap,", "IDMap2,")
+
 SEGMENT_PATTERN = "vectors.{}.faiss"
 # Manifest keys of the single-file layout before segments (read as one segment).
 LEGACY_KEYS = ("faiss_file", "faiss_sha256")
@@ -142,9 +145,39 @@ class AnnPolicy:
                 ivf.make_direct_map()
 
 
+def same_storage(a: str, b: str) -> bool:
+    """Whether two segment factory strings store vectors alike (IDMap and IDMap2 differ only
+    in how a segment finds an id's row, which both read)."""
+    return a.replace("IDMap2,", "IDMap,", 1) == b.replace("IDMap2,", "IDMap,", 1)
+
+
+def segment_ids(index: faiss.Index) -> np.ndarray:
+    """The chunk ids of a segment's rows, in row order, without copying (a view valid while
+    ``index`` lives)."""
+    mapped: Any = faiss.downcast_index(index)
+    n = int(mapped.id_map.size())
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    return faiss.rev_swig_ptr(mapped.id_map.data(), n)
+
+
+def lookup_vectors(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
+    """The stored vectors of ``ids`` (sorted, every one in the segment): an IDMap2 segment
+    through its reverse map, an IDMap one by bisection over its increasing ids, so the cost
+    follows ``len(ids)``, not the segment."""
+    mapped: Any = faiss.downcast_index(index)
+    if isinstance(mapped, faiss.IndexIDMap2):
+        return mapped.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
+    rows = segment_ids(mapped)
+    at = np.searchsorted(rows, ids)
+    if len(ids) and (at.max() >= len(rows) or not np.array_equal(rows[at], ids)):
+        raise ValueError("chunk ids not in this segment (or its ids are out of order)")
+    return faiss.downcast_index(mapped.index).reconstruct_batch(at.astype(np.int64))
+
+
 def segment_vectors(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, vectors) of a segment written as ``IDMap2`` over a storage that reconstructs
-    (flat, HNSW flat, scalar quantisers)."""
+    """(ids, vectors) of a segment written as ``IDMap``/``IDMap2`` over a storage that
+    reconstructs (flat, HNSW flat, scalar quantisers)."""
     mapped: Any = faiss.downcast_index(index)
     ids = faiss.vector_to_array(mapped.id_map).astype(np.int64)
     inner = faiss.downcast_index(mapped.index)
@@ -278,7 +311,7 @@ def exact_search(
         if i < 0:
             continue
         index = loaded[int(i)][1]
-        parts.append(index.reconstruct_batch(np.ascontiguousarray(ids[owner == i])))
+        parts.append(lookup_vectors(index, ids[owner == i]))
     vectors = np.concatenate(parts) if parts else np.zeros((0, queries.shape[1]), np.float32)
     kept = ids[owner >= 0]
     scores = queries @ vectors.T

@@ -85,7 +85,7 @@ class Writer:
         """An empty segment index for ``n`` vectors: approximate from ``ann.min_vectors``
         on (it must then be trained), exact below."""
         if self.ann.index_type and n >= self.ann.min_vectors:
-            factory = f"IDMap2,{self.ann.index_type}"
+            factory = f"IDMap,{self.ann.index_type}"
         else:
             factory = self.faiss_index_type
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
@@ -108,6 +108,10 @@ class Writer:
 
     def _write_segment(self, number: int, ids: np.ndarray, vectors: np.ndarray) -> str:
         """A new segment file of ``vectors`` keyed by ``ids``, durably: its sha256."""
+        if len(ids) > 1 and not bool(np.all(np.diff(ids) > 0)):
+            raise ValueError(
+                "a segment's chunk ids must increase (they are looked up by bisection)"
+            )
         index = self.new_index(vectors.shape[1])
         index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         path = self.path / segment_file(number)
