@@ -4,7 +4,8 @@
     .venv/bin/python bench/ask_ab.py --a-tree /tmp/old_tree    (another checkout as "A")
 
 Starts two ``rag serve`` processes over copies of the seed index (``index/default``; build
-it with ``make index``), each configured by its environment (``--a-env`` / ``--b-env``,
+it with ``make index``; ``--index`` another one, e.g. a kept ``bench/store_scale.py`` index of
+long passages), each configured by its environment (``--a-env`` / ``--b-env``,
 ``KEY=VALUE`` pairs) or run from another source tree (``--a-tree``: that checkout's code
 and fit files, with this venv; its own ``index/default`` when it has one), and asks them
 the seed gold set's questions in alternation, A then B then B then A..., for ``--rounds``
@@ -93,12 +94,18 @@ def main() -> int:
     ap.add_argument("--b-env", nargs="*", default=[])
     ap.add_argument("--a-tree", type=Path, default=None, help="source tree A runs from")
     ap.add_argument("--gold", type=Path, default=ROOT / "eval" / "gold" / "seeds.jsonl")
+    ap.add_argument(
+        "--index",
+        type=Path,
+        default=ROOT / "index" / "default",
+        help="index folder both servers serve a copy of (default: the seed index)",
+    )
     args = ap.parse_args()
 
     questions = [json.loads(line)["question"] for line in args.gold.read_text().splitlines()]
-    source = ROOT / "index" / "default"
+    source = args.index
     if not source.is_dir():
-        raise SystemExit("no index/default: run `make index` first")
+        raise SystemExit(f"no index at {source} (the seed index: run `make index` first)")
     work = Path(tempfile.mkdtemp(prefix="rag-ab-"))
     procs = []
     try:
@@ -109,8 +116,10 @@ def main() -> int:
         ):
             root = work / name
             # A tree of its own serves its own build of the seed index (an older schema
-            # than this checkout's, if that is what its code writes).
-            own = None if tree is None else tree / "index" / "default"
+            # than this checkout's, if that is what its code writes); any other index is
+            # served as it is by both.
+            seed = args.index.resolve() == (ROOT / "index" / "default").resolve()
+            own = tree / "index" / "default" if tree is not None and seed else None
             shutil.copytree(own if own is not None and own.is_dir() else source, root / "default")
             proc, url = _start(root, env, tree)
             procs.append(proc)

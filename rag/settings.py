@@ -425,16 +425,26 @@ class ServiceSettings(BaseSettings):
         "120 questions). Not between back-to-back questions: the next one would fault the "
         "pages in again.",
     )
+    heap_arenas: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Most glibc malloc arenas (M_ARENA_MAX, set by `rag serve` before the "
+        "models load). Each thread answering questions otherwise gets an arena of its own, "
+        "and each keeps the freed activations of the longest question it read: over the "
+        "1M-chunk index one arena took the peak RSS from 1,495 to 1,430 MiB at the same "
+        "POST /ask latency (p50 ratio 0.995, bench/ask_ab.py --index). 0: glibc's default "
+        "(8 per core).",
+    )
     heap_mmap_threshold_kb: int = Field(
-        256,
+        0,
         ge=0,
         le=32768,
         description="Allocations of at least this many KiB get pages of their own (glibc "
-        "M_MMAP_THRESHOLD, set by `rag serve` before the models load), handed back to the OS "
-        "the moment they are freed: a question's activations then leave no freed heap behind "
-        "for the next burst to grow on (peak RSS over 60 questions on a 20k-chunk index of "
-        "long passages 785 vs 942 MB, bench/serve_index.sh). 0: glibc's own threshold, "
-        "which rises to the largest block freed so far.",
+        "M_MMAP_THRESHOLD, set by `rag serve`), handed back to the OS the moment they are "
+        "freed. It cuts the peak further (1M-chunk index: 4096 KiB, 1,420 vs 1,507 MiB) but "
+        "every question then faults its activations' pages in again: POST /ask 15 % (4096) "
+        "to 20-40 % (256) slower, so off by default. 0: glibc's own threshold.",
     )
     ask_max_batch: int = Field(
         32, ge=1, description="Most concurrent questions answered in one batch."

@@ -30,23 +30,38 @@ def _libc() -> Any:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
-    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    libc.mallopt.restype = ctypes.c_int
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None:
+        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        mallopt.restype = ctypes.c_int
     return libc
 
 
-# mallopt's parameter number of the mmap threshold (glibc malloc.h).
+# mallopt's parameter numbers (glibc malloc.h).
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+
+def _mallopt(param: int, value: int) -> bool:
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is None:
+        return False
+    return bool(mallopt(param, value))
+
+
+def cap_arenas(count: int) -> bool:
+    """At most ``count`` malloc arenas for this process's threads (glibc
+    ``mallopt(M_ARENA_MAX, count)``; arenas made before stay); False where the C library has
+    no such call."""
+    return _mallopt(M_ARENA_MAX, count)
 
 
 def cap_mmap_threshold(nbytes: int) -> bool:
     """Serve allocations of at least ``nbytes`` with pages of their own, unmapped when freed
     (glibc ``mallopt(M_MMAP_THRESHOLD, nbytes)``); False where the C library has no such
     call or refuses the value."""
-    libc = _libc()
-    if libc is None:
-        return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, nbytes))
+    return _mallopt(M_MMAP_THRESHOLD, nbytes)
 
 
 def trim_heap() -> bool:

@@ -3,6 +3,7 @@ point the CLI looks up, so that the library does not import the HTTP layer)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -11,7 +12,9 @@ import uvicorn
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from service.app import create_app
-from service.memory import cap_mmap_threshold
+from service.memory import cap_arenas, cap_mmap_threshold
+
+log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings) -> int:
@@ -21,8 +24,13 @@ def serve(settings: Settings) -> int:
     # check are the ones the app serves, read once, held once. The models load meanwhile
     # (the check's reads and checksums release the GIL): start-up pays the longer of the
     # two, not their sum.
-    if settings.heap_mmap_threshold_kb:
-        cap_mmap_threshold(settings.heap_mmap_threshold_kb * 1024)
+    # Before any thread answering questions exists, so that each does not get an arena.
+    if settings.heap_arenas and not cap_arenas(settings.heap_arenas):
+        log.warning("RAG_HEAP_ARENAS not applied: the C library is not glibc")
+    if settings.heap_mmap_threshold_kb and not cap_mmap_threshold(
+        settings.heap_mmap_threshold_kb * 1024
+    ):
+        log.warning("RAG_HEAP_MMAP_THRESHOLD_KB not applied: the C library is not glibc")
     pipeline = Pipeline(settings)
     loading = _in_background(pipeline.warm_up)
     pipeline.check_index()

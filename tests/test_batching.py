@@ -227,3 +227,41 @@ def test_a_capped_mmap_threshold_hands_large_freed_blocks_back_at_once() -> None
     }
     assert kept["default"] >= 4096  # KiB: the 8 MiB block stayed in the heap
     assert kept["cap"] < 1024
+
+
+def test_capped_arenas_keep_every_thread_in_one_arena() -> None:
+    """Threads allocating side by side get arenas of their own by default; capped at one (as
+    `rag serve` does), glibc's malloc_stats counts a single arena. A fresh interpreter each
+    way."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    script = (
+        "import ctypes, sys, threading\n"
+        "from service.memory import cap_arenas\n"
+        "if sys.argv[1] == 'cap':\n"
+        "    assert cap_arenas(1)\n"
+        "libc = ctypes.CDLL('libc.so.6')\n"
+        "libc.malloc.restype = ctypes.c_void_p\n"
+        "libc.free.argtypes = [ctypes.c_void_p]\n"
+        "go = threading.Barrier(4)\n"
+        "def work():\n"
+        "    go.wait()\n"
+        "    for _ in range(2000):\n"
+        "        libc.free(libc.malloc(4096))\n"
+        "threads = [threading.Thread(target=work) for _ in range(4)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "libc.malloc_stats()\n"
+    )
+    arenas = {
+        way: subprocess.run(
+            [sys.executable, "-c", script, way], check=True, capture_output=True, text=True
+        ).stderr.count("Arena ")
+        for way in ("cap", "default")
+    }
+    assert arenas["cap"] == 1
+    assert arenas["default"] > 1

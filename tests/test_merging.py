@@ -228,6 +228,37 @@ def test_a_merge_built_while_an_ingest_holds_the_write_lock_is_committed_by_its_
     store.close()
 
 
+def test_a_handed_over_build_being_committed_is_not_swept_as_a_killed_mergers(
+    tmp_path: Path,
+) -> None:
+    """A writer that took a handed-over build commits it outside the merge lock; a merger
+    starting meanwhile sweeps killed mergers' temp files, and must spare that one (it was
+    removed, and the merge skipped, before)."""
+    store = Store(tmp_path / "idx", merge_factor=2, background_merges=True)
+    store.create()
+    one = np.ones((1, DIM), np.float32)
+    with store.writing():
+        store.apply([_upsert("a", one)])
+        store.apply([_upsert("b", one)])
+        deadline = time.monotonic() + GUARD_S
+        while store.merger.parked is None:
+            assert time.monotonic() < deadline, "no merge was handed over"
+            time.sleep(0.01)
+        assert store.wait_for_merges(GUARD_S)  # the merge thread has let go of it
+        build = store.merger._take_parked()  # as a writer's next commit does
+        assert build is not None and build.tmp.exists()
+        stale = store.path / "merging.99999.1.tmp"  # a killed merger's
+        stale.write_bytes(b"x")
+        again = store.merger._build_locked()  # the same run, not yet merged: built again
+        assert build.tmp.exists() and not stale.exists()
+        assert again is not None and again.tmp != build.tmp
+        store.merger._finish(again)  # dropped
+        store.merger._commit_parked(build)
+        assert [s.count for s in read_segments(store.manifest())] == [2]
+    assert not list(store.path.glob("merging.*"))
+    store.close()
+
+
 def test_a_merge_still_building_when_its_index_is_replaced_is_dropped(tmp_path: Path) -> None:
     store = Store(tmp_path / "idx", merge_factor=2, background_merges=True)
     store.create()

@@ -92,6 +92,7 @@ class Store:
             raise ValueError("faiss_index_type must start with IDMap (segments keyed by chunk id)")
         self.path = Path(path)
         self.filter_exact_max = filter_exact_max
+        self.search_threads = search_threads
         self._local = threading.local()
         self._dropped = False
         self._connections = Connections(self.db_path, lambda: self._dropped)

@@ -6,8 +6,7 @@ replaces and out of the way of anything listing the indexes:
   time (re-entrant: an ingest's read-compare-write holds it across its commits).
 - ``<name>.serve.lock``: held shared by a server, exclusively by a rebuild or a delete, so
   neither replaces an index under a server.
-- ``<name>.merge.lock``: one merge at a time across processes, held from its build to its
-  commit (or drop), taken without waiting.
+- ``<name>.merge.lock``: one merge build at a time across processes, taken without waiting.
 """
 
 from __future__ import annotations
@@ -126,8 +125,7 @@ class IndexLocks:
 
     def try_merging(self) -> int | None:
         """The merge lock's descriptor, held (``os.close`` releases it), or None at once when
-        another merger holds it: another process, or a merge of this one not yet committed
-        (an flock is held per open file, so a second descriptor here waits as well)."""
+        another merger holds it."""
         fd = open_lock(self.merge_path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -176,8 +176,9 @@ class Merger:
         # thread once the lock is free.
         self._park_lock = threading.Lock()
         self.parked: MergeBuild | None = None
-        # The merge lock's descriptor while a build is in flight (built, not yet committed).
-        self._flock: int | None = None
+        # Temp files of this process's builds not yet committed or dropped (one parked, or
+        # being committed by a writer): a merger's sweep of killed mergers' files spares them.
+        self._in_flight: set[Path] = set()
         self._count = 0
         self.scheduler = MergeScheduler(self._in_background, self.path.name, done)
 
@@ -228,18 +229,18 @@ class Merger:
         self.scheduler.stop(wait=wait)
         parked = self._take_parked()
         if parked is not None:  # built while the lock was held, not committed since
-            if wait and not self._dropped():
-                with self.locks.writing():
-                    self._commit_parked(parked)
-            else:
+            try:
+                if wait and not self._dropped():
+                    with self.locks.writing():
+                        self._commit_parked(parked)
+            finally:
                 self._finish(parked)
 
     def _finish(self, build: MergeBuild) -> None:
-        """``build`` is committed or dropped: its temp file goes, the merge lock is free."""
+        """``build`` is committed or dropped: its temp file goes."""
         build.tmp.unlink(missing_ok=True)
-        fd, self._flock = self._flock, None
-        if fd is not None:
-            os.close(fd)
+        with self._park_lock:
+            self._in_flight.discard(build.tmp)
 
     def _in_background(self) -> bool:
         """One merge on the merge thread; a failure is logged and ends this round."""
@@ -263,36 +264,42 @@ class Merger:
             # Never wait for the write lock held by another thread here (an ingest holds it
             # across its commits, and would wait for the merges at its end): hand the build
             # over to it instead. Another process's writer is waited for.
-            with self.locks.writing_unless_held_here() as held:
-                if not held:
-                    with self._park_lock:
-                        self.parked = build
-                    return False
-                try:
+            parked = False
+            try:
+                with self.locks.writing_unless_held_here() as held:
+                    if not held:
+                        with self._park_lock:
+                            self.parked = build
+                        parked = True
+                        return False
                     return self.commit(build)
-                finally:
+            finally:
+                if not parked:
                     self._finish(build)
         finally:
             self._lock.release()
 
     def _build_locked(self) -> MergeBuild | None:
-        """A build under the merge lock, which it keeps until committed or dropped
-        (``_finish``); None when another merger holds the lock or none is asked for."""
+        """A build under the merge lock (held while it reads and builds); None when another
+        merger holds the lock or none is asked for."""
         fd = self.locks.try_merging()
         if fd is None:
             return None
-        self._flock = fd
-        build = None
         try:
-            # Holding the lock, any merge temp file in the folder is a killed merger's.
+            # Holding the lock, a merge temp file in the folder is a killed merger's, unless
+            # it is one of this process's builds not yet committed.
+            with self._park_lock:
+                spared = set(self._in_flight)
             for stale in self.path.glob(f"{MERGING_PREFIX}*"):
-                stale.unlink(missing_ok=True)
+                if stale not in spared:
+                    stale.unlink(missing_ok=True)
             build = self.build()
+            if build is not None:
+                with self._park_lock:
+                    self._in_flight.add(build.tmp)
+            return build
         finally:
-            if build is None:  # none asked for, or the build failed
-                self._flock = None
-                os.close(fd)
-        return build
+            os.close(fd)
 
     def _commit_parked(self, build: MergeBuild) -> None:
         """Commit a handed-over merge (write lock held); a failure is logged, not raised."""

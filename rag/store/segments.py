@@ -151,7 +151,7 @@ def same_storage(a: str, b: str) -> bool:
     return a.replace("IDMap2,", "IDMap,", 1) == b.replace("IDMap2,", "IDMap,", 1)
 
 
-def segment_ids(index: faiss.Index) -> np.ndarray:
+def _segment_ids(index: faiss.Index) -> np.ndarray:
     """The chunk ids of a segment's rows, in row order, without copying (a view valid while
     ``index`` lives)."""
     mapped: Any = faiss.downcast_index(index)
@@ -168,7 +168,7 @@ def lookup_vectors(index: faiss.Index, ids: np.ndarray) -> np.ndarray:
     mapped: Any = faiss.downcast_index(index)
     if isinstance(mapped, faiss.IndexIDMap2):
         return mapped.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64))
-    rows = segment_ids(mapped)
+    rows = _segment_ids(mapped)
     at = np.searchsorted(rows, ids)
     if len(ids) and (at.max() >= len(rows) or not np.array_equal(rows[at], ids)):
         raise ValueError("chunk ids not in this segment (or its ids are out of order)")
