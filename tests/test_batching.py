@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -191,16 +194,23 @@ def test_trim_heap_returns_freed_memory_on_glibc() -> None:
     assert trim_heap() is True
 
 
+def _capped_and_default(script: str) -> dict[str, subprocess.CompletedProcess[str]]:
+    """``script`` run in a fresh interpreter with the argument "cap" and again with
+    "default" (an allocator setting holds for the whole process); skipped off glibc."""
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    return {
+        way: subprocess.run(
+            [sys.executable, "-c", script, way], check=True, capture_output=True, text=True
+        )
+        for way in ("cap", "default")
+    }
+
+
 def test_a_capped_mmap_threshold_hands_large_freed_blocks_back_at_once() -> None:
     """By default glibc raises its mmap threshold to the largest block freed, so a second
     8 MiB array comes from the heap and stays resident after it is freed; capped (as `rag
-    serve` does), each one is unmapped when freed. A fresh interpreter each way."""
-    import platform
-    import subprocess
-    import sys
-
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("mallopt is glibc's")
+    serve` does with RAG_HEAP_MMAP_THRESHOLD_KB), each one is unmapped when freed."""
     script = (
         "import sys\n"
         "import numpy as np\n"
@@ -217,28 +227,14 @@ def test_a_capped_mmap_threshold_hands_large_freed_blocks_back_at_once() -> None
         "    del a\n"
         "print(anon() - before)\n"
     )
-    kept = {
-        way: int(
-            subprocess.run(
-                [sys.executable, "-c", script, way], check=True, capture_output=True, text=True
-            ).stdout
-        )
-        for way in ("cap", "default")
-    }
+    kept = {way: int(run.stdout) for way, run in _capped_and_default(script).items()}
     assert kept["default"] >= 4096  # KiB: the 8 MiB block stayed in the heap
     assert kept["cap"] < 1024
 
 
 def test_capped_arenas_keep_every_thread_in_one_arena() -> None:
     """Threads allocating side by side get arenas of their own by default; capped at one (as
-    `rag serve` does), glibc's malloc_stats counts a single arena. A fresh interpreter each
-    way."""
-    import platform
-    import subprocess
-    import sys
-
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("mallopt is glibc's")
+    `rag serve` does), glibc's malloc_stats counts a single arena."""
     script = (
         "import ctypes, sys, threading\n"
         "from service.memory import cap_arenas\n"
@@ -257,11 +253,6 @@ def test_capped_arenas_keep_every_thread_in_one_arena() -> None:
         "[t.join() for t in threads]\n"
         "libc.malloc_stats()\n"
     )
-    arenas = {
-        way: subprocess.run(
-            [sys.executable, "-c", script, way], check=True, capture_output=True, text=True
-        ).stderr.count("Arena ")
-        for way in ("cap", "default")
-    }
+    arenas = {way: run.stderr.count("Arena ") for way, run in _capped_and_default(script).items()}
     assert arenas["cap"] == 1
     assert arenas["default"] > 1
