@@ -259,6 +259,82 @@ def test_a_handed_over_build_being_committed_is_not_swept_as_a_killed_mergers(
     store.close()
 
 
+def test_no_merge_is_built_on_the_run_a_writer_is_committing(tmp_path: Path) -> None:
+    """A writer commits a handed-over build holding the merge thread off: the merge thread,
+    asked meanwhile, used to build the same run again from the manifest before that commit
+    (a wasted build, dropped at its commit, and the round ended with merges still due)."""
+    store = Store(tmp_path / "idx", merge_factor=2, background_merges=True)
+    store.create()
+    one = np.ones((1, DIM), np.float32)
+    runs: list[tuple[str, ...]] = []
+    building = threading.Event()
+    build, commit = store.merger.build, store.merger.commit
+    writer = threading.get_ident()
+
+    def recorded() -> Any:
+        building.set()
+        made = build()
+        if made is not None:
+            runs.append(tuple(s.file for s in made.run))
+        return made
+
+    def asked_meanwhile(made: Any) -> bool:
+        if threading.get_ident() == writer:  # the writer commits the handed-over build
+            building.clear()
+            store.merger.scheduler.request()  # as a write of another thread would
+            building.wait(1.0)  # room for the merge thread to start a build (it must not)
+        return bool(commit(made))
+
+    store.merger.build = recorded  # type: ignore[method-assign]
+    store.merger.commit = asked_meanwhile  # type: ignore[method-assign]
+    with store.writing():
+        store.apply([_upsert("a", one)])
+        store.apply([_upsert("b", one)])
+        deadline = time.monotonic() + GUARD_S
+        while store.merger.parked is None:
+            assert time.monotonic() < deadline, "no merge was handed over"
+            time.sleep(0.01)
+        store.apply([_upsert("c", one)])  # commits the handed-over merge
+    assert store.wait_for_merges(GUARD_S)
+    assert len(runs) == len(set(runs)), runs  # no run built twice
+    assert [s.count for s in read_segments(store.manifest())] == [2, 1]
+    store.close()
+
+
+def test_a_build_handed_over_as_the_writer_lets_go_is_still_committed(tmp_path: Path) -> None:
+    """The merge thread finds the write lock held and hands its build over; the writer lets
+    the lock go between that attempt and the hand-over, and looks for it after: it used to
+    find nothing, and the build stayed parked, uncommitted, until the next write."""
+    store = Store(tmp_path / "idx", merge_factor=2, background_merges=True)
+    store.create()
+    one = np.ones((1, DIM), np.float32)
+    refused = threading.Event()
+    real = store.locks._thread_lock
+
+    class SlowToRefuse:
+        """The write lock's thread lock, slow to report a refusal."""
+
+        def acquire(self, blocking: bool = True) -> bool:
+            got = real.acquire(blocking)
+            if not got:
+                refused.set()
+                time.sleep(0.5)  # the writer lets go meanwhile
+            return bool(got)
+
+        def release(self) -> None:
+            real.release()
+
+    store.locks._thread_lock = SlowToRefuse()  # type: ignore[assignment]
+    with store.writing():
+        store.apply([_upsert("a", one)])
+        store.apply([_upsert("b", one)])
+        assert refused.wait(GUARD_S)
+    assert store.wait_for_merges(GUARD_S)
+    assert store.merger.parked is None
+    assert [s.count for s in read_segments(store.manifest())] == [2]
+    store.close()
+
+
 def test_a_merge_still_building_when_its_index_is_replaced_is_dropped(tmp_path: Path) -> None:
     store = Store(tmp_path / "idx", merge_factor=2, background_merges=True)
     store.create()

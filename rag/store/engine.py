@@ -167,9 +167,11 @@ class Store:
     def writing(self, blocking: bool = True) -> Iterator[None]:
         """Hold the index's write lock (re-entrant in this process; other processes wait,
         or with ``blocking=False`` get StoreBusy at once)."""
-        with self.locks.writing(blocking):
-            yield
-        self.merger.write_lock_released()
+        try:
+            with self.locks.writing(blocking):
+                yield
+        finally:  # a failed write too: a merge handed over meanwhile is not left behind
+            self.merger.write_lock_released()
 
     def hold_serving(self) -> None:
         """Mark the index as served by this process until ``close`` (a shared lock): a

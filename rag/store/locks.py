@@ -81,13 +81,16 @@ class IndexLocks:
             self._thread_lock.release()
 
     @contextlib.contextmanager
-    def writing_unless_held_here(self) -> Iterator[bool]:
+    def writing_unless_held_here(self, guard: threading.Lock) -> Iterator[bool]:
         """The write lock, unless another thread of this process holds it (then False at
         once: a merge must not wait for an ingest that waits for the merges at its end);
-        another process's writer is waited for."""
-        if not self._thread_lock.acquire(blocking=False):
-            yield False
-            return
+        another process's writer is waited for. On False, ``guard`` is held from the attempt
+        through the caller's body: a thread that lets the write lock go and then looks under
+        ``guard`` for what was handed over to it cannot miss it."""
+        with guard:
+            if not self._thread_lock.acquire(blocking=False):
+                yield False
+                return
         try:
             with self.writing():
                 yield True

@@ -199,14 +199,13 @@ class Merger:
         or (without background merges) run here; a failure (a full disk) leaves the
         committed write and the segments as they were, and is logged, not raised."""
         if self.background:
-            parked = None
             if self._lock.acquire(blocking=False):  # else the merge thread has it
-                try:
+                try:  # held through the commit: no merge is built meanwhile on its old run
                     parked = self._take_parked()
+                    if parked is not None:  # this writer holds the lock the merge wanted
+                        self._commit_parked(parked)
                 finally:
                     self._lock.release()
-            if parked is not None:  # this writer holds the lock the merge thread wanted
-                self._commit_parked(parked)
             self.scheduler.request()
             return
         try:
@@ -220,7 +219,9 @@ class Merger:
     def write_lock_released(self) -> None:
         """A writer of this process let the write lock go: a merge handed over to it and
         not committed is committed by the merge thread."""
-        if self.parked is not None and self.background:
+        with self._park_lock:  # a merge handing a build over holds it (see _once)
+            parked = self.parked is not None
+        if parked and self.background:
             self.scheduler.request()
 
     def close(self, wait: bool) -> None:
@@ -251,31 +252,33 @@ class Merger:
             return False
 
     def _once(self, wait: bool = True) -> bool:
-        """One merge the policy asks for. False when none is asked for, or when another
-        merger holds the merge lock (another process: it merges instead)."""
+        """One merge the policy asks for, committed. False when none is asked for, when it
+        was handed over to a writer of this process, or when another merger holds the merge
+        lock (another process: it merges instead). A build whose run changed before its
+        commit is dropped and the merge planned again on the newest manifest."""
         if not self._lock.acquire(blocking=wait):
             return False
         try:
-            build = self._take_parked()
-            if build is None:
-                build = self._build_locked()
+            while True:
+                build = self._take_parked() or self._build_locked()
                 if build is None:
                     return False
-            # Never wait for the write lock held by another thread here (an ingest holds it
-            # across its commits, and would wait for the merges at its end): hand the build
-            # over to it instead. Another process's writer is waited for.
-            parked = False
-            try:
-                with self.locks.writing_unless_held_here() as held:
-                    if not held:
-                        with self._park_lock:
+                # Never wait for the write lock held by another thread here (an ingest holds
+                # it across its commits, and would wait for the merges at its end): hand the
+                # build over to it instead, under the park lock that its release looks under.
+                # Another process's writer is waited for.
+                parked = False
+                try:
+                    with self.locks.writing_unless_held_here(self._park_lock) as held:
+                        if not held:
                             self.parked = build
-                        parked = True
-                        return False
-                    return self.commit(build)
-            finally:
-                if not parked:
-                    self._finish(build)
+                            parked = True
+                            return False
+                        if self.commit(build):
+                            return True
+                finally:
+                    if not parked:
+                        self._finish(build)
         finally:
             self._lock.release()
 
