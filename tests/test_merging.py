@@ -158,20 +158,50 @@ def test_a_merge_whose_run_changed_meanwhile_is_dropped_and_planned_again(
     store.close()
 
 
+def _gone_pid() -> int:
+    """The process id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def test_a_live_processs_merge_temp_file_is_not_swept(tmp_path: Path) -> None:
+    """A build of another process, parked or waiting for the write lock, keeps its temp file
+    through this process's merges; once that process is gone the file is a killed one's."""
+    store = Store(tmp_path / "idx", merge_factor=2)
+    store.create()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        theirs = store.path / f"merging.{other.pid}.0.1.tmp"
+        theirs.write_bytes(b"a build being committed")
+        store.apply([_upsert("a", np.ones((1, DIM), np.float32))])
+        store.apply([_upsert("b", np.ones((1, DIM), np.float32))])  # merged here
+        assert [s.count for s in read_segments(store.manifest())] == [2]
+        assert theirs.exists()
+    finally:
+        other.kill()
+        other.wait()
+    store.apply([_upsert("c", np.ones((1, DIM), np.float32))])
+    store.apply([_upsert("d", np.ones((1, DIM), np.float32))])  # the next merge sweeps it
+    assert not theirs.exists()
+    store.close()
+
+
 def test_one_merger_at_a_time_and_a_killed_mergers_temp_file_is_removed(
     tmp_path: Path,
 ) -> None:
     store = Store(tmp_path / "idx", merge_factor=2)
     store.create()
     store.apply([_upsert("a", np.ones((1, DIM), np.float32))])
-    store.path.joinpath("merging.99999.tmp").write_bytes(b"half a merge")
+    killed = store.path / f"merging.{_gone_pid()}.0.1.tmp"
+    killed.write_bytes(b"half a merge")
     # Another process holds the merge lock: no merge here, nothing removed.
     fd = os.open(store.locks.merge_path, os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
     store.apply([_upsert("b", np.ones((1, DIM), np.float32))])
     assert len(read_segments(store.manifest())) == 2
     assert store.merge() == 0
-    assert store.path.joinpath("merging.99999.tmp").exists()
+    assert killed.exists()
     os.close(fd)
     # Free again: the merge runs, and the dead merger's temp file goes.
     assert store.merge() == 1
@@ -203,6 +233,29 @@ def test_the_merges_a_process_asked_for_are_done_before_it_exits(tmp_path: Path)
     store.close()
 
 
+def _hand_a_merge_over(store: Store) -> None:
+    """Under the caller's write lock, write two one-vector segments ("a", "b") and wait until
+    the merge thread has built their merge and handed it over. The merge thread waits to
+    build until both writes are done, so the second write's own commit cannot take it."""
+    written = threading.Event()
+    build = store.merger.build
+
+    def after_the_writes() -> Any:
+        assert written.wait(GUARD_S)
+        return build()
+
+    store.merger.build = after_the_writes  # type: ignore[method-assign]
+    one = np.ones((1, DIM), np.float32)
+    store.apply([_upsert("a", one)])
+    store.apply([_upsert("b", one)])  # two segments: a merge is asked for
+    written.set()
+    deadline = time.monotonic() + GUARD_S
+    while store.merger.parked is None:  # built, waiting for this writer
+        assert time.monotonic() < deadline, "no merge was handed over"
+        time.sleep(0.01)
+    store.merger.build = build  # type: ignore[method-assign]
+
+
 def test_a_merge_built_while_an_ingest_holds_the_write_lock_is_committed_by_its_next_write(
     tmp_path: Path,
 ) -> None:
@@ -213,12 +266,7 @@ def test_a_merge_built_while_an_ingest_holds_the_write_lock_is_committed_by_its_
     store.create()
     one = np.ones((1, DIM), np.float32)
     with store.writing():
-        store.apply([_upsert("a", one)])
-        store.apply([_upsert("b", one)])  # two segments: a merge is asked for
-        deadline = time.monotonic() + GUARD_S
-        while store.merger.parked is None:  # built, waiting for this writer
-            assert time.monotonic() < deadline, "no merge was handed over"
-            time.sleep(0.01)
+        _hand_a_merge_over(store)
         store.apply([_upsert("c", one)])  # commits the handed-over merge, then its own
         assert read_segments(store.manifest())[0].count == 2
     assert store.wait_for_merges(GUARD_S)
@@ -236,18 +284,12 @@ def test_a_handed_over_build_being_committed_is_not_swept_as_a_killed_mergers(
     removed, and the merge skipped, before)."""
     store = Store(tmp_path / "idx", merge_factor=2, background_merges=True)
     store.create()
-    one = np.ones((1, DIM), np.float32)
     with store.writing():
-        store.apply([_upsert("a", one)])
-        store.apply([_upsert("b", one)])
-        deadline = time.monotonic() + GUARD_S
-        while store.merger.parked is None:
-            assert time.monotonic() < deadline, "no merge was handed over"
-            time.sleep(0.01)
+        _hand_a_merge_over(store)
         assert store.wait_for_merges(GUARD_S)  # the merge thread has let go of it
         build = store.merger._take_parked()  # as a writer's next commit does
         assert build is not None and build.tmp.exists()
-        stale = store.path / "merging.99999.1.tmp"  # a killed merger's
+        stale = store.path / f"merging.{_gone_pid()}.0.1.tmp"  # a killed merger's
         stale.write_bytes(b"x")
         again = store.merger._build_locked()  # the same run, not yet merged: built again
         assert build.tmp.exists() and not stale.exists()
@@ -286,14 +328,9 @@ def test_no_merge_is_built_on_the_run_a_writer_is_committing(tmp_path: Path) -> 
         return bool(commit(made))
 
     store.merger.build = recorded  # type: ignore[method-assign]
-    store.merger.commit = asked_meanwhile  # type: ignore[method-assign]
+    store.merger.commit = asked_meanwhile  # type: ignore[method-assign, assignment]
     with store.writing():
-        store.apply([_upsert("a", one)])
-        store.apply([_upsert("b", one)])
-        deadline = time.monotonic() + GUARD_S
-        while store.merger.parked is None:
-            assert time.monotonic() < deadline, "no merge was handed over"
-            time.sleep(0.01)
+        _hand_a_merge_over(store)
         store.apply([_upsert("c", one)])  # commits the handed-over merge
     assert store.wait_for_merges(GUARD_S)
     assert len(runs) == len(set(runs)), runs  # no run built twice

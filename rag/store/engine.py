@@ -171,7 +171,10 @@ class Store:
             with self.locks.writing(blocking):
                 yield
         finally:  # a failed write too: a merge handed over meanwhile is not left behind
-            self.merger.write_lock_released()
+            try:
+                self.merger.write_lock_released()
+            except RuntimeError as exc:  # no new thread at interpreter exit: not the error
+                log.warning("merges of %s not asked for: %s", self.path, exc)
 
     def hold_serving(self) -> None:
         """Mark the index as served by this process until ``close`` (a shared lock): a

@@ -8,9 +8,10 @@ in one short read transaction, builds the merged index and writes it to a temp f
 while writers go on committing; then, under the write lock, it checks that the run is still
 in the manifest as it was, counts the run's vectors tombstoned meanwhile as the merged
 segment's dead ones, renames the file to its segment name and commits. Questions are never
-blocked, and a write waits at most for that commit, not for the build. One merger per index
-at a time (a thread lock here, an flock beside the index across processes); a killed one
-leaves a temp file, which the next merger removes.
+blocked, and a write waits at most for that commit, not for the build. One merge build per
+index at a time (a thread lock here, an flock beside the index across processes); a killed
+merger leaves a temp file, which the next merger removes (a temp file names its process, so
+a live process's build, parked or being committed, is never taken for a killed one's).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import weakref
@@ -44,7 +46,7 @@ from rag.store.segments import (
 )
 from rag.store.writes import Writer
 
-# Temp files of merges being built: ``merging.<pid>.tmp`` in the index folder.
+# Temp files of merges being built: ``merging.<pid>.<merger>.<n>.tmp`` in the index folder.
 MERGING_PREFIX = "merging."
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,11 @@ class MergeScheduler:
             self._pending = self._pending and wait
             self._abandoned = self._abandoned or not wait
 
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop(wait=False)`` asked the merges to end after the one in flight."""
+        return self._stopping
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -176,9 +183,7 @@ class Merger:
         # thread once the lock is free.
         self._park_lock = threading.Lock()
         self.parked: MergeBuild | None = None
-        # Temp files of this process's builds not yet committed or dropped (one parked, or
-        # being committed by a writer): a merger's sweep of killed mergers' files spares them.
-        self._in_flight: set[Path] = set()
+        self._token = secrets.token_hex(4)  # two Stores of one index in a process apart
         self._count = 0
         self.scheduler = MergeScheduler(self._in_background, self.path.name, done)
 
@@ -218,7 +223,9 @@ class Merger:
 
     def write_lock_released(self) -> None:
         """A writer of this process let the write lock go: a merge handed over to it and
-        not committed is committed by the merge thread."""
+        not committed is committed by the merge thread. (Without background merges, a build
+        handed over by ``merge`` called in another thread waits for the next write or
+        ``close``.)"""
         with self._park_lock:  # a merge handing a build over holds it (see _once)
             parked = self.parked is not None
         if parked and self.background:
@@ -228,20 +235,26 @@ class Merger:
         """With ``wait``, finish the merges asked for (and commit a handed-over one); else
         abandon them (a merge cut short is atomic; the next write asks again)."""
         self.scheduler.stop(wait=wait)
-        parked = self._take_parked()
-        if parked is not None:  # built while the lock was held, not committed since
-            try:
-                if wait and not self._dropped():
-                    with self.locks.writing():
-                        self._commit_parked(parked)
-            finally:
+        if not wait:  # a merge in flight is not waited for; a handed-over one is dropped
+            parked = self._take_parked()
+            if parked is not None:
                 self._finish(parked)
+            return
+        with self._lock:  # as a writer's commit of it: no merge built meanwhile on its run
+            parked = self._take_parked()
+            if parked is not None:  # built while the lock was held, not committed since
+                try:
+                    if not self._dropped():
+                        with self.locks.writing():
+                            self._commit_parked(parked)
+                finally:
+                    self._finish(parked)
+        self.write_lock_released()  # a merge handed over to this commit meanwhile
+        self.scheduler.drain()
 
     def _finish(self, build: MergeBuild) -> None:
         """``build`` is committed or dropped: its temp file goes."""
         build.tmp.unlink(missing_ok=True)
-        with self._park_lock:
-            self._in_flight.discard(build.tmp)
 
     def _in_background(self) -> bool:
         """One merge on the merge thread; a failure is logged and ends this round."""
@@ -259,7 +272,9 @@ class Merger:
         if not self._lock.acquire(blocking=wait):
             return False
         try:
-            while True:
+            first = True
+            while first or not self.scheduler.stopping:
+                first = False
                 build = self._take_parked() or self._build_locked()
                 if build is None:
                     return False
@@ -279,6 +294,7 @@ class Merger:
                 finally:
                     if not parked:
                         self._finish(build)
+            return False  # stopping: a merge dropped is not planned again
         finally:
             self._lock.release()
 
@@ -289,18 +305,13 @@ class Merger:
         if fd is None:
             return None
         try:
-            # Holding the lock, a merge temp file in the folder is a killed merger's, unless
-            # it is one of this process's builds not yet committed.
-            with self._park_lock:
-                spared = set(self._in_flight)
+            # Holding the lock, a merge temp file of a process that is gone is a killed
+            # merger's; a live one's is a build parked or being committed (this process's
+            # too), or a killed merger's whose process id was reused (removed later).
             for stale in self.path.glob(f"{MERGING_PREFIX}*"):
-                if stale not in spared:
+                if not _process_alive(_merger_pid(stale.name)):
                     stale.unlink(missing_ok=True)
-            build = self.build()
-            if build is not None:
-                with self._park_lock:
-                    self._in_flight.add(build.tmp)
-            return build
+            return self.build()
         finally:
             os.close(fd)
 
@@ -366,7 +377,7 @@ class Merger:
             merged.add_with_ids(all_vectors, all_ids)
             del all_vectors
         self._count += 1
-        tmp = self.path / f"{MERGING_PREFIX}{os.getpid()}.{self._count}.tmp"
+        tmp = self.path / f"{MERGING_PREFIX}{os.getpid()}.{self._token}.{self._count}.tmp"
         digest = ""
         if merged.ntotal:
             try:
@@ -403,6 +414,25 @@ class Merger:
                 updates["generation"] = str(number)
             self.writer.commit(conn, current, [*segments[:i], *merged, *segments[j:]], updates)
             return True
+
+
+def _merger_pid(name: str) -> int | None:
+    """The process id a merge temp file's name holds (None: not one of ours)."""
+    pid = name[len(MERGING_PREFIX) :].split(".", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _process_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists (signal 0 probes without signalling)."""
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 _LIVE: weakref.WeakSet[MergeScheduler] = weakref.WeakSet()
