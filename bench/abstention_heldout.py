@@ -39,8 +39,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SQUAD_V2_HALF, SQUAD_V11, collect_results  # noqa: E402
-from bench.fit_verifier import fit_results, fit_settings, no_abstention  # noqa: E402
+from bench.common import SQUAD_V2_HALF, collect_results  # noqa: E402
+from bench.fit_verifier import (  # noqa: E402
+    fit_results,
+    fit_sets,
+    fit_settings,
+    no_abstention,
+    v11_parts,
+)
 from rag.eval import (  # noqa: E402
     QuestionResult,
     answer_metrics,
@@ -48,6 +54,7 @@ from rag.eval import (  # noqa: E402
     calibration,
     estimate_prior,
     fit_abstention,
+    fit_factorised_verifier,
     fit_verifier,
     result_values,
     split_articles,
@@ -151,6 +158,9 @@ def table(rows: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
+DEV_FIT = "verifier: all, v1.1 part from dev articles (reader out-of-sample)"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=13, help="the fit's seed (its article split)")
@@ -165,7 +175,7 @@ def main() -> int:
 
     settings = no_abstention(args.reader_weights)
     _, held = split_articles(load_gold(SQUAD_V2_HALF), 0.5, args.seed)
-    v11 = load_gold(SQUAD_V11)
+    _, v11 = v11_parts(args.seed)
     for gold in (held, v11):
         if args.questions < len(gold.questions):
             gold.questions = random.Random(args.sample_seed).sample(gold.questions, args.questions)
@@ -175,7 +185,7 @@ def main() -> int:
             f"squad-v2-heldout-articles-{tag}", held, args.out / "runs", settings
         ),
         "v1.1 dev open": collect_results(
-            f"squad-v1.1-open-{tag}", v11, args.out / "runs", settings
+            f"squad-v1.1-heldout-articles-{tag}", v11, args.out / "runs", settings
         ),
     }
     fit_rows = fit_results(args.seed, args.fit_cache, fit_settings(args.reader_weights))
@@ -190,6 +200,16 @@ def main() -> int:
     for share in (0.1, 0.25, 0.5):
         part = random.Random(args.seed).sample(fit_rows, round(share * len(fit_rows)))
         rules[f"verifier: all, {share:.0%} of fit data"] = fit_verifier(part, keep=0.9).abstention
+    # The same fit with its SQuAD v1.1 part from dev articles the reader never trained on
+    # (bench/fit_verifier.py --v11-part dev): the in-sample question, measured.
+    fitting = fit_settings(args.reader_weights)
+    dev_rows = [
+        r
+        for name, gold in fit_sets(args.seed, 1500, "dev", 1000, 0.3).items()
+        for r in collect_results(f"{name}-seed{args.seed}", gold, args.fit_cache / "runs", fitting)
+    ]
+    rules[DEV_FIT] = fit_verifier(dev_rows, keep=0.9).abstention
+    dev_factorised = fit_factorised_verifier(dev_rows, keep=0.9).abstention
     default = load_abstention(args.fit_file, SpanReader.kind, Abstention())
     rules["default (rag/data/span_reader_fit.json)"] = default
 
@@ -241,6 +261,19 @@ def main() -> int:
             )
             for name, rs in sets.items()
         }
+    dev_priors: dict[str, float] = {}
+    for name, rs in sets.items():
+        p = [
+            dev_factorised.answerable_probability(result_values(r)) or 0.0 for r in rs if r.answered
+        ]
+        fit_prior = dev_factorised.fit_prior or 0.5
+        dev_priors[name] = round(min(1.0, max(1e-4, estimate_prior(p, fit_prior))), 4)
+    rows[f"factorised, {DEV_FIT[len('verifier: all, ') :]}, estimated prior"] = {
+        name: summary(
+            apply_abstention(rs, dataclasses.replace(dev_factorised, prior=dev_priors[name]))
+        )
+        for name, rs in sets.items()
+    }
     for name, rs in sets.items():
         slug = "v2-heldout" if name.startswith("v2") else "v1.1-open"
         adapted = dataclasses.replace(factorised, prior=priors[name]["estimated"])
@@ -279,6 +312,8 @@ def main() -> int:
         f"--questions {args.questions}`.",
         "",
         *table(rows),
+        "",
+        f"The dev-article fit's factorised verifier estimates answerable shares {dev_priors}.",
         "",
         "Answerable share per set for the factorised verifier (fit: its fit data's; "
         "estimated: EM on the set's unlabelled P(answerable); true: the set's own): "

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fit_verifier import fit_sets  # noqa: E402
+from bench.fit_verifier import train_withheld  # noqa: E402
 from rag.eval import Evaluator, fit_reranker  # noqa: E402
 from rag.reranking import (  # noqa: E402
     FIT_FILE,
@@ -44,7 +44,7 @@ def main() -> int:
     args = ap.parse_args()
 
     settings = Settings(rerank=False)
-    gold = fit_sets(args.seed, 0, 30, 10**9, 0.3)["squad-train-withheld"]
+    gold = train_withheld(args.seed, 30, 10**9, 0.3)
     answerable = [q for q in gold.questions if not q.is_impossible]
     questions = random.Random(args.seed).sample(answerable, min(args.questions, len(answerable)))
     pipe = Evaluator(settings, progress=True).pipeline_for(gold)

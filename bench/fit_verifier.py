@@ -13,7 +13,12 @@ ask never contain, article-disjoint from what it is measured on:
   never fitted on questions the reader was trained on;
 - SQuAD v1.1 train articles, drawn with the seed, with a share of their paragraphs withheld
   from the corpus so the questions about them have no answer there (the passage is gone,
-  its article's others are not: how a retrieval miss looks).
+  its article's others are not: how a retrieval miss looks): ``--v11-part train``, the
+  shipped fit. The reader was trained on every SQuAD train question, so its margins there
+  are in-sample. ``--v11-part dev`` takes the same part from half of the SQuAD v1.1 dev
+  articles outside the v2.0 half (``v11_parts``; the reader never trained on them, the
+  quality gate's sample left out); ``bench/abstention_heldout.py`` measures both fits side
+  by side, on the other half of those articles.
 
 Every question is answered with abstention off and its verifier features are cached in
 ``--out`` (``runs/<name>.jsonl``), so ``--refit`` refits without reading again. The fit
@@ -39,15 +44,19 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     SHARED,
     SQUAD_V2_HALF,
+    SQUAD_V11,
     collect_results,
     pipeline_fingerprint,
     read_results,
 )
 from rag.eval import (  # noqa: E402
     QuestionResult,
+    asked_articles,
+    drop_articles,
     fit_abstention,
     fit_factorised_verifier,
     fit_verifier,
+    quality_gate_sample,
     sample_articles,
     split_articles,
     withhold_paragraphs,
@@ -64,7 +73,9 @@ from rag.reader import (  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 SQUAD_TRAIN = SHARED / "qa-train" / "squad_v1.1_train.json.gz"
-FIT_SETS = ("squad-v2-verifier-articles", "squad-train-withheld")
+V2_FIT_SET = "squad-v2-verifier-articles"
+# The SQuAD v1.1 part of the fit, by where its articles come from (see the module docstring).
+V11_FIT_SETS = {"train": "squad-train-withheld", "dev": "squad-dev-withheld"}
 # Abstention off: every question answered, so the fit sees every best span.
 NO_ABSTENTION = Settings(
     reader="span", span_abstain_margin=float("-inf"), span_verifier_threshold=float("-inf")
@@ -88,10 +99,12 @@ def fit_settings(reader_weights: Path | None) -> Settings:
     return no_abstention(reader_weights).model_copy(update={"span_rank_weight": 0.0})
 
 
-DATA = (
-    "SQuAD v2.0 dev half (verifier-fit articles) + SQuAD v1.1 train (withheld paragraphs), "
-    "open corpus"
-)
+DATA = {
+    "train": "SQuAD v2.0 dev half (verifier-fit articles) + SQuAD v1.1 train (withheld "
+    "paragraphs), open corpus",
+    "dev": "SQuAD v2.0 dev half (verifier-fit articles) + SQuAD v1.1 dev (fit articles outside "
+    "the v2.0 half, withheld paragraphs), open corpus",
+}
 
 
 def reader_and_verifier_parts(seed: int) -> tuple[GoldSet, GoldSet]:
@@ -100,28 +113,63 @@ def reader_and_verifier_parts(seed: int) -> tuple[GoldSet, GoldSet]:
     return split_articles(fit_half, 0.5, seed + 1)
 
 
-def fit_sets(
-    seed: int, v2_questions: int, train_articles: int, train_questions: int, withheld: float
-) -> dict[str, GoldSet]:
-    """The gold sets the verifier is fitted on (see the module docstring)."""
-    _, v2_fit = reader_and_verifier_parts(seed)
-    if v2_questions < len(v2_fit.questions):
-        v2_fit.questions = random.Random(seed).sample(v2_fit.questions, v2_questions)
+def v11_parts(seed: int) -> tuple[GoldSet, GoldSet]:
+    """SQuAD v1.1 dev's questions about articles outside the v2.0 dev half, split by article
+    in halves: (verifier fit, held out); both over the whole dev corpus. The reader never
+    trained on either (it trained on SQuAD train and a quarter of the v2.0 half's articles,
+    whose answerable questions are v1.1 dev's own)."""
+    v11 = load_gold(SQUAD_V11)
+    outside = drop_articles(v11, set(asked_articles(load_gold(SQUAD_V2_HALF))))
+    return split_articles(outside, 0.5, seed, asked=True)
+
+
+def train_withheld(
+    seed: int, train_articles: int, train_questions: int, withheld: float
+) -> GoldSet:
+    """SQuAD v1.1 train articles drawn with ``seed``, ``withheld`` of their paragraphs out of
+    the corpus (their questions unanswerable), at most ``train_questions`` questions: the
+    verifier's fit set before it moved to dev articles the reader never trained on."""
     train = withhold_paragraphs(
         sample_articles(load_gold(SQUAD_TRAIN), train_articles, seed), withheld, seed
     )
     if train_questions < len(train.questions):
         train.questions = random.Random(seed).sample(train.questions, train_questions)
-    return dict(zip(FIT_SETS, (v2_fit, train), strict=True))
+    return train
 
 
-def fit_results(seed: int, cache: Path, settings: Settings) -> list[QuestionResult]:
+def fit_sets(
+    seed: int, v2_questions: int, v11_part: str, v11_questions: int, withheld: float
+) -> dict[str, GoldSet]:
+    """The gold sets the verifier is fitted on (see the module docstring); ``v11_part``
+    ("train" or "dev") says where the SQuAD v1.1 part comes from."""
+    _, v2_fit = reader_and_verifier_parts(seed)
+    if v2_questions < len(v2_fit.questions):
+        v2_fit.questions = random.Random(seed).sample(v2_fit.questions, v2_questions)
+    if v11_part == "train":
+        v11 = train_withheld(seed, 30, v11_questions, withheld)
+    else:
+        fit_part, _ = v11_parts(seed)
+        gate = {q.id for q in quality_gate_sample(load_gold(SQUAD_V11)).questions}
+        fit_part.questions = [q for q in fit_part.questions if q.id not in gate]
+        v11 = withhold_paragraphs(fit_part, withheld, seed)
+        if v11_questions < len(v11.questions):
+            v11.questions = random.Random(seed).sample(v11.questions, v11_questions)
+    return {V2_FIT_SET: v2_fit, V11_FIT_SETS[v11_part]: v11}
+
+
+def fit_results(
+    seed: int, cache: Path, settings: Settings, v11_part: str = "train"
+) -> list[QuestionResult]:
     """The cached results of a fit run (``cache/runs``), in the order the fit reads them."""
     tag = pipeline_fingerprint(settings)
-    paths = [cache / "runs" / f"{name}-seed{seed}-{tag}.jsonl" for name in FIT_SETS]
+    names = (V2_FIT_SET, V11_FIT_SETS[v11_part])
+    paths = [cache / "runs" / f"{name}-seed{seed}-{tag}.jsonl" for name in names]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise SystemExit(f"no fit runs at {missing}: run bench/fit_verifier.py --seed {seed}")
+        raise SystemExit(
+            f"no fit runs at {missing}: run bench/fit_verifier.py --seed {seed} "
+            f"--v11-part {v11_part}"
+        )
     return [r for p in paths for r in read_results(p)]
 
 
@@ -129,9 +177,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--v2-questions", type=int, default=1500, help="of the v2.0 fit articles")
-    ap.add_argument("--train-articles", type=int, default=30)
-    ap.add_argument("--train-questions", type=int, default=1000)
-    ap.add_argument("--withheld", type=float, default=0.3, help="share of train paragraphs removed")
+    ap.add_argument(
+        "--v11-part", choices=sorted(V11_FIT_SETS), default="train", help="the SQuAD v1.1 part"
+    )
+    ap.add_argument("--v11-questions", type=int, default=1000, help="of the SQuAD v1.1 part")
+    ap.add_argument("--withheld", type=float, default=0.3, help="share of v1.1 paragraphs removed")
     ap.add_argument("--keep", type=float, default=0.9, help="answerable F1 the threshold keeps")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "verifier")
     ap.add_argument("--fit-file", type=Path, default=VERIFIER_FIT_FILE)
@@ -142,17 +192,16 @@ def main() -> int:
 
     settings = fit_settings(args.reader_weights)
     results: list[QuestionResult] = []
-    sets = fit_sets(
-        args.seed, args.v2_questions, args.train_articles, args.train_questions, args.withheld
-    )
+    sets = fit_sets(args.seed, args.v2_questions, args.v11_part, args.v11_questions, args.withheld)
     for name, gold in sets.items():
         rows = collect_results(f"{name}-seed{args.seed}", gold, args.out / "runs", settings)
         print(f"{name}: {len(rows)} questions, {sum(r.impossible for r in rows)} unanswerable")
         results += rows
     provenance = {
-        "data": DATA,
+        "data": DATA[args.v11_part],
         "seed": args.seed,
-        "command": f"python bench/fit_verifier.py --seed {args.seed}",
+        "command": f"python bench/fit_verifier.py --seed {args.seed}"
+        + ("" if args.v11_part == "train" else f" --v11-part {args.v11_part}"),
     }
     # The margin rule (RAG_SPAN_VERIFIER=false), fitted on the same questions.
     margin = fit_abstention(results, Abstention(features=("score",), objective="f1"), args.keep)

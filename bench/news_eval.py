@@ -4,8 +4,8 @@
 
 Sets, each open corpus (retrieval over every passage of its file):
 
-- SQuAD v1.1 dev, the 1,000 questions ``bench/abstention_heldout.py`` samples (sample seed 1;
-  its cached run is reused);
+- SQuAD v1.1 dev, the 1,000 questions ``bench/abstention_heldout.py`` samples of the
+  articles the verifier's fit leaves out (sample seed 1; its cached run is reused);
 - news quizzes (RealTimeQA 2020-2023, ``../shared/data/news-qa``; evaluation only, never
   copied into the project) split by the quiz's year: 2020-2021 is the part that may be used
   for development and fitting, 2022-2023 the part that is only measured.
@@ -32,8 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SHARED, SQUAD_V11, collect_results  # noqa: E402
-from bench.fit_verifier import no_abstention  # noqa: E402
+from bench.common import SHARED, collect_results  # noqa: E402
+from bench.fit_verifier import no_abstention, v11_parts  # noqa: E402
 from rag.eval import (  # noqa: E402
     QuestionResult,
     answer_metrics,
@@ -92,13 +92,13 @@ def main() -> int:
     args = ap.parse_args()
 
     settings = no_abstention(args.reader_weights)
-    squad = load_gold(SQUAD_V11)
+    _, squad = v11_parts(args.fit_seed)
     squad.questions = random.Random(args.sample_seed).sample(squad.questions, args.squad_questions)
     news = load_gold(NEWS)
     tag = f"seed{args.fit_seed}-n{args.squad_questions}-s{args.sample_seed}"
     sets = {
         "SQuAD v1.1 dev open": collect_results(
-            f"squad-v1.1-open-{tag}", squad, args.cache, settings
+            f"squad-v1.1-heldout-articles-{tag}", squad, args.cache, settings
         ),
         "news 2020-2021 (dev)": collect_results(
             "news-2020-2021", news_years(news, DEV_YEARS), args.cache, settings

@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fit_verifier import SQUAD_TRAIN, fit_sets, reader_and_verifier_parts  # noqa: E402
+from bench.fit_verifier import SQUAD_TRAIN, reader_and_verifier_parts, train_withheld  # noqa: E402
 from rag.eval import sample_articles  # noqa: E402
 from rag.gold import GoldSet, load_gold  # noqa: E402
 
@@ -60,7 +60,7 @@ def noanswer_data(seed: int, train_articles: int) -> tuple[dict[str, Any], int, 
     of them unanswerable, SQuAD train questions."""
     reader_part, _ = reader_and_verifier_parts(seed)
     reader_part.questions = [q for q in reader_part.questions if q.doc_id]
-    verifier_train = fit_sets(seed, 0, 30, 0, 0.3)["squad-train-withheld"]
+    verifier_train = train_withheld(seed, 30, 0, 0.3)
     used = {str(d.metadata.get("article", "")) for d in verifier_train.documents}
     train = load_gold(SQUAD_TRAIN)
     train.documents = [d for d in train.documents if d.metadata.get("article") not in used]

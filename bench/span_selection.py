@@ -15,7 +15,10 @@ once (retrieval, reranker, the reader's candidates: up to 10 per window), caches
 candidate's margin, read rank and EM/F1 against the gold answers, and scores every w of a
 grid on the same candidates. w is fitted on SQuAD v1.1 train questions only (the verifier
 fit's train articles, paragraphs withheld as there; news is never fitted on) and measured
-on SQuAD v1.1 dev open (the 1,000 questions of the other benches) and the news quiz years.
+on SQuAD v1.1 dev open (the 1,000 held-out-article questions of the other benches) and the
+news quiz years. ``--fit-set dev`` fits on the verifier's out-of-sample alternative instead
+(``bench/fit_verifier.py --v11-part dev``: SQuAD v1.1 dev articles the reader never trained
+on), to measure whether the reader's in-sample margins on train questions move w.
 Abstention is off throughout; nothing is asserted.
 """
 
@@ -32,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SQUAD_V11, pipeline_fingerprint  # noqa: E402
-from bench.fit_verifier import fit_sets, no_abstention  # noqa: E402
+from bench.common import pipeline_fingerprint  # noqa: E402
+from bench.fit_verifier import fit_sets, no_abstention, v11_parts  # noqa: E402
 from bench.news_eval import DEV_YEARS, NEWS, TEST_YEARS, news_years  # noqa: E402
 from rag.eval import Evaluator  # noqa: E402
 from rag.gold import GoldSet, exact_match, f1, load_gold  # noqa: E402
@@ -42,7 +45,7 @@ from rag.reader import SpanReader, read_rank, save_rank_weight  # noqa: E402
 Candidate = dict[str, float]
 # The weights measured; the fit picks the best on the SQuAD train questions.
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-FIT_SET = "fit: SQuAD train withheld"
+FIT_SETS = {"train": "fit: SQuAD train withheld", "dev": "fit: SQuAD dev withheld"}
 
 
 def dump_candidates(gold: GoldSet, path: Path, reader_weights: Path | None, batch: int) -> None:
@@ -102,13 +105,15 @@ def main() -> int:
     ap.add_argument("--fit-seed", type=int, default=13)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--fit-only", action="store_true", help="read the fit set only")
+    ap.add_argument("--fit-set", choices=sorted(FIT_SETS), default="train", help="its v1.1 part")
     ap.add_argument("--write", type=Path, default=None, help="the fit file (SELECTION_FIT_FILE)")
     args = ap.parse_args()
 
-    train = fit_sets(args.fit_seed, 1500, 30, 1000, 0.3)["squad-train-withheld"]
-    sets: dict[str, GoldSet] = {FIT_SET: train}
+    fit_name = FIT_SETS[args.fit_set]
+    fit = fit_sets(args.fit_seed, 1500, args.fit_set, 1000, 0.3)
+    sets: dict[str, GoldSet] = {fit_name: fit[f"squad-{args.fit_set}-withheld"]}
     if not args.fit_only:
-        squad = load_gold(SQUAD_V11)
+        _, squad = v11_parts(args.fit_seed)
         squad.questions = random.Random(args.sample_seed).sample(
             squad.questions, args.squad_questions
         )
@@ -127,7 +132,7 @@ def main() -> int:
             dump_candidates(gold, path, args.reader_weights, args.batch)
         data[name] = load_candidates(path)
     curve = {w: {name: selected(qs, w) for name, qs in data.items()} for w in GRID}
-    best = max(GRID, key=lambda w: (curve[w][FIT_SET]["f1"], -w))
+    best = max(GRID, key=lambda w: (curve[w][fit_name]["f1"], -w))
     lines = [
         "| w | " + " | ".join(f"{name} EM / F1" for name in data) + " |",
         "|---|" + "---|" * len(data),
@@ -141,12 +146,14 @@ def main() -> int:
         save_rank_weight(
             args.write,
             best,
-            fitted_on=f"{FIT_SET}: {len(data[FIT_SET])} answerable SQuAD v1.1 train questions "
-            f"(bench/fit_verifier.py's train articles, seed {args.fit_seed}), open corpus, "
+            fitted_on=f"{fit_name}: {len(data[fit_name])} answerable SQuAD v1.1 {args.fit_set} "
+            f"questions (bench/fit_verifier.py's {args.fit_set} articles, seed {args.fit_seed}), "
+            "open corpus, "
             "abstention off; the weight of best F1 (the smaller on ties)",
-            f1_by_weight={str(w): curve[w][FIT_SET]["f1"] for w in GRID},
+            f1_by_weight={str(w): curve[w][fit_name]["f1"] for w in GRID},
             command=f"python bench/span_selection.py --fit-only --fit-seed {args.fit_seed} "
-            f"--write {args.write}",
+            + ("" if args.fit_set == "train" else f"--fit-set {args.fit_set} ")
+            + f"--write {args.write}",
         )
         print(f"wrote {args.write}: rank_weight {best}")
     return 0

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from rag.eval import sample_articles, split_articles, withhold_paragraphs
+from rag.eval import (
+    QUALITY_GATE_QUESTIONS,
+    asked_articles,
+    drop_articles,
+    quality_gate_sample,
+    sample_articles,
+    split_articles,
+    withhold_paragraphs,
+)
 from rag.gold import GoldAnswer, GoldQuestion, GoldSet
 from rag.models import Document
 
@@ -51,3 +59,22 @@ def test_sample_articles_keeps_whole_articles() -> None:
     assert len({d.metadata["article"] for d in out.documents}) == 2
     assert len(out.documents) == 8 and len(out.questions) == 16
     assert {_article(q) for q in out.questions} == {d.metadata["article"] for d in out.documents}
+
+
+def test_a_split_after_dropped_articles_halves_the_articles_still_asked_about() -> None:
+    """The v1.1 dev articles outside the v2.0 half are split in halves: with ``asked`` the
+    split draws among the articles questions are about, not every article of the corpus."""
+    gold = drop_articles(_gold(articles=8), {"A0", "A1", "A2", "A3"})
+    assert asked_articles(gold) == ["A4", "A5", "A6", "A7"]
+    assert len(gold.documents) == 32  # the corpus whole
+    first, rest = split_articles(gold, 0.5, seed=5, asked=True)
+    assert len(asked_articles(first)) == len(asked_articles(rest)) == 2
+    assert set(asked_articles(first)) | set(asked_articles(rest)) == {"A4", "A5", "A6", "A7"}
+
+
+def test_the_quality_gate_sample_is_seeded_and_sized() -> None:
+    gold = _gold(articles=40, paragraphs=5)  # 400 questions
+    sample = quality_gate_sample(gold)
+    assert len(sample.questions) == QUALITY_GATE_QUESTIONS
+    assert sample.questions == quality_gate_sample(gold).questions
+    assert sample.documents == gold.documents

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rag.eval import Evaluator
+from rag.eval import Evaluator, quality_gate_sample
 from rag.gold import load_gold
 from rag.ingest import Embedder
 from rag.settings import Settings
@@ -25,8 +24,6 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.model
 FLOORS = ROOT / "eval" / "floors.json"
-SQUAD_SAMPLE = 300
-SQUAD_SEED = 0
 GATED = ("answers.em", "answers.f1", "retrieval.hybrid.recall_answer.5")
 
 
@@ -63,8 +60,7 @@ def test_seed_set_gate(seed_index_root: Path, real_embedder: Embedder) -> None:
 def test_squad_dev_sample_gate(
     tmp_path_factory: pytest.TempPathFactory, real_embedder: Embedder
 ) -> None:
-    gold = load_gold(ROOT / "eval" / "gold" / "squad-dev-v1.1.json.gz")
-    gold.questions = random.Random(SQUAD_SEED).sample(gold.questions, SQUAD_SAMPLE)
+    gold = quality_gate_sample(load_gold(ROOT / "eval" / "gold" / "squad-dev-v1.1.json.gz"))
     root = tmp_path_factory.mktemp("squad-index")
     run = Evaluator(Settings(index_root=root), real_embedder, progress=False).run(gold)
     assert run.metrics["citations"]["failures"] == []

@@ -45,6 +45,10 @@ if TYPE_CHECKING:
         corpus_index_name as corpus_index_name,
     )
     from rag.eval.splits import (
+        QUALITY_GATE_QUESTIONS as QUALITY_GATE_QUESTIONS,
+        asked_articles as asked_articles,
+        drop_articles as drop_articles,
+        quality_gate_sample as quality_gate_sample,
         sample_articles as sample_articles,
         split_articles as split_articles,
         withhold_paragraphs as withhold_paragraphs,
@@ -84,7 +88,16 @@ _NAMES = {
     **dict.fromkeys(["compare", "markdown", "write_outputs"], "rag.eval.report"),
     **dict.fromkeys(["EvalRun", "Evaluator", "corpus_index_name"], "rag.eval.runner"),
     **dict.fromkeys(
-        ["sample_articles", "split_articles", "withhold_paragraphs"], "rag.eval.splits"
+        [
+            "QUALITY_GATE_QUESTIONS",
+            "asked_articles",
+            "drop_articles",
+            "quality_gate_sample",
+            "sample_articles",
+            "split_articles",
+            "withhold_paragraphs",
+        ],
+        "rag.eval.splits",
     ),
 }
 __all__ = sorted(_NAMES)
