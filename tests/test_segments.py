@@ -3,6 +3,7 @@ search through any sequence of writes, deletes and merges."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import re
@@ -153,6 +154,34 @@ def test_a_search_whose_nearest_vectors_were_deleted_asks_again(tmp_path: Path) 
 
 def _inner_type(index: faiss.Index) -> str:
     return type(faiss.downcast_index(faiss.downcast_index(index).index)).__name__
+
+
+def test_small_approximate_segments_are_searched_with_their_own_ef(tmp_path: Path) -> None:
+    """A segment under ``small_vectors`` is searched with ``small_ef_search``, a larger one
+    with ``ef_search``: read from disk, and installed by the merge that built it (its heap
+    copy, without mapped vectors: tuned while still empty, so tuned again once its size is
+    known)."""
+    assert AnnPolicy(ef_search=48).ef_search_for(10) == 48  # no small tier unless asked
+    policy = AnnPolicy("HNSW32_SQ8", 300, 48, small_vectors=1000, small_ef_search=16)
+    assert (policy.ef_search_for(999), policy.ef_search_for(1000)) == (16, 48)
+    rng = np.random.default_rng(7)
+    large = dataclasses.replace(policy, small_vectors=300)  # 400 vectors: not small
+    store = Store(tmp_path / "idx", merge_factor=10, ann=large, mmap_vectors=False)
+    store.create()
+    for i in range(10):
+        store.apply([_upsert(f"d{i}", rng.standard_normal((40, DIM)).astype(np.float32))])
+        with store.read() as snap:  # a reader: the merge's own index is installed for it
+            snap.dense(np.ones((1, DIM), np.float32), depth=1)
+    with store.read() as snap:
+        ((segment, index),) = snap.segments()
+        assert segment.count == 400
+        assert faiss.downcast_index(faiss.downcast_index(index).index).hnsw.efSearch == 48
+    store.close()
+    again = Store(tmp_path / "idx", ann=policy)  # read from disk: 400 < 1000, small
+    with again.read() as snap:
+        ((_, index),) = snap.segments()
+        assert faiss.downcast_index(faiss.downcast_index(index).index).hnsw.efSearch == 16
+    again.close()
 
 
 def test_a_merge_past_the_ann_size_builds_an_approximate_segment(tmp_path: Path) -> None:

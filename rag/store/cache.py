@@ -141,6 +141,8 @@ class SegmentCache:
         """A write committed ``manifest`` naming ``segments``, of which it wrote ``written``:
         readers reuse those instead of reading them again (lock held)."""
         if self.has_read:
+            for index in written.values():  # tuned again now that their size is known
+                self.ann.tune(index)
             self.loaded.update(written)
         self.note(manifest, segments)
 

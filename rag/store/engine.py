@@ -128,6 +128,8 @@ class Store:
                 settings.ann_ef_search,
                 settings.ann_nprobe,
                 settings.ann_ef_construction,
+                settings.ann_small_vectors,
+                settings.ann_small_ef_search,
             ),
             settings.search_threads,
             settings.mmap_vectors,

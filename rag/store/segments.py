@@ -122,13 +122,23 @@ class AnnPolicy:
     """Which segments are approximate and how they are built and searched: ``index_type``
     (a factory string without IDMap2; empty: none) from ``min_vectors`` vectors on, HNSW
     ``ef_construction`` for the graphs merges build, HNSW ``ef_search`` and IVF ``nprobe``
-    set on every loaded segment."""
+    set on every loaded segment; a segment of fewer than ``small_vectors`` vectors is
+    searched with ``small_ef_search`` instead (0: no such tier), as a small graph finds its
+    nearest vectors with fewer candidates."""
 
     index_type: str = ""
     min_vectors: int = 20_000
     ef_search: int = 384
     nprobe: int = 32
     ef_construction: int = 80
+    small_vectors: int = 0
+    small_ef_search: int = 0
+
+    def ef_search_for(self, vectors: int) -> int:
+        """The HNSW efSearch of a segment of ``vectors`` vectors."""
+        if self.small_ef_search and vectors < self.small_vectors:
+            return self.small_ef_search
+        return self.ef_search
 
     def tune(self, index: faiss.Index) -> None:
         """Set the search parameters on a segment index (a no-op for exact ones); an IVF
@@ -136,7 +146,7 @@ class AnnPolicy:
         inner = faiss.downcast_index(getattr(faiss.downcast_index(index), "index", index))
         hnsw = getattr(inner, "hnsw", None)
         if hnsw is not None:
-            hnsw.efSearch = self.ef_search
+            hnsw.efSearch = self.ef_search_for(int(index.ntotal))
             hnsw.efConstruction = self.ef_construction  # used when a merge adds vectors
         ivf = faiss.try_extract_index_ivf(inner)
         if ivf is not None:
