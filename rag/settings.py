@@ -109,19 +109,20 @@ class IndexSettings(BaseSettings):
     ann_small_vectors: int = Field(
         50_000,
         ge=0,
-        description="Approximate segments with fewer vectors than this are searched with "
-        "ann_small_ef_search instead of ann_ef_search (0: every one with ann_ef_search): a "
-        "small graph finds its nearest vectors with fewer candidates. HNSW12_SQ8 alone on "
+        description="HNSW segments with fewer vectors than this are searched with "
+        "ann_small_ef_search instead of ann_ef_search (0: every one with ann_ef_search; IVF "
+        "segments keep ann_nprobe): a small graph finds its nearest vectors with fewer "
+        "candidates. HNSW12_SQ8 alone on "
         "real embeddings (bench/ann_recall.py): recall@10 0.980 at efSearch 128 over 20k "
         "vectors, 0.9455 over 100k.",
     )
     ann_small_ef_search: int = Field(
         128,
         ge=1,
-        description="HNSW efSearch of approximate segments under ann_small_vectors. At 1M "
-        "chunks (four segments of 204,800 and eight of 20,480): dense p50 ratio 0.76 with "
-        "the same top 10 for 300 real questions as efSearch 384 everywhere "
-        "(bench/dense_ab.py).",
+        description="HNSW efSearch of segments under ann_small_vectors (meant to be below "
+        "ann_ef_search). At 1M chunks (four HNSW segments of 204,800 and eight of 20,480): "
+        "dense p50 ratio 0.77 with the same top 10 for 300 real questions as efSearch 384 "
+        "everywhere (bench/dense_ab.py).",
     )
     ann_nprobe: int = Field(
         32, ge=1, description="IVF nprobe of approximate segments: inverted lists searched."

@@ -242,7 +242,16 @@ def test_ann_segments_keep_recall_on_real_embeddings(tmp_path: Path, real_embedd
     vectors = real_embedder.embed(sentences)
     queries = real_embedder.embed(questions)
     defaults = IndexSettings()
-    ann = AnnPolicy(defaults.ann_index_type, 500, defaults.ann_ef_search, defaults.ann_nprobe)
+    ann = AnnPolicy(
+        defaults.ann_index_type,
+        500,
+        defaults.ann_ef_search,
+        defaults.ann_nprobe,
+        defaults.ann_ef_construction,
+        defaults.ann_small_vectors,
+        defaults.ann_small_ef_search,
+    )
+    assert ann.ef_search_for(1500) == defaults.ann_small_ef_search  # the small tier's
     store = Store(tmp_path / "idx", merge_factor=10, ann=ann)
     store.create()
     step = len(vectors) // 10  # ten writes: one merge, into one approximate segment
