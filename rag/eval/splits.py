@@ -17,6 +17,11 @@ def _article(doc_article: dict[str, str], doc_id: str | None) -> str:
     return doc_article.get(doc_id or "", "")
 
 
+def _doc_articles(gold: GoldSet) -> dict[str, str]:
+    """Each document's article."""
+    return {d.id: str(d.metadata.get("article", "")) for d in gold.documents}
+
+
 # The SQuAD v1.1 dev sample the quality gate asks (tests/test_quality_gate.py): never fitted on.
 QUALITY_GATE_QUESTIONS = 300
 QUALITY_GATE_SEED = 0
@@ -29,13 +34,13 @@ def articles(gold: GoldSet) -> list[str]:
 
 def asked_articles(gold: GoldSet) -> list[str]:
     """The articles the gold set's questions are about, in order of first appearance."""
-    doc_article = {d.id: str(d.metadata.get("article", "")) for d in gold.documents}
+    doc_article = _doc_articles(gold)
     return list(dict.fromkeys(_article(doc_article, q.doc_id) for q in gold.questions))
 
 
 def drop_articles(gold: GoldSet, names: set[str]) -> GoldSet:
     """The gold set without the questions about the articles ``names`` (the corpus whole)."""
-    doc_article = {d.id: str(d.metadata.get("article", "")) for d in gold.documents}
+    doc_article = _doc_articles(gold)
     questions = [q for q in gold.questions if _article(doc_article, q.doc_id) not in names]
     return GoldSet(questions, list(gold.documents), dict(gold.qrels))
 
@@ -61,7 +66,7 @@ def split_articles(
         raise ValueError(f"share must be in (0, 1), got {share}")
     names = sorted(asked_articles(gold) if asked else articles(gold))
     chosen = set(random.Random(seed).sample(names, max(1, round(share * len(names)))))
-    doc_article = {d.id: str(d.metadata.get("article", "")) for d in gold.documents}
+    doc_article = _doc_articles(gold)
     first = [q for q in gold.questions if _article(doc_article, q.doc_id) in chosen]
     rest = [q for q in gold.questions if _article(doc_article, q.doc_id) not in chosen]
     return (

@@ -272,9 +272,7 @@ class Merger:
         if not self._lock.acquire(blocking=wait):
             return False
         try:
-            first = True
-            while first or not self.scheduler.stopping:
-                first = False
+            while True:
                 build = self._take_parked() or self._build_locked()
                 if build is None:
                     return False
@@ -294,7 +292,8 @@ class Merger:
                 finally:
                     if not parked:
                         self._finish(build)
-            return False  # stopping: a merge dropped is not planned again
+                if self.scheduler.stopping:  # a merge dropped is not planned again
+                    return False
         finally:
             self._lock.release()
 
