@@ -1,0 +1,120 @@
+"""How well the span reader alone tells answerable from unanswerable questions.
+
+    .venv/bin/python bench/reader_answerability.py [--weights rag/data/reader ...] [--seed 13]
+
+Each SQuAD v2.0 question of the verifier's fit part (``bench/fit_verifier.py``: the v2.0
+half's articles that neither the reader trained on nor the held-out measurement asks; never
+the held-out articles) is read with its own paragraph, no retrieval, fp32. Reported per
+weights: the answerability AUC of the reader's margin (best span score minus the window's
+no-answer score; the signal the verifier leans on most), the best no-answer recall at
+precision >= 80 %, and EM/F1 of the answerable questions. A quick check of a reader
+before the slower refit of the verifier and the held-out pipeline run. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
+from rag.gold import GoldSet, exact_match, f1  # noqa: E402
+from rag.reader.span_format import WindowConfig  # noqa: E402
+from rag.reader.span_model import (  # noqa: E402
+    collate,
+    decode,
+    encode_windows,
+    load_reader,
+    load_tokenizer,
+)
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    """P(a positive scores above a negative), ties half (Mann-Whitney)."""
+    ranked = sorted([(s, 1) for s in pos] + [(s, 0) for s in neg])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        mid = (i + j + 1) / 2
+        rank_sum += mid * sum(1 for k in range(i, j) if ranked[k][1])
+        i = j
+    n_p, n_n = len(pos), len(neg)
+    return (rank_sum - n_p * (n_p + 1) / 2) / max(1, n_p * n_n)
+
+
+def recall_at_precision(answerable: list[float], unanswerable: list[float], p: float) -> float:
+    """The most no-answer recall any margin threshold reaches at precision >= ``p``
+    (abstaining on margins below it)."""
+    items = sorted([(s, 0) for s in answerable] + [(s, 1) for s in unanswerable])
+    best, caught = 0.0, 0
+    for abstained, (_, is_na) in enumerate(items, start=1):
+        caught += is_na
+        if caught / abstained >= p:
+            best = max(best, caught / max(1, len(unanswerable)))
+    return best
+
+
+@torch.inference_mode()
+def margins(folder: Path, gold: GoldSet, batch: int = 32) -> dict[str, object]:
+    """Margin per question and EM/F1 of the answerable ones, reading the gold paragraph."""
+    model, config = load_reader(folder)
+    model.eval()
+    tok = load_tokenizer()
+    cfg = WindowConfig.of(config.get("config", {}))
+    max_answer = int(config.get("config", {}).get("max_answer_tokens", 30))
+    texts = {d.id: d.text for d in gold.documents}
+    qs = [q for q in gold.questions if q.doc_id in texts]
+    pos: list[float] = []
+    neg: list[float] = []
+    em = f1_sum = 0.0
+    n_ans = 0
+    for i in range(0, len(qs), batch):
+        block = qs[i : i + batch]
+        ctx = [texts[q.doc_id] for q in block]  # type: ignore[index]
+        windows = encode_windows(tok, [q.question for q in block], ctx, cfg)
+        s, e = (t.float() for t in model(**collate(windows, tok.pad_token_id)))
+        best: dict[int, tuple[float, int, int]] = {}
+        for c in decode(windows, s, e, max_answer):
+            m = c.score - c.null_score
+            if c.sample not in best or m > best[c.sample][0]:
+                best[c.sample] = (m, c.start, c.end)
+        for j, q in enumerate(block):
+            m, a, b = best.get(j, (float("-inf"), 0, 0))
+            if q.answers:
+                pos.append(m)
+                n_ans += 1
+                em += exact_match(ctx[j][a:b], q.answer_texts)
+                f1_sum += f1(ctx[j][a:b], q.answer_texts)
+            else:
+                neg.append(m)
+    return {
+        "questions": len(qs),
+        "unanswerable": len(neg),
+        "auc": round(auc(pos, neg), 4),
+        "na_recall_at_p80": round(100 * recall_at_precision(pos, neg, 0.8), 1),
+        "has_answer_em": round(100 * em / max(1, n_ans), 2),
+        "has_answer_f1": round(100 * f1_sum / max(1, n_ans), 2),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", type=Path, nargs="+", default=[ROOT / "rag" / "data" / "reader"])
+    ap.add_argument("--seed", type=int, default=13)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    _, verifier_part = reader_and_verifier_parts(args.seed)
+    for w in args.weights:
+        print(w, margins(w, verifier_part), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""Training data for the span reader's "no answer" with synthetic unanswerable questions.
+
+    .venv/bin/python bench/reader_synthetic_data.py [--seed 13] [--pairs 1800] \\
+        [--v2-questions 1000] [--out runs/synthetic/train.json.gz]
+    .venv/bin/rag train-reader runs/synthetic/train.json.gz --init rag/data/reader \\
+        --fine-tune --lr 3e-5 --epochs 1 --fp32 --device cpu --out runs/synthetic/run \\
+        --export runs/synthetic/reader
+
+The reader learned "no answer" from 1,131 real unanswerable questions (the SQuAD v2.0 dev
+half's reader part, ``bench/reader_noanswer_data.py``); no more real ones exist here outside
+what the verifier fits on and what is held out. This adds pairs made from SQuAD v1.1 train
+questions: the question with its paragraph (answerable) beside a rewrite that the paragraph
+no longer answers (``rag.reader.augment``: an entity, a number or a word swapped for its
+opposite, or negated), one rewrite per question, negations at most ``--negation-share`` of
+them. The train articles exclude those of the verifier's fit; ``--v2-questions`` of the real
+reader part are mixed in so the real kinds stay in view. Written as SQuAD v2.0 JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.fit_verifier import SQUAD_TRAIN, reader_and_verifier_parts, train_withheld  # noqa: E402
+from bench.reader_noanswer_data import to_squad, write_squad  # noqa: E402
+from rag.eval import sample_articles  # noqa: E402
+from rag.gold import GoldQuestion, GoldSet, load_gold  # noqa: E402
+from rag.reader.augment import unanswerable_rewrites  # noqa: E402
+
+
+def synthetic_pairs(
+    train: GoldSet, pairs: int, negation_share: float, seed: int
+) -> tuple[list[GoldQuestion], Counter[str]]:
+    """Up to ``pairs`` (answerable original, unanswerable rewrite) question pairs, in a seeded
+    order, and how many rewrites of each kind."""
+    rng = random.Random(seed)
+    texts = {d.id: d.text for d in train.documents}
+    questions = [q for q in train.questions if q.answers and q.doc_id in texts]
+    rng.shuffle(questions)
+    out: list[GoldQuestion] = []
+    kinds: Counter[str] = Counter()
+    for q in questions:
+        if kinds.total() >= pairs:
+            break
+        a = q.answers[0]
+        if a.answer_start is None:
+            continue
+        start = int(a.answer_start)
+        made = unanswerable_rewrites(q.question, texts[q.doc_id], start, start + len(a.text), rng)  # type: ignore[index]
+        swaps = [r for r in made if r.kind != "negation"]
+        negations = [r for r in made if r.kind == "negation"]
+        if swaps:
+            chosen = rng.choice(swaps)
+        elif negations and kinds["negation"] < negation_share * pairs:
+            chosen = negations[0]
+        else:
+            continue
+        kinds[chosen.kind] += 1
+        out.append(q)
+        out.append(GoldQuestion(f"{q.id}-na-{chosen.kind}", chosen.question, (), q.doc_id))
+    return out, kinds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--pairs", type=int, default=1800, help="synthetic unanswerable rewrites")
+    ap.add_argument("--negation-share", type=float, default=0.15)
+    ap.add_argument("--train-articles", type=int, default=120, help="SQuAD v1.1 train articles")
+    ap.add_argument("--v2-questions", type=int, default=1000, help="of the real reader part")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "synthetic" / "train.json.gz")
+    args = ap.parse_args()
+
+    used = {
+        str(d.metadata.get("article", "")) for d in train_withheld(args.seed, 30, 0, 0.3).documents
+    }
+    train = load_gold(SQUAD_TRAIN)
+    train.documents = [d for d in train.documents if d.metadata.get("article") not in used]
+    keep = {d.id for d in train.documents}
+    train.questions = [q for q in train.questions if q.doc_id in keep]
+    train = sample_articles(train, args.train_articles, args.seed + 3)
+    pairs, kinds = synthetic_pairs(train, args.pairs, args.negation_share, args.seed)
+    train.questions = pairs
+
+    reader_part, _ = reader_and_verifier_parts(args.seed)
+    real = [q for q in reader_part.questions if q.doc_id]
+    reader_part.questions = random.Random(args.seed).sample(real, min(args.v2_questions, len(real)))
+    data = to_squad(reader_part)
+    data["data"] += to_squad(train)["data"]
+    write_squad(args.out, data)
+    n_imp = sum(q.is_impossible for q in reader_part.questions)
+    print(
+        f"wrote {args.out}: {len(pairs) // 2} synthetic pairs {dict(kinds)}; "
+        f"v2.0 reader part {len(reader_part.questions)} questions ({n_imp} unanswerable)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
