@@ -14,6 +14,7 @@ no longer answers (``rag.reader.augment``: an entity, a number or a word swapped
 opposite, or negated), one rewrite per question, negations at most ``--negation-share`` of
 them. The train articles exclude those of the verifier's fit; ``--v2-questions`` of the real
 reader part are mixed in so the real kinds stay in view. Written as SQuAD v2.0 JSON.
+``--originals-only`` writes the same set without the rewrites: what the rewrites buy.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def main() -> int:
     ap.add_argument("--negation-share", type=float, default=0.15)
     ap.add_argument("--train-articles", type=int, default=120, help="SQuAD v1.1 train articles")
     ap.add_argument("--v2-questions", type=int, default=1000, help="of the real reader part")
+    ap.add_argument(
+        "--originals-only",
+        action="store_true",
+        help="the ablation: the same answerable originals and v2.0 questions, no rewrites",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "synthetic" / "train.json.gz")
     args = ap.parse_args()
 
@@ -86,7 +92,7 @@ def main() -> int:
     train.questions = [q for q in train.questions if q.doc_id in keep]
     train = sample_articles(train, args.train_articles, args.seed + 3)
     pairs, kinds = synthetic_pairs(train, args.pairs, args.negation_share, args.seed)
-    train.questions = pairs
+    train.questions = [q for q in pairs if q.answers] if args.originals_only else pairs
 
     reader_part, _ = reader_and_verifier_parts(args.seed)
     real = [q for q in reader_part.questions if q.doc_id]
@@ -96,7 +102,9 @@ def main() -> int:
     write_squad(args.out, data)
     n_imp = sum(q.is_impossible for q in reader_part.questions)
     print(
-        f"wrote {args.out}: {len(pairs) // 2} synthetic pairs {dict(kinds)}; "
+        f"wrote {args.out}: {len(pairs) // 2} SQuAD train questions"
+        + (" (no rewrites)" if args.originals_only else f" and their rewrites {dict(kinds)}")
+        + "; "
         f"v2.0 reader part {len(reader_part.questions)} questions ({n_imp} unanswerable)"
     )
     return 0
