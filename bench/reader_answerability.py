@@ -22,6 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.abstention_heldout import abstention_frontier, auc  # noqa: E402
 from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
 from rag.gold import GoldSet, exact_match, f1  # noqa: E402
 from rag.reader.span_format import WindowConfig  # noqa: E402
@@ -32,33 +33,6 @@ from rag.reader.span_model import (  # noqa: E402
     load_reader,
     load_tokenizer,
 )
-
-
-def auc(pos: list[float], neg: list[float]) -> float:
-    """P(a positive scores above a negative), ties half (Mann-Whitney)."""
-    ranked = sorted([(s, 1) for s in pos] + [(s, 0) for s in neg])
-    rank_sum, i = 0.0, 0
-    while i < len(ranked):
-        j = i
-        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
-            j += 1
-        mid = (i + j + 1) / 2
-        rank_sum += mid * sum(1 for k in range(i, j) if ranked[k][1])
-        i = j
-    n_p, n_n = len(pos), len(neg)
-    return (rank_sum - n_p * (n_p + 1) / 2) / max(1, n_p * n_n)
-
-
-def recall_at_precision(answerable: list[float], unanswerable: list[float], p: float) -> float:
-    """The most no-answer recall any margin threshold reaches at precision >= ``p``
-    (abstaining on margins below it)."""
-    items = sorted([(s, 0) for s in answerable] + [(s, 1) for s in unanswerable])
-    best, caught = 0.0, 0
-    for abstained, (_, is_na) in enumerate(items, start=1):
-        caught += is_na
-        if caught / abstained >= p:
-            best = max(best, caught / max(1, len(unanswerable)))
-    return best
 
 
 @torch.inference_mode()
@@ -97,8 +71,10 @@ def margins(folder: Path, gold: GoldSet, batch: int = 32) -> dict[str, object]:
     return {
         "questions": len(qs),
         "unanswerable": len(neg),
-        "auc": round(auc(pos, neg), 4),
-        "na_recall_at_p80": round(100 * recall_at_precision(pos, neg, 0.8), 1),
+        "auc": auc(pos + neg, [True] * len(pos) + [False] * len(neg)),
+        "na_recall_at_p80": abstention_frontier(
+            pos + neg, [False] * len(pos) + [True] * len(neg), 0.6, 0.8
+        )["recall_at_precision_0.8"],
         "has_answer_em": round(100 * em / max(1, n_ans), 2),
         "has_answer_f1": round(100 * f1_sum / max(1, n_ans), 2),
     }
