@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 from bench.abstention_heldout import abstention_frontier, auc  # noqa: E402
 from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
 from rag.gold import GoldSet, exact_match, f1  # noqa: E402
-from rag.reader.span_format import WindowConfig  # noqa: E402
-from rag.reader.span_model import (  # noqa: E402
+from rag.reader import (  # noqa: E402
+    WindowConfig,
     collate,
     decode,
     encode_windows,

@@ -32,7 +32,7 @@ from bench.fit_verifier import SQUAD_TRAIN, reader_and_verifier_parts, train_wit
 from bench.reader_noanswer_data import to_squad, write_squad  # noqa: E402
 from rag.eval import sample_articles  # noqa: E402
 from rag.gold import GoldQuestion, GoldSet, load_gold  # noqa: E402
-from rag.reader.augment import unanswerable_rewrites  # noqa: E402
+from rag.reader import unanswerable_rewrites  # noqa: E402
 
 
 def synthetic_pairs(

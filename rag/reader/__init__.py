@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING
 from rag.faces import lazy_face
 
 if TYPE_CHECKING:
+    from rag.reader.augment import (
+        Rewrite as Rewrite,
+        unanswerable_rewrites as unanswerable_rewrites,
+    )
     from rag.reader.base import (
         Reader as Reader,
         ReaderConfigError as ReaderConfigError,
@@ -55,6 +59,9 @@ if TYPE_CHECKING:
         save_rank_weight as save_rank_weight,
     )
     from rag.reader.span_model import (
+        collate as collate,
+        decode as decode,
+        encode_windows as encode_windows,
         load_reader as load_reader,
         load_tokenizer as load_tokenizer,
         quantize_encoder as quantize_encoder,
@@ -90,6 +97,7 @@ _NAMES = {
         "rag.reader.base",
     ),
     "build_reader": "rag.reader.factory",
+    **dict.fromkeys(["Rewrite", "unanswerable_rewrites"], "rag.reader.augment"),
     "SentenceReader": "rag.reader.sentence",
     **dict.fromkeys(
         [
@@ -104,7 +112,15 @@ _NAMES = {
     ),
     **dict.fromkeys(["SpanReader", "read_rank"], "rag.reader.span"),
     **dict.fromkeys(
-        ["load_reader", "load_tokenizer", "quantize_encoder", "save_reader"],
+        [
+            "collate",
+            "decode",
+            "encode_windows",
+            "load_reader",
+            "load_tokenizer",
+            "quantize_encoder",
+            "save_reader",
+        ],
         "rag.reader.span_model",
     ),
     **dict.fromkeys(
