@@ -3,10 +3,10 @@ paragraph no longer answers it, for teaching the span reader "no answer".
 
 SQuAD v2.0's unanswerable questions were written by people to look like answerable ones
 about the same paragraph; its authors sorted them by how (Rajpurkar et al. 2018, table 3):
-an entity swapped for another (21 %), an antonym (20 %), a negation (9 %), a number or date
-changed, a condition the paragraph does not meet. The rules here make the first three kinds
-and the changed number from SQuAD v1.1 train questions, whose answers we know, checking
-against the paragraph so that the rewrite is unanswerable in it as far as text can tell:
+an entity, number or date swapped for another (21 %), an antonym (20 %), a negation (9 %),
+mutual exclusion (15 %), an impossible condition (4 %), other (24 %). The rules here make the
+first three kinds from SQuAD v1.1 train questions, whose answers we know, checking against
+the paragraph so that the rewrite is unanswerable in it as far as text can tell:
 
 - **entity swap**: a capitalised phrase of the question that the answer's sentence names is
   replaced by another capitalised phrase of the paragraph that the answer's sentence does not
