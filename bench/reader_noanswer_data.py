@@ -55,18 +55,23 @@ def to_squad(gold: GoldSet) -> dict[str, Any]:
     }
 
 
-def noanswer_data(seed: int, train_articles: int) -> tuple[dict[str, Any], int, int, int]:
-    """The training data (SQuAD v2.0 JSON) and its counts: v2.0 reader-part questions,
-    of them unanswerable, SQuAD train questions."""
-    reader_part, _ = reader_and_verifier_parts(seed)
-    reader_part.questions = [q for q in reader_part.questions if q.doc_id]
+def train_outside_verifier_fit(seed: int) -> GoldSet:
+    """SQuAD v1.1 train without the articles the verifier's fit (same seed) reads."""
     verifier_train = train_withheld(seed, 30, 0, 0.3)
     used = {str(d.metadata.get("article", "")) for d in verifier_train.documents}
     train = load_gold(SQUAD_TRAIN)
     train.documents = [d for d in train.documents if d.metadata.get("article") not in used]
     keep = {d.id for d in train.documents}
     train.questions = [q for q in train.questions if q.doc_id in keep]
-    train = sample_articles(train, train_articles, seed + 2)
+    return train
+
+
+def noanswer_data(seed: int, train_articles: int) -> tuple[dict[str, Any], int, int, int]:
+    """The training data (SQuAD v2.0 JSON) and its counts: v2.0 reader-part questions,
+    of them unanswerable, SQuAD train questions."""
+    reader_part, _ = reader_and_verifier_parts(seed)
+    reader_part.questions = [q for q in reader_part.questions if q.doc_id]
+    train = sample_articles(train_outside_verifier_fit(seed), train_articles, seed + 2)
     data = to_squad(reader_part)
     data["data"] += to_squad(train)["data"]
     n_imp = sum(q.is_impossible for q in reader_part.questions)

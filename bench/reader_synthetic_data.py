@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.fit_verifier import SQUAD_TRAIN, reader_and_verifier_parts, train_withheld  # noqa: E402
-from bench.reader_noanswer_data import to_squad, write_squad  # noqa: E402
+from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
+from bench.reader_noanswer_data import to_squad, train_outside_verifier_fit, write_squad  # noqa: E402
 from rag.eval import sample_articles  # noqa: E402
-from rag.gold import GoldQuestion, GoldSet, load_gold  # noqa: E402
+from rag.gold import GoldQuestion, GoldSet  # noqa: E402
 from rag.reader import unanswerable_rewrites  # noqa: E402
 
 
@@ -83,13 +83,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "synthetic" / "train.json.gz")
     args = ap.parse_args()
 
-    used = {
-        str(d.metadata.get("article", "")) for d in train_withheld(args.seed, 30, 0, 0.3).documents
-    }
-    train = load_gold(SQUAD_TRAIN)
-    train.documents = [d for d in train.documents if d.metadata.get("article") not in used]
-    keep = {d.id for d in train.documents}
-    train.questions = [q for q in train.questions if q.doc_id in keep]
+    train = train_outside_verifier_fit(args.seed)
     train = sample_articles(train, args.train_articles, args.seed + 3)
     pairs, kinds = synthetic_pairs(train, args.pairs, args.negation_share, args.seed)
     train.questions = [q for q in pairs if q.answers] if args.originals_only else pairs
