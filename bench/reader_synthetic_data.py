@@ -15,6 +15,9 @@ opposite, or negated), one rewrite per question, negations at most ``--negation-
 them. The train articles exclude those of the verifier's fit; ``--v2-questions`` of the real
 reader part are mixed in so the real kinds stay in view. Written as SQuAD v2.0 JSON.
 ``--originals-only`` writes the same set without the rewrites: what the rewrites buy.
+``--replay`` adds that many more plain answerable questions from the same articles (not
+rewritten): the rewrite epoch alone lengthens some answer spans, and more plain SQuAD per
+rewrite is meant to hold the span ends where the shipped reader put them.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ def main() -> int:
     ap.add_argument("--train-articles", type=int, default=120, help="SQuAD v1.1 train articles")
     ap.add_argument("--v2-questions", type=int, default=1000, help="of the real reader part")
     ap.add_argument(
+        "--replay", type=int, default=0, help="plain answerable questions beyond the pairs"
+    )
+    ap.add_argument(
         "--originals-only",
         action="store_true",
         help="the ablation: the same answerable originals and v2.0 questions, no rewrites",
@@ -86,7 +92,14 @@ def main() -> int:
     train = train_outside_verifier_fit(args.seed)
     train = sample_articles(train, args.train_articles, args.seed + 3)
     pairs, kinds = synthetic_pairs(train, args.pairs, args.negation_share, args.seed)
+    pool = list(train.questions)
     train.questions = [q for q in pairs if q.answers] if args.originals_only else pairs
+    replay: list[GoldQuestion] = []
+    if args.replay:
+        used = {q.id for q in pairs}
+        rest = [q for q in pool if q.answers and q.id not in used]
+        replay = random.Random(args.seed + 5).sample(rest, min(args.replay, len(rest)))
+        train.questions = train.questions + replay
 
     reader_part, _ = reader_and_verifier_parts(args.seed)
     real = [q for q in reader_part.questions if q.doc_id]
@@ -98,6 +111,7 @@ def main() -> int:
     print(
         f"wrote {args.out}: {len(pairs) // 2} SQuAD train questions"
         + (" (no rewrites)" if args.originals_only else f" and their rewrites {dict(kinds)}")
+        + (f"; {len(replay)} plain replay questions" if replay else "")
         + "; "
         f"v2.0 reader part {len(reader_part.questions)} questions ({n_imp} unanswerable)"
     )
