@@ -27,6 +27,7 @@ from rag.reader.training import (
     ReaderTrainer,
     TrainConfig,
     TrainExample,
+    boundary_error,
     build_examples,
     featurize,
     span_targets,
@@ -282,3 +283,24 @@ def test_device_script_fits_the_schedule_curves_and_splits_the_weights(tmp_path:
     assert len(parts) >= 2 and all(p.stat().st_size <= 8 * 2**20 for p in parts)
     joined = b"".join(p.read_bytes() for p in parts)
     assert joined == (tmp_path / "run" / "export" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("prediction", "golds", "kind"),
+    [
+        (
+            "UN Security Council sanctions imposed on it",
+            ["UN Security Council sanctions"],
+            "too_long",
+        ),
+        ("Security Council", ["UN Security Council sanctions"], "too_short"),
+        ("General Assembly", ["UN Security Council sanctions"], None),
+        ("", ["UN Security Council sanctions"], None),
+        ("Councils", ["Council"], None),  # whole words only
+        ("the 1990 war", ["war", "1990 war"], "too_long"),
+    ],
+)
+def test_boundary_error_tells_span_end_drift_from_wrong_answers(
+    prediction: str, golds: list[str], kind: str | None
+) -> None:
+    assert boundary_error(prediction, golds) == kind

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from rag.gold import GoldSet, exact_match, f1
+from rag.gold import GoldSet, exact_match, f1, normalize_answer
 from rag.reader.span_format import (
     MAX_LENGTH,
     MAX_QUESTION_TOKENS,
@@ -465,12 +465,16 @@ def evaluate_gold_paragraph(
     limit: int | None = None,
     batch_size: int = 32,
 ) -> dict[str, float]:
-    """Reader alone, given the gold paragraph: official EM/F1 (answerable questions)."""
+    """Reader alone, given the gold paragraph: official EM/F1 (answerable questions), and
+    the boundary errors in % of questions: ``too_long`` (a wrong span that holds a gold
+    answer's words) and ``too_short`` (one held inside a gold answer), which tell span-end
+    drift apart from wrong answers."""
     was_training = model.training
     model.eval()
     texts = {d.id: d.text for d in gold.documents}
     questions = [q for q in gold.questions if q.answers and q.doc_id is not None][:limit]
     em = f1_sum = 0.0
+    boundary = {"too_long": 0, "too_short": 0}
     for i in range(0, len(questions), batch_size):
         block = questions[i : i + batch_size]
         contexts = [texts[q.doc_id] for q in block]  # type: ignore[index]
@@ -484,9 +488,29 @@ def evaluate_gold_paragraph(
                 best[c.sample] = (c.score, c.start, c.end)
         for j, q in enumerate(block):
             pred = contexts[j][best[j][1] : best[j][2]] if j in best else ""
-            em += exact_match(pred, q.answer_texts)
+            hit = exact_match(pred, q.answer_texts)
+            em += hit
             f1_sum += f1(pred, q.answer_texts)
+            if not hit and (kind := boundary_error(pred, q.answer_texts)):
+                boundary[kind] += 1
     if was_training:
         model.train()
     n = max(1, len(questions))
-    return {"questions": len(questions), "em": 100 * em / n, "f1": 100 * f1_sum / n}
+    return {
+        "questions": len(questions),
+        "em": 100 * em / n,
+        "f1": 100 * f1_sum / n,
+        **{k: 100 * v / n for k, v in boundary.items()},
+    }
+
+
+def boundary_error(prediction: str, golds: Sequence[str]) -> str | None:
+    """'too_long' when a wrong prediction holds a gold answer's words, 'too_short' when it
+    is held inside one, else None (normalised as SQuAD's EM, whole words)."""
+    pred = f" {normalize_answer(prediction)} "
+    norm = [f" {normalize_answer(g)} " for g in golds]
+    if pred.strip() and any(g.strip() and g in pred for g in norm):
+        return "too_long"
+    if pred.strip() and any(pred in g for g in norm):
+        return "too_short"
+    return None
