@@ -507,10 +507,10 @@ def evaluate_gold_paragraph(
 def boundary_error(prediction: str, golds: Sequence[str]) -> str | None:
     """'too_long' when a wrong prediction holds a gold answer's words, 'too_short' when it
     is held inside one, else None (normalised as SQuAD's EM, whole words)."""
-    pred = f" {normalize_answer(prediction)} "
+    if not (words := normalize_answer(prediction)):
+        return None
+    pred = f" {words} "
     norm = [f" {normalize_answer(g)} " for g in golds]
-    if pred.strip() and any(g.strip() and g in pred for g in norm):
+    if any(g.strip() and g in pred for g in norm):
         return "too_long"
-    if pred.strip() and any(pred in g for g in norm):
-        return "too_short"
-    return None
+    return "too_short" if any(pred in g for g in norm) else None
