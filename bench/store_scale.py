@@ -1,22 +1,28 @@
 """How the store's costs grow with the index: one commit of 2,048 chunks, dense / BM25 /
 hybrid latency, disk and memory, at growing size; two checkouts side by side in one run.
 Questions are timed after the background merges the writes asked for have finished
-(``merges_wait_s``: how long that took after the size's last commit).
+(``merges_wait_s``: how long that took after the size's last commit). ``commit_s`` is one
+commit alone (the median of ``--commits``, each after the merges earlier ones asked for);
+``ingest_s_per_commit`` the amortised cost: the wall time of the commits that grew the index
+to this size, with the background merges they asked for, per commit.
 
     .venv/bin/python bench/store_scale.py [--sizes 20000,100000,200000] [--compare REV]
 
 Chunk texts are real: SQuAD v1.1 train paragraphs, and past them the same paragraphs'
 sentences recombined (pass k joins paragraph i's sentences with paragraph i+k's), eight
 chunks to a document, written through ``Store.apply`` in commits of 2,048 chunks as the
-pipeline makes them. Vectors are synthetic unit vectors (dimension 384): a flat search
-costs the same whatever the values, but ANN recall measured on them would mean nothing,
-so none is (``bench/ann_recall.py`` measures it on real ones). Each document's metadata
+pipeline makes them. Vectors are synthetic unit vectors (dimension 384; a flat search
+costs the same whatever the values, but ANN recall on them would mean nothing, so none is
+reported), or with ``--vectors real`` the cached real embeddings of the same texts
+(``bench/real_vectors.py``), perturbed copies past them, and real question vectors; then
+``dense_recall@10`` is measured against brute force over every vector written (on real
+embeddings alone: ``bench/ann_recall.py``). Each document's metadata
 ``part`` is its number mod 4, so a filter ``{"part": 1}`` allows a quarter of the index (the
 ``_part`` columns); the ``_docs`` columns filter to 8 random documents' ids.
 60 SQuAD v1.1 dev questions are asked at each size (query encoding excluded:
-random unit query vectors for dense, the questions' content words for BM25, both
-through ``Retriever``). A commit's time is the median of the ``--commits`` commits measured
-at each size (they are part of the index from then on).
+given query vectors for dense, the questions' content words for BM25, both
+through ``Retriever``). The ``--commits`` commits timed at each size are part of the index
+from then on.
 
 Each store runs in a subprocess of its own; ``--compare REV`` adds a worktree of REV (e.g.
 the commit before segments) beside this checkout. With ``RAG_SEARCH_THREADS`` above 1 (the
@@ -218,15 +224,31 @@ def worker(sizes: list[int], commits: int, folder: Path, vectors: Path | None) -
         total += COMMIT_CHUNKS
         return time.perf_counter() - t
 
+    wait = getattr(store, "wait_for_merges", None)
+
+    def settled_commit() -> float:
+        # One commit alone: the background merges earlier commits asked for are finished
+        # first, so that it is not timed sharing the two cores with a merge's graph build.
+        if wait is not None:
+            wait()
+        return commit()
+
     for size in sizes:
+        # The stretch of writes up to this size, background merges included (their wait at
+        # its end): the amortised cost of a commit, what ingest pays per 2,048 chunks.
+        t = time.perf_counter()
+        stretch = 0
         while total + COMMIT_CHUNKS * commits < size:
             commit()
-        commit_s = statistics.median(commit() for _ in range(commits))
+            stretch += 1
+        if wait is not None:
+            wait()
+        ingest_s = (time.perf_counter() - t) / max(stretch, 1)
+        commit_s = statistics.median(settled_commit() for _ in range(commits))
         # Questions are timed once the merges the writes asked for are done (a server's
         # index between bursts of writes): a merge building a large HNSW graph takes both
         # cores for tens of seconds, and questions asked meanwhile time the merge instead.
         t = time.perf_counter()
-        wait = getattr(store, "wait_for_merges", None)
         if wait is not None:
             wait()
         merges_wait_s = time.perf_counter() - t
@@ -260,6 +282,7 @@ def worker(sizes: list[int], commits: int, folder: Path, vectors: Path | None) -
         row: dict[str, Any] = {
             "chunks": total,
             "commit_s": round(commit_s, 3),
+            "ingest_s_per_commit": round(ingest_s, 3),
             "merges_wait_s": round(merges_wait_s, 1),
         }
         for mode, ms in timings.items():
@@ -334,7 +357,7 @@ def run(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="20000,100000,200000")
-    ap.add_argument("--commits", type=int, default=3, help="commits timed at each size")
+    ap.add_argument("--commits", type=int, default=5, help="commits timed at each size")
     ap.add_argument("--compare", default=None, help="a git revision to run beside this one")
     ap.add_argument(
         "--keep", type=Path, default=None, help="move this checkout's index to KEEP/idx at the end"
