@@ -301,9 +301,7 @@ def test_segments_searched_side_by_side_give_the_same_hits(
 ) -> None:
     """The first pass on a thread pool (RAG_SEARCH_THREADS) returns exactly the hits of
     the segments searched one after another, tombstones and filters included."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from rag.store.segments import search_segments
+    from rag.store.segments import SearchThreads, search_segments
 
     rng = np.random.default_rng(seed)
     loaded = []
@@ -321,8 +319,7 @@ def test_segments_searched_side_by_side_give_the_same_hits(
 
     queries = rng.standard_normal((3, DIM)).astype(np.float32)
     alone = search_segments(loaded, queries, depth, alive, share=share)
-    with ThreadPoolExecutor(2) as pool:
-        side = search_segments(loaded, queries, depth, alive, share=share, pool=pool)
+    side = search_segments(loaded, queries, depth, alive, share=share, pool=SearchThreads(2))
     assert side == alone
 
 

@@ -256,7 +256,7 @@ class Store:
         """The thread's connection as a snapshot (outside a ``read()``: each query on its
         own; inside one: that read's snapshot)."""
         return Snapshot(
-            self._conn(), self._segments, self.filter_exact_max, self.keywords, self._pool.get()
+            self._conn(), self._segments, self.filter_exact_max, self.keywords, self._pool
         )
 
     def manifest(self) -> dict[str, str]:

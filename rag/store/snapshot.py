@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor
 from typing import Any
 
 import faiss
@@ -28,7 +27,13 @@ from rag.store.schema import (
     UNPAGED_VERSIONS,
     load_page_starts,
 )
-from rag.store.segments import PARALLEL_MIN_VECTORS, Segment, exact_search, search_segments
+from rag.store.segments import (
+    PARALLEL_MIN_VECTORS,
+    SearchThreads,
+    Segment,
+    exact_search,
+    search_segments,
+)
 
 
 class Snapshot:
@@ -40,7 +45,7 @@ class Snapshot:
         segments: Callable[[sqlite3.Connection], list[tuple[Segment, faiss.Index]]],
         exact_max: int = 20_000,
         keywords: KeywordIndex | None = None,
-        pool: Executor | None = None,
+        pool: SearchThreads | None = None,
     ) -> None:
         self._conn = conn
         self._pool = pool
@@ -232,9 +237,9 @@ class Snapshot:
         """Whether the metadata table is there (schema version 2 on)."""
         return self.schema_version() != "1"
 
-    def _pool_for(self, loaded: Sequence[tuple[Segment, faiss.Index]]) -> Executor | None:
+    def _pool_for(self, loaded: Sequence[tuple[Segment, faiss.Index]]) -> SearchThreads | None:
         """The search threads, for an index large enough in two segments or more."""
-        if self._pool is None or len(loaded) < 2:
+        if self._pool is None or self._pool.count < 2 or len(loaded) < 2:
             return None
         total = sum(index.ntotal for _, index in loaded)
         return self._pool if total >= PARALLEL_MIN_VECTORS else None
