@@ -44,7 +44,8 @@ EF_CONSTRUCTION = 80
 def candidates(n: int) -> list[tuple[str, str | None, list[int]]]:
     """(factory string, search parameter, its values): flat, scalar quantisers, IVF with
     about 4 sqrt(n) lists, HNSW with 32 links plain and with 32, 16, 12 or 8 links over
-    8-bit codes (fewer links: a smaller graph, and each step of the search cheaper)."""
+    8-bit codes (fewer links: a smaller graph, and each step of the search cheaper), and 12
+    links over 6- and 4-bit codes (smaller vectors, coarser distances)."""
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
     probes = [8, 16, 32, 64, 128]
     efs = [64, 128, 256, 384, 512]
@@ -59,6 +60,8 @@ def candidates(n: int) -> list[tuple[str, str | None, list[int]]]:
         ("HNSW16_SQ8", "efSearch", efs),
         ("HNSW12_SQ8", "efSearch", efs),
         ("HNSW8_SQ8", "efSearch", efs),
+        ("HNSW12_SQ6", "efSearch", efs),
+        ("HNSW12_SQ4", "efSearch", efs),
     ]
 
 
@@ -79,7 +82,9 @@ def set_param(index: faiss.Index, name: str | None, value: int) -> None:
         faiss.downcast_index(index).hnsw.efSearch = value
 
 
-def measure(count: int, queries_n: int, threads: int) -> list[dict[str, Any]]:
+def measure(
+    count: int, queries_n: int, threads: int, only: set[str] | None = None
+) -> list[dict[str, Any]]:
     vectors, queries = load(count)
     queries = queries[:queries_n]
     n = len(vectors)
@@ -89,6 +94,8 @@ def measure(count: int, queries_n: int, threads: int) -> list[dict[str, Any]]:
     _, truth = exact.search(queries, K)
     rows: list[dict[str, Any]] = []
     for factory, param, values in candidates(n):
+        if only is not None and factory not in only:
+            continue
         faiss.omp_set_num_threads(threads)
         index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
         hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
@@ -130,9 +137,13 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2, help="threads for building")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "store" / "ann")
+    ap.add_argument(
+        "--only", default=None, help="comma-separated factory strings: measure just these"
+    )
     args = ap.parse_args()
     (ROOT / "runs").mkdir(exist_ok=True)
-    rows = measure(args.count, args.queries, args.threads)
+    only = set(args.only.split(",")) if args.only else None
+    rows = measure(args.count, args.queries, args.threads, only)
     n = len(load(args.count)[0])
     cols = list(rows[0])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Serve an existing index with the models loaded and report what a server costs over it:
 # seconds from start to /ready, memory at ready, while N SQuAD v1.1 dev questions are asked
-# one at a time over HTTP (RSS, anonymous and file-backed, at 1/40/80/160/... questions),
-# its peak (VmHWM), POST /ask p50, and RSS at rest 3 s after the last question (the heap's
-# freed memory handed back, RAG_HEAP_TRIM_IDLE_S). Extra settings come from the environment.
+# one at a time over HTTP (RSS, anonymous and file-backed, at 1/40/80/160/... questions; MiB,
+# the kB of /proc/PID/status over 1024: reports before 2026-12-04 printed them as "MB"),
+# its peak (VmHWM), POST /ask p50, what is resident after the questions by kind of mapping
+# (vector segments, keyword postings, heap, other anonymous memory, libraries, other files),
+# and RSS at rest 3 s after the last question (the heap's freed memory handed back,
+# RAG_HEAP_TRIM_IDLE_S). Extra settings come from the environment.
 #   [N=160] bash bench/serve_index.sh INDEX_ROOT INDEX_NAME [PORT]
 # e.g. after `python bench/store_scale.py --sizes 1000000 --vectors real --keep runs/keep1m`:
 #   bash bench/serve_index.sh runs/keep1m idx
@@ -31,7 +34,32 @@ def memory() -> str:
         key, _, value = line.partition(":")
         if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
             fields[key] = int(value.split()[0]) // 1024
-    return " ".join(f"{k}={v}MB" for k, v in fields.items())
+    return " ".join(f"{k}={v}MiB" for k, v in fields.items())
+
+def composition() -> str:
+    """Resident MiB per kind of mapping (/proc/PID/smaps): the vector segments, the keyword
+    engine's postings, the heap, other anonymous memory, shared libraries, other files."""
+    kinds: dict[str, int] = {}
+    kind = "other files"
+    for line in open(f"/proc/{os.environ['PID']}/smaps"):
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            name = head[5] if len(head) > 5 else ""
+            if name.endswith(".faiss"):
+                kind = "vectors"
+            elif "/keyword/" in name:
+                kind = "keyword postings"
+            elif name == "[heap]":
+                kind = "heap"
+            elif not name or name.startswith("["):
+                kind = "anonymous"
+            elif ".so" in name:
+                kind = "libraries"
+            else:
+                kind = "other files"
+        elif head[0] == "Rss:":
+            kinds[kind] = kinds.get(kind, 0) + int(head[1])
+    return " ".join(f"{k}={v // 1024}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
 
 squad = Path("..") / "shared" / "data" / "squad" / "dev-v1.1.json.gz"
 data = json.load(gzip.open(squad))
@@ -48,6 +76,7 @@ for i, q in enumerate(questions, 1):
     if i == 1 or i % 40 == 0:
         print(f"after {i} questions", memory())
 print("asks", len(times), "ask_p50_ms", round(statistics.median(times), 1))
+print("resident after the questions, MiB by mapping:", composition())
 time.sleep(3)
 print("at rest", memory())
 PY

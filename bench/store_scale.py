@@ -97,6 +97,7 @@ def questions() -> list[str]:
 
 
 def rss_mb() -> float:
+    """VmRSS in MiB (kB / 1024; the ``*_rss_mb`` columns keep their first name)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
