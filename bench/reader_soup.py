@@ -17,7 +17,9 @@ development part the fine-tune saw; 2022-2023, only measured). Nothing is assert
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import SQUAD_V11  # noqa: E402
 from bench.news_eval import DEV_YEARS, NEWS, TEST_YEARS, news_years  # noqa: E402
-from rag.gold import load_squad  # noqa: E402
+from rag.gold import GoldSet, load_squad  # noqa: E402
 from rag.reader import (  # noqa: E402
     TrainConfig,
     evaluate_gold_paragraph,
@@ -36,6 +38,23 @@ from rag.reader import (  # noqa: E402
     save_reader,
 )
 from rag.settings import Settings  # noqa: E402
+
+# A sentence end followed by more text inside the question: a quiz question's context
+# sentence before the question itself ("X died this week. In which ...?").
+_PREAMBLE = re.compile(r"[.!?][\"\u201d\u2019]?\s+\S")
+
+
+def by_form(gold: GoldSet) -> dict[str, GoldSet]:
+    """``gold`` split into the questions that open with a context sentence and the rest."""
+    opens = [bool(_PREAMBLE.search(q.question.strip()[:-1])) for q in gold.questions]
+    return {
+        "preamble": dataclasses.replace(
+            gold, questions=[q for q, o in zip(gold.questions, opens, strict=True) if o]
+        ),
+        "plain": dataclasses.replace(
+            gold, questions=[q for q, o in zip(gold.questions, opens, strict=True) if not o]
+        ),
+    }
 
 
 def interpolate(base: dict[str, Any], tuned: dict[str, Any], alpha: float) -> dict[str, Any]:
@@ -54,6 +73,11 @@ def main() -> int:
     ap.add_argument("--export-alpha", type=float, default=None)
     ap.add_argument("--export", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="results JSON")
+    ap.add_argument(
+        "--by-form",
+        action="store_true",
+        help="also each news set split into questions with a context sentence and the rest",
+    )
     args = ap.parse_args()
 
     base_model, base_card = load_reader(args.base)
@@ -69,6 +93,10 @@ def main() -> int:
         "news_2020_2021_gold": (news_years(news, DEV_YEARS), None),
         "news_2022_2023_gold": (news_years(news, TEST_YEARS), None),
     }
+    if args.by_form:
+        for name in ("news_2020_2021_gold", "news_2022_2023_gold"):
+            for form, part in by_form(sets[name][0]).items():
+                sets[f"{name}_{form}"] = (part, None)
     rows = []
     model = base_model
     for alpha in args.alphas:
