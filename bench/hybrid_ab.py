@@ -1,13 +1,15 @@
 """Hybrid retrieval over a kept index by two checkouts, side by side: each question asked of
 both in alternation.
 
-    .venv/bin/python bench/hybrid_ab.py INDEX_DIR [--rev HEAD~1] [--questions 600]
+    .venv/bin/python bench/hybrid_ab.py INDEX_DIR [--rev HEAD~1] [--questions 600] \\
+        [--a-env KEY=VALUE ...] [--b-env KEY=VALUE ...]
 
 e.g. over the 1M-chunk index ``bench/store_scale.py --vectors real --keep runs/keep1m``
 leaves: ``bench/hybrid_ab.py runs/keep1m/idx --rev HEAD~1``. Two worker processes open
 the same index, one importing ``rag`` from a worktree of ``REV``, one from this checkout,
-each with the store's default settings; every question is sent to both (alternating which
-goes first, so the machine's noise falls on both alike) and each times its own hybrid
+each with the default settings and its own ``--a-env`` / ``--b-env``; every question is
+sent to both (alternating which goes first, so the machine's noise falls on both alike)
+and each times its own hybrid
 ``Retriever.retrieve`` (top 5 of depth 30, as ``POST /ask`` asks). Query encoding is
 excluded: the questions are the SQuAD v1.1 dev sample of ``bench/real_vectors.py``, sent
 with their cached real embeddings. Prints p50 / p95 of each, their ratio, and how many
@@ -17,6 +19,7 @@ questions got the same top 5 chunks from both. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import shutil
@@ -53,7 +56,12 @@ def worker(index: Path) -> None:
             pass
 
     given = Given()
-    retriever = Retriever(given, depth=DEPTH)  # type: ignore[arg-type]
+    options: dict[str, Any] = {}
+    if "keyword_beside_dense" in inspect.signature(Retriever).parameters:
+        from rag.settings import RetrievalSettings
+
+        options["keyword_beside_dense"] = RetrievalSettings().keyword_beside_dense
+    retriever = Retriever(given, depth=DEPTH, **options)  # type: ignore[arg-type]
     store = Store.from_settings(IndexSettings(), index)
     store.check()
     with store.read() as snap:
@@ -68,10 +76,11 @@ def worker(index: Path) -> None:
     store.close()
 
 
-def start(checkout: Path, index: Path) -> subprocess.Popen[str]:
-    """A worker importing ``rag`` from ``checkout``, ready to be asked."""
+def start(checkout: Path, index: Path, extra: list[str]) -> subprocess.Popen[str]:
+    """A worker importing ``rag`` from ``checkout`` with ``extra`` settings (``KEY=VALUE``),
+    ready to be asked."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(index.resolve())]
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    env = {**os.environ, "PYTHONPATH": str(checkout), **dict(e.split("=", 1) for e in extra)}
     proc = subprocess.Popen(
         cmd, cwd=checkout, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -95,6 +104,8 @@ def main() -> int:
     ap.add_argument("index", type=Path, nargs="?", help="an index folder (e.g. runs/keep1m/idx)")
     ap.add_argument("--rev", default="HEAD~1", help="the revision asked as A")
     ap.add_argument("--questions", type=int, default=600)
+    ap.add_argument("--a-env", nargs="*", default=[], help="KEY=VALUE settings of A")
+    ap.add_argument("--b-env", nargs="*", default=[], help="KEY=VALUE settings of B")
     ap.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker is not None:
@@ -122,7 +133,10 @@ def main() -> int:
     )
     workers = {}
     try:
-        workers = {"A": start(tree, args.index), "B": start(ROOT, args.index)}
+        workers = {
+            "A": start(tree, args.index, args.a_env),
+            "B": start(ROOT, args.index, args.b_env),
+        }
         times: dict[str, list[float]] = {"A": [], "B": []}
         same = 0
         for i in range(count):
@@ -140,8 +154,12 @@ def main() -> int:
         shutil.rmtree(tree, ignore_errors=True)
     a, b = (statistics.median(times[n]) for n in ("A", "B"))
     print(f"hybrid, {count} questions over {args.index}, query encoding excluded:")
-    print(f"A ({args.rev}) p50 {a:.2f} ms, p95 {np.percentile(times['A'], 95):.2f} ms")
-    print(f"B (this checkout) p50 {b:.2f} ms, p95 {np.percentile(times['B'], 95):.2f} ms")
+    for name, label, p50 in (
+        ("A", f"{args.rev} {' '.join(args.a_env)}", a),
+        ("B", f"this checkout {' '.join(args.b_env)}", b),
+    ):
+        p95 = np.percentile(times[name], 95)
+        print(f"{name} ({label.strip()}) p50 {p50:.2f} ms, p95 {p95:.2f} ms")
     print(f"ratio b/a (p50): {b / a:.3f}; same top 5: {same}/{count}")
     return 0
 

@@ -65,7 +65,9 @@ class Pipeline:
         self.embedder: Embedder = embedder or Embedder(batch_size=s.embed_batch_size)
         self._chunker = Chunker(s.chunk_tokens, s.chunk_overlap, s.sentence_snap_tokens)
         self._store = store or Store.from_settings(s)
-        self._retriever = Retriever(self.embedder, s.retrieve_depth, s.rrf_k, s.retrievers)
+        self._retriever = Retriever(
+            self.embedder, s.retrieve_depth, s.rrf_k, s.retrievers, s.keyword_beside_dense
+        )
         self._reranker: Reranker | None
         if models_of is not None:
             self._reranker = models_of._reranker

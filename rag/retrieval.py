@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from rag.ingest import Embedder
@@ -39,15 +41,29 @@ def rrf(rankings: Mapping[str, Sequence[int]], k: int) -> dict[int, float]:
 
 
 class Retriever:
-    """Finds the passages of a snapshot most likely to answer a question."""
+    """Finds the passages of a snapshot most likely to answer a question.
+
+    With ``keyword_beside_dense``, a hybrid question's BM25 search runs on a thread of its
+    own while the vector segments are searched (after the question is encoded, so it never
+    competes with the encoder): the dense search waits on the store's search threads, and
+    the keyword engine and faiss both let go of the GIL."""
 
     def __init__(
-        self, embedder: Embedder, depth: int = 30, rrf_k: int = 60, mode: Mode = "hybrid"
+        self,
+        embedder: Embedder,
+        depth: int = 30,
+        rrf_k: int = 60,
+        mode: Mode = "hybrid",
+        keyword_beside_dense: bool = True,
     ) -> None:
         self.embedder = embedder
         self.depth = depth
         self.rrf_k = rrf_k
         self.mode: Mode = mode
+        self.keyword_beside_dense = keyword_beside_dense
+        self._beside: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._free = threading.Lock()
 
     def warm_up(self) -> None:
         self.embedder.warm_up()
@@ -75,18 +91,55 @@ class Retriever:
         mode = mode or self.mode
         depth = max(self.depth, top_k)
         dense: list[list[Hit]] | None = None
-        if mode != "bm25":
-            dense = snapshot.dense(self.embedder.embed(questions), depth, filters)
+        keyword: list[list[Hit]] | None = None
+        beside = mode == "hybrid" and self.keyword_beside_dense
+        # One question at a time beside its dense search: others asked meanwhile search
+        # one after the other on their own threads, never queued behind it.
+        if beside and self._free.acquire(blocking=False):
+            try:
+                vectors = self.embedder.embed(questions)
+                pending = self._thread().submit(self._keyword, snapshot, questions, depth, filters)
+                try:
+                    dense = snapshot.dense(vectors, depth, filters)
+                finally:
+                    keyword = pending.result()
+            finally:
+                self._free.release()
+        else:
+            if mode != "bm25":
+                dense = snapshot.dense(self.embedder.embed(questions), depth, filters)
+            if mode != "dense":
+                keyword = self._keyword(snapshot, questions, depth, filters)
         out: list[list[Passage]] = []
-        for qi, question in enumerate(questions):
+        for qi in range(len(questions)):
             runs: dict[str, list[Hit]] = {}
             if dense is not None:
                 runs["dense"] = dense[qi]
-            if mode != "dense":
-                words = keyword_words(question)
-                runs["bm25"] = snapshot.keyword(words, depth, filters) if words else []
+            if keyword is not None:
+                runs["bm25"] = keyword[qi]
             out.append(self._fuse(snapshot, runs, top_k))
         return out
+
+    @staticmethod
+    def _keyword(
+        snapshot: Snapshot,
+        questions: Sequence[str],
+        depth: int,
+        filters: Mapping[str, Any] | None,
+    ) -> list[list[Hit]]:
+        """Each question's BM25 hits (none for a question without content words)."""
+        out = []
+        for question in questions:
+            words = keyword_words(question)
+            out.append(snapshot.keyword(words, depth, filters) if words else [])
+        return out
+
+    def _thread(self) -> ThreadPoolExecutor:
+        """The keyword search's thread, made on first use (one per retriever)."""
+        with self._lock:
+            if self._beside is None:
+                self._beside = ThreadPoolExecutor(1, thread_name_prefix="keyword-search")
+            return self._beside
 
     def _fuse(
         self, snapshot: Snapshot, runs: Mapping[str, Sequence[Hit]], top_k: int

@@ -90,3 +90,31 @@ def test_empty_index_answers_no_documents(fake_pipeline: Pipeline) -> None:
     fake_pipeline.ingest([Document("a", "Some text.")])
     fake_pipeline.delete("a")
     assert "no documents" in (fake_pipeline.ask("Anything?").no_answer_reason or "")
+
+
+def test_keyword_search_beside_the_dense_one_gives_the_same_passages(indexed: Pipeline) -> None:
+    """RAG_KEYWORD_BESIDE_DENSE changes when BM25 runs, never what a question gets: with
+    filters, in batches, and with questions asked at once from several threads (one runs
+    beside its dense search, the others one after the other)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rag.retrieval import Retriever
+
+    plain = Retriever(indexed.embedder, keyword_beside_dense=False)
+    beside = Retriever(indexed.embedder, keyword_beside_dense=True)
+    questions = ["Why do dogs bark?", "What is granite?", "Do cats sleep?"]
+    store = indexed._store
+    with store.read() as snap:
+        for filters in (None, {"kind": "pet"}, {"doc_id": "rocks.txt"}):
+            got = beside.retrieve_batch(snap, questions, 3, filters)
+            assert got == plain.retrieve_batch(snap, questions, 3, filters)
+            assert any(got)
+
+    def ask(question: str) -> list[object]:
+        with store.read() as snap:
+            return list(beside.retrieve(snap, question, 3))
+
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(ask, questions * 4))
+    with store.read() as snap:
+        assert together == [plain.retrieve(snap, q, 3) for q in questions * 4]
