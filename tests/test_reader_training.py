@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -304,3 +305,30 @@ def test_boundary_error_tells_span_end_drift_from_wrong_answers(
     prediction: str, golds: list[str], kind: str | None
 ) -> None:
     assert boundary_error(prediction, golds) == kind
+
+
+def test_a_question_too_long_loses_its_opening_sentences_not_what_it_asks(
+    tokenizer: Any,
+) -> None:
+    """A news quiz question opens with context ("X happened this week. How many ...?"):
+    past the question's token limit, the fewest whole leading sentences go, and what is
+    asked stays; a question with no sentence to drop is cut at its end, as before."""
+    context = "Tobias Wrenfield was sentenced to twelve years in Quillmouth."
+    opening = "Marat Khusnullin said in Quillmouth this week that the long trial was over. "
+    asked = "How many years was the sentence?"
+
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def question_ids(question: str, limit: int) -> list[int]:
+        (w,) = encode_windows(tokenizer, [question], [context], WindowConfig(160, 16, limit))
+        kinds = zip(w.input_ids, w.token_type_ids, strict=True)
+        return [t for t, kind in kinds if kind == 0][1:-1]  # without [CLS] and [SEP]
+
+    one, tail = len(ids(opening)), len(ids(asked))
+    assert question_ids(opening * 3 + asked, tail + 2) == ids(asked)
+    # Room for one opening sentence: one stays.
+    assert question_ids(opening * 3 + asked, one + tail + 2) == ids(opening + asked)
+    long_one = "Which of these words " + "word " * 40 + "comes first?"
+    assert question_ids(long_one, 16) == ids(long_one)[:16]
+    assert question_ids("Who?", 16) == ids("Who?")

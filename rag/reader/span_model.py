@@ -10,6 +10,7 @@ construction. Position 0 (``[CLS]``) is the "no answer" target and score.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -150,16 +151,32 @@ def _word_ranges(
     ]
 
 
+# The end of a sentence inside a question (before more text): what context sentences end with.
+_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)]*\s+(?=\S)")
+
+
 def _clip_questions(tokenizer: Any, questions: Sequence[str], max_tokens: int) -> list[str]:
     """Each question cut to ``max_tokens`` wordpieces (at a character offset of the
-    tokenizer); one batched tokenizer call for all of them."""
+    tokenizer); one batched tokenizer call for all of them. A question too long that opens
+    with sentences of context (a news quiz's "X happened this week. Which ...?") loses its
+    first sentences, whole, until it fits, so that what is asked stays; only what still
+    does not fit is cut at its end."""
     if not questions:
         return []
     enc = tokenizer(list(questions), add_special_tokens=False, return_offsets_mapping=True)
-    return [
-        q if len(ids) <= max_tokens else q[: offsets[max_tokens - 1][1]]
-        for q, ids, offsets in zip(questions, enc["input_ids"], enc["offset_mapping"], strict=True)
-    ]
+    out = []
+    for q, ids, offsets in zip(questions, enc["input_ids"], enc["offset_mapping"], strict=True):
+        if len(ids) <= max_tokens:
+            out.append(q)
+            continue
+        first = 0  # the first token kept: after the fewest leading sentences that make it fit
+        for match in _SENTENCE_END.finditer(q):
+            first = next((i for i, (a, _) in enumerate(offsets) if a >= match.end()), len(ids))
+            if len(ids) - first <= max_tokens:
+                break
+        last = min(len(ids), first + max_tokens) - 1
+        out.append(q[offsets[first][0] : offsets[last][1]] if first < len(ids) else q)
+    return out
 
 
 def collate(windows: Sequence[Window], pad_id: int) -> dict[str, torch.Tensor]:
