@@ -92,22 +92,24 @@ class Retriever:
         depth = max(self.depth, top_k)
         dense: list[list[Hit]] | None = None
         keyword: list[list[Hit]] | None = None
+        vectors = self.embedder.embed(questions) if mode != "bm25" else None
         beside = mode == "hybrid" and self.keyword_beside_dense
         # One question at a time beside its dense search: others asked meanwhile search
         # one after the other on their own threads, never queued behind it.
-        if beside and self._free.acquire(blocking=False):
+        if beside and vectors is not None and self._free.acquire(blocking=False):
             try:
-                vectors = self.embedder.embed(questions)
                 pending = self._thread().submit(self._keyword, snapshot, questions, depth, filters)
                 try:
                     dense = snapshot.dense(vectors, depth, filters)
                 finally:
+                    # Waited for even when the dense search failed: the snapshot must
+                    # outlive every search of it.
                     keyword = pending.result()
             finally:
                 self._free.release()
         else:
-            if mode != "bm25":
-                dense = snapshot.dense(self.embedder.embed(questions), depth, filters)
+            if vectors is not None:
+                dense = snapshot.dense(vectors, depth, filters)
             if mode != "dense":
                 keyword = self._keyword(snapshot, questions, depth, filters)
         out: list[list[Passage]] = []

@@ -332,3 +332,6 @@ def test_a_question_too_long_loses_its_opening_sentences_not_what_it_asks(
     long_one = "Which of these words " + "word " * 40 + "comes first?"
     assert question_ids(long_one, 16) == ids(long_one)[:16]
     assert question_ids("Who?", 16) == ids("Who?")
+    # Nothing the tokenizer keeps after the last sentence end: cut at the end, never whole.
+    odd = "word " * 60 + "end. \ufffd"
+    assert question_ids(odd, 16) == ids(odd)[:16]

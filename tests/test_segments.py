@@ -363,3 +363,31 @@ def test_a_vector_lookup_refuses_ids_a_segment_does_not_hold() -> None:
     for missing in ([3], [12], [5, 6]):
         with pytest.raises(ValueError, match="not in this segment"):
             lookup_vectors(index, np.array(missing))
+
+
+def test_search_threads_run_every_job_in_order_and_stop_at_a_failure() -> None:
+    """``SearchThreads.run`` returns each job's result in order; when a job fails, no job
+    is started after it and none is still running once the call has raised."""
+    import functools
+    import time
+
+    from rag.store.segments import SearchThreads
+
+    threads = SearchThreads(2)
+    assert threads.run([functools.partial(pow, i, 2) for i in range(10)]) == [
+        i * i for i in range(10)
+    ]
+    started: list[int] = []
+
+    def job(i: int) -> int:
+        started.append(i)
+        if i == 0:
+            raise ValueError("a damaged segment")
+        time.sleep(0.01)
+        return i
+
+    with pytest.raises(ValueError, match="damaged"):
+        threads.run([functools.partial(job, i) for i in range(50)])
+    seen = len(started)
+    time.sleep(0.1)
+    assert len(started) == seen < 50

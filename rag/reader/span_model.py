@@ -171,11 +171,14 @@ def _clip_questions(tokenizer: Any, questions: Sequence[str], max_tokens: int) -
             continue
         first = 0  # the first token kept: after the fewest leading sentences that make it fit
         for match in _SENTENCE_END.finditer(q):
-            first = next((i for i, (a, _) in enumerate(offsets) if a >= match.end()), len(ids))
+            after = next((i for i, (a, _) in enumerate(offsets) if a >= match.end()), len(ids))
+            if after >= len(ids):  # nothing the tokenizer keeps follows (e.g. "\ufffd")
+                break
+            first = after
             if len(ids) - first <= max_tokens:
                 break
         last = min(len(ids), first + max_tokens) - 1
-        out.append(q[offsets[first][0] : offsets[last][1]] if first < len(ids) else q)
+        out.append(q[offsets[first][0] : offsets[last][1]])
     return out
 
 

@@ -412,8 +412,17 @@ class SearchThreads:
                     number = todo.popleft()  # atomic: each job is taken once
                 except IndexError:
                     return
-                results[number] = jobs[number]()
+                try:
+                    results[number] = jobs[number]()
+                except BaseException:
+                    todo.clear()  # the others start nothing more
+                    raise
 
-        for future in [pool.submit(drain) for _ in range(min(self.count, len(jobs)))]:
-            future.result()
+        futures = [pool.submit(drain) for _ in range(min(self.count, len(jobs)))]
+        # Every thread is done before this returns or raises: no job outlives the call
+        # (and the read it searches for).
+        errors = [f.exception() for f in futures]
+        failed = next((e for e in errors if e is not None), None)
+        if failed is not None:
+            raise failed
         return results
