@@ -61,8 +61,8 @@ class Retriever:
         self.rrf_k = rrf_k
         self.mode: Mode = mode
         self.keyword_beside_dense = keyword_beside_dense
-        self._beside: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        # Its one thread starts with the first question sent to it (the executor's own way).
+        self._beside = ThreadPoolExecutor(1, thread_name_prefix="keyword-search")
         self._free = threading.Lock()
 
     def warm_up(self) -> None:
@@ -98,7 +98,7 @@ class Retriever:
         # one after the other on their own threads, never queued behind it.
         if beside and vectors is not None and self._free.acquire(blocking=False):
             try:
-                pending = self._thread().submit(self._keyword, snapshot, questions, depth, filters)
+                pending = self._beside.submit(self._keyword, snapshot, questions, depth, filters)
                 try:
                     dense = snapshot.dense(vectors, depth, filters)
                 finally:
@@ -135,13 +135,6 @@ class Retriever:
             words = keyword_words(question)
             out.append(snapshot.keyword(words, depth, filters) if words else [])
         return out
-
-    def _thread(self) -> ThreadPoolExecutor:
-        """The keyword search's thread, made on first use (one per retriever)."""
-        with self._lock:
-            if self._beside is None:
-                self._beside = ThreadPoolExecutor(1, thread_name_prefix="keyword-search")
-            return self._beside
 
     def _fuse(
         self, snapshot: Snapshot, runs: Mapping[str, Sequence[Hit]], top_k: int

@@ -301,7 +301,8 @@ def search_segments(
 
 
 def _ask(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """One segment's ``k`` nearest for every query: (scores, ids), -1 ids where short."""
+    """One segment's ``k`` nearest for every query: (scores, ids), -1 ids where short
+    (typed here as the arrays faiss returns; its stubs say tensors)."""
     scores, ids = index.search(queries, k)
     return scores, ids
 
