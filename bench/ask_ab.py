@@ -10,8 +10,8 @@ long passages), each configured by its environment (``--a-env`` / ``--b-env``,
 and fit files, with this venv; its own ``index/default`` when it has one), and asks them
 the seed gold set's questions in alternation, A then B then B then A..., for ``--rounds``
 rounds, so both see the same machine load.
-Reports p50/p95 end-to-end latency (client side, ms) and each server's peak RSS. Nothing is
-asserted.
+Reports p50/p95 end-to-end latency (client side, ms), each server's peak RSS and its heap
+trims (/metrics). ``--squad N`` asks SQuAD v1.1 dev questions instead. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -83,6 +83,29 @@ def _peak_rss(pid: int) -> float:
     return round(int(fields["VmHWM"].split()[0]) / 1024, 1)
 
 
+def _heap_trims(url: str) -> dict[str, int]:
+    """The server's heap trims so far by reason (its /metrics; empty for a tree without
+    them)."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("rag_heap_trims_total{"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            out[reason] = int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def _squad_questions(count: int) -> list[str]:
+    """The first question of each of the first ``count`` SQuAD v1.1 dev paragraphs."""
+    import gzip
+
+    path = ROOT.parent / "shared" / "data" / "squad" / "dev-v1.1.json.gz"
+    with gzip.open(path) as f:
+        data = json.load(f)
+    questions = [p["qas"][0]["question"] for a in data["data"] for p in a["paragraphs"]]
+    return questions[:count]
+
+
 def _env(pairs: list[str]) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs)
 
@@ -95,6 +118,13 @@ def main() -> int:
     ap.add_argument("--a-tree", type=Path, default=None, help="source tree A runs from")
     ap.add_argument("--gold", type=Path, default=ROOT / "eval" / "gold" / "seeds.jsonl")
     ap.add_argument(
+        "--squad",
+        type=int,
+        default=0,
+        help="ask the first question of each of the first N SQuAD v1.1 dev paragraphs "
+        "(from ../shared) instead of the gold set's",
+    )
+    ap.add_argument(
         "--index",
         type=Path,
         default=ROOT / "index" / "default",
@@ -102,7 +132,10 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    questions = [json.loads(line)["question"] for line in args.gold.read_text().splitlines()]
+    if args.squad:
+        questions = _squad_questions(args.squad)
+    else:
+        questions = [json.loads(line)["question"] for line in args.gold.read_text().splitlines()]
     source = args.index
     if not source.is_dir():
         raise SystemExit(f"no index at {source} (the seed index: run `make index` first)")
@@ -140,6 +173,7 @@ def main() -> int:
                 "p50_ms": round(statistics.median(ts), 1),
                 "p95_ms": round(percentile(ts, 95), 1),
                 "peak_rss_mib": _peak_rss(servers[name][0].pid),
+                "heap_trims": _heap_trims(servers[name][1]),
             }
             for name, ts in times.items()
         }

@@ -61,6 +61,26 @@ def composition() -> str:
             kinds[kind] = kinds.get(kind, 0) + int(head[1])
     return " ".join(f"{k}={v // 1024}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
 
+def largest(count: int = 15) -> str:
+    """The ``count`` mappings with the most resident MiB (a file by its name's last part and
+    extension; anonymous ones by their size), to tell what a kind above is made of."""
+    rows: dict[str, int] = {}
+    name = ""
+    for line in open(f"/proc/{os.environ['PID']}/smaps"):
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            low, high = (int(x, 16) for x in head[0].split("-"))
+            path = head[5] if len(head) > 5 else ""
+            if path and not path.startswith("["):
+                base = path.rsplit("/", 1)[-1]
+                name = "*." + base.rsplit(".", 1)[-1] if "/keyword/" in path or base.endswith(".faiss") else base
+            else:
+                name = f"{path or 'anon'} {(high - low) >> 20} MiB mapping"
+        elif head[0] == "Rss:":
+            rows[name] = rows.get(name, 0) + int(head[1])
+    top = sorted(rows.items(), key=lambda kv: -kv[1])[:count]
+    return "; ".join(f"{k}={v // 1024}" for k, v in top)
+
 squad = Path("..") / "shared" / "data" / "squad" / "dev-v1.1.json.gz"
 data = json.load(gzip.open(squad))
 questions = [p["qas"][0]["question"] for a in data["data"] for p in a["paragraphs"]]
@@ -77,6 +97,7 @@ for i, q in enumerate(questions, 1):
         print(f"after {i} questions", memory())
 print("asks", len(times), "ask_p50_ms", round(statistics.median(times), 1))
 print("resident after the questions, MiB by mapping:", composition())
+print("largest mappings, resident MiB:", largest())
 time.sleep(3)
 print("at rest", memory())
 PY

@@ -57,7 +57,9 @@ class AskBatcher:
     Two workers on two cores let one batch retrieve (SQLite, FAISS) while another encodes.
     ``on_idle`` runs on a worker once the queue has stayed empty for ``idle_s`` seconds after
     a batch (a pause in the traffic, never between back-to-back questions: e.g. returning
-    freed memory to the OS, whose pages the next question would fault in again).
+    freed memory to the OS, whose pages the next question would fault in again);
+    ``after_batch`` runs on the worker after each batch's answers are handed over (e.g.
+    the same, when memory has grown by enough to be worth it).
     """
 
     def __init__(
@@ -67,9 +69,11 @@ class AskBatcher:
         workers: int = 1,
         on_idle: Callable[[], object] | None = None,
         idle_s: float = 1.0,
+        after_batch: Callable[[], object] | None = None,
     ) -> None:
         self.ask_batch = ask_batch
         self.on_idle = on_idle
+        self.after_batch = after_batch
         self.idle_s = idle_s
         self.max_batch = max_batch
         self.workers = workers
@@ -159,6 +163,11 @@ class AskBatcher:
                 groups.setdefault(r.group, []).append(r)
             for requests in groups.values():
                 self._answer(requests)
+            if self.after_batch is not None:
+                try:
+                    self.after_batch()
+                except Exception:  # housekeeping: never the end of a worker
+                    log.exception("work after a batch failed")
             if stop:
                 return
 

@@ -42,6 +42,13 @@ class Metrics:
         self.jobs = Counter(
             "rag_ingest_jobs", "Background ingest jobs finished, by state", ["state"], registry=r
         )
+        self.heap_trims = Counter(
+            "rag_heap_trims",
+            "Times the heap's freed memory was handed back to the OS, by reason (growth: "
+            "between back-to-back questions; idle: after a pause)",
+            ["reason"],
+            registry=r,
+        )
         self.jobs_active = Gauge(
             "rag_ingest_jobs_active", "Background ingest jobs queued or running", registry=r
         )

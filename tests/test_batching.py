@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from rag.models import Answer
 from rag.reader import no_answer
 from service.batching import AskBatcher, Stopping, Timeout
+from service.memory import HeapKeeper, anonymous_resident_bytes
 
 
 class Recorder:
@@ -182,6 +184,63 @@ def test_on_idle_runs_after_a_pause_in_the_questions_not_between_batches() -> No
         assert idle == [2, 3]
     finally:
         batcher.stop()
+
+
+def test_the_heap_keeper_trims_once_per_growth_and_when_idle() -> None:
+    """A trim after a batch only once anonymous memory has grown by the set amount since
+    the first batch after the last trim (what that batch faulted in again is not growth);
+    always when idle; never at 0."""
+    level = [100]
+    trims: list[int] = []
+
+    def trim() -> None:
+        trims.append(level[0])
+        level[0] -= 60  # what the trim handed back
+
+    keeper = HeapKeeper(50, trim=trim, measure=lambda: level[0])
+    # floor 100; trim at 150 (back to 90); the next batch faults 60 in again: floor 150;
+    # trim at 200
+    for grow in (0, 20, 20, 9, 1, 60, 10, 39, 1):
+        level[0] += grow
+        keeper.after_batch()
+    assert trims == [150, 200] and keeper.trims == 2
+    keeper.idle()
+    assert trims == [150, 200, 140]
+    assert HeapKeeper(0, trim=trim, measure=lambda: 10**9).after_batch() is False
+    assert HeapKeeper(50, trim=trim, measure=lambda: None).after_batch() is False
+    assert len(trims) == 3
+
+
+def test_after_batch_runs_after_each_batch_is_answered_and_its_failure_is_logged() -> None:
+    rec = Recorder()
+    seen: list[int] = []
+
+    def after() -> None:
+        seen.append(len(rec.calls))
+        if len(seen) == 1:
+            raise RuntimeError("housekeeping failed")
+
+    batcher = AskBatcher(rec, max_batch=8, after_batch=after)
+    try:
+        batcher.ask("q0", 3, None, None)
+        batcher.ask("q1", 3, None, None)  # the worker survived the first failure
+        deadline = time.monotonic() + 10
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == [1, 2]
+    finally:
+        batcher.stop()
+
+
+def test_anonymous_resident_bytes_reads_this_process() -> None:
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("no /proc")
+    before = anonymous_resident_bytes()
+    block = bytearray(64 << 20)  # zero pages are only resident once written
+    block[::4096] = b"x" * len(block[::4096])
+    after = anonymous_resident_bytes()
+    assert before is not None and after is not None and after - before >= 60 << 20
+    del block
 
 
 def test_trim_heap_returns_freed_memory_on_glibc() -> None:

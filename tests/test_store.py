@@ -30,6 +30,7 @@ from rag.store import (
     Store,
     StoreError,
     Upsert,
+    keyword,
     read_segments,
     segment_vectors,
 )
@@ -484,6 +485,60 @@ def test_a_chunk_text_is_stored_once_and_its_words_leave_with_it(
         assert snap.keyword(["yaks"], 5) == [] and snap.keyword(["graze"], 5) == []
         assert len(snap.keyword(["owls"], 5)) == 1
     assert_consistent(fake_store)
+
+
+def _record(store: Store) -> tuple[str, int]:
+    """What the engine's text field records (its meta.json), and the bytes of its position
+    files."""
+    import json
+
+    (text,) = [
+        f
+        for f in json.loads((store.keywords.folder / "meta.json").read_text())["schema"]
+        if f["name"] == "text"
+    ]
+    size = sum(p.stat().st_size for p in store.keywords.folder.glob("*.pos"))
+    return text["options"]["indexing"]["record"], size
+
+
+def test_the_keyword_engine_keeps_no_positions_and_reads_older_engines_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BM25 needs chunk ids and term frequencies only: a new engine writes no positions,
+    and an engine written with them (before) gives the same hits in the same order."""
+    docs = [
+        Document(f"d{i}", " ".join(["owl"] * (1 + i % 5) + ["grey", f"word{i}", "flies"] * 2))
+        for i in range(40)
+    ]
+    questions = [["owl"], ["grey", "owl"], ["word7", "flies"], ["nothing"]]
+
+    def hits(folder: str) -> tuple[list[list[object]], tuple[str, int]]:
+        settings = unit_settings(index_root=tmp_path / folder, abstain_threshold=0.0)
+        store = Store(settings.index_dir)
+        Pipeline(settings, embedder=FakeEmbedder(), store=store).ingest(docs)
+        with store.read() as snap:
+            found = [[(h.id, round(h.score, 5)) for h in snap.keyword(q, 10)] for q in questions]
+        record = _record(store)
+        store.close()
+        return found, record
+
+    now, (now_record, now_bytes) = hits("now")
+    positional = keyword._schema
+
+    def with_positions() -> object:
+        import tantivy
+
+        builder = tantivy.SchemaBuilder()
+        builder.add_integer_field("id", stored=False, indexed=True, fast=True)
+        builder.add_text_field("text", stored=False, tokenizer_name=keyword.ANALYZER)
+        return builder.build()
+
+    monkeypatch.setattr(keyword, "_schema", with_positions)
+    before, (before_record, before_bytes) = hits("before")
+    monkeypatch.setattr(keyword, "_schema", positional)
+    assert (now_record, before_record) == ("freq", "position")
+    assert now_bytes < before_bytes / 4  # empty files' headers only
+    assert now == before and all(now[:3])
 
 
 @pytest.mark.parametrize("estimate", [True, False])

@@ -40,6 +40,12 @@ MAX_WORD = 40
 KEYWORD_BATCH = 20_000
 # Memory of the one indexing thread (tantivy's floor is 15 MB; more only batches more).
 WRITER_HEAP = 64_000_000
+# What a posting records and a query decodes: chunk ids and term frequencies, all BM25
+# needs. No query here is a phrase, so positions are neither written (new indexes: about
+# half the engine's disk) nor read: a term query decodes positions by default, which over
+# the 1M-chunk benchmark index made 90 MiB more of the engine's files resident after 600
+# questions, for the same hits (eval/reports/store/scale-search.md).
+RECORD = "freq"
 
 
 def analyzer() -> tantivy.TextAnalyzer:
@@ -57,7 +63,7 @@ def analyzer() -> tantivy.TextAnalyzer:
 def _schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_integer_field("id", stored=False, indexed=True, fast=True)
-    builder.add_text_field("text", stored=False, tokenizer_name=ANALYZER)
+    builder.add_text_field("text", stored=False, tokenizer_name=ANALYZER, index_option=RECORD)
     return builder.build()
 
 
@@ -183,7 +189,10 @@ class KeywordIndex:
         if not terms:
             return []
         query = tantivy.Query.boolean_query(
-            [(tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", t)) for t in terms]
+            [
+                (tantivy.Occur.Should, tantivy.Query.term_query(schema, "text", t, RECORD))
+                for t in terms
+            ]
         )
         if allowed is not None:
             if not allowed:

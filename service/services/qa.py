@@ -19,7 +19,7 @@ from rag.settings import Settings
 from rag.store import StoreError
 from service.batching import AskBatcher
 from service.jobs import JOBS_FILE, IngestWorker, JobState, JobStore
-from service.memory import trim_heap
+from service.memory import HeapKeeper
 from service.metrics import Metrics
 
 log = logging.getLogger("rag.service")
@@ -45,12 +45,17 @@ class QAService:
         self._ready = False
         self.not_ready_reason = "starting: the model is not loaded yet"
         self.metrics.bind_index(self.counts)
+        self.heap = HeapKeeper(
+            settings.heap_trim_growth_mb << 20,
+            on_trim=lambda reason: self.metrics.heap_trims.labels(reason).inc(),
+        )
         self.batcher = AskBatcher(
             self._ask_batch,
             settings.ask_max_batch,
             settings.ask_batch_workers,
-            on_idle=trim_heap if settings.heap_trim_idle_s > 0 else None,
+            on_idle=self.heap.idle if settings.heap_trim_idle_s > 0 else None,
             idle_s=settings.heap_trim_idle_s,
+            after_batch=self.heap.after_batch,
         )
 
     # ---- lifecycle ---------------------------------------------------------------------
