@@ -32,12 +32,12 @@ def percentile(values: list[float], q: float) -> float:
 def pipeline_fingerprint(settings: Settings) -> str:
     """A short hash of what decides a cached run's answers and features: the reader's
     weights config, the span selection's rank weight, the reranker fit (when on), the span
-    reader's decoding, the verifier's feature code and retrieval's (the fusion and the
-    keyword engine)."""
+    reader's decoding and arithmetic, the verifier's feature code and retrieval's (the
+    fusion and the keyword engine)."""
     import hashlib
 
     import rag.reader
-    from rag.reader import CONFIG_FILE, rank_weight
+    from rag.reader import CONFIG_FILE, encoder_dtype, rank_weight
     from rag.reranking import FIT_FILE
 
     h = hashlib.sha256()
@@ -51,6 +51,9 @@ def pipeline_fingerprint(settings: Settings) -> str:
         h.update(f.read_bytes() if f.exists() else b"-")
     weight = rank_weight(settings.span_rank_weight)
     h.update(f"{settings.top_k} {settings.rerank_depth} {settings.rerank} {weight}".encode())
+    # The reader's arithmetic (int8, or the encoder's dtype as this CPU resolves it).
+    dtype = "int8" if settings.span_quantize else str(encoder_dtype(settings.span_dtype))
+    h.update(dtype.encode())
     return h.hexdigest()[:8]
 
 

@@ -389,8 +389,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UserError(f"--fit-threshold: {e}") from e
         report = {
             **fit.report,
-            # The span reader's margins shift a little with int8: fit with what will serve.
-            **({"span_quantize": settings.span_quantize} if reader.kind == "span" else {}),
+            # The span reader's margins shift a little with int8 (bf16: less): fit with what will
+            # serve.
+            **(
+                {"span_quantize": settings.span_quantize, "span_dtype": settings.span_dtype}
+                if reader.kind == "span"
+                else {}
+            ),
             "data": f"{args.gold.name}, open corpus, {len(run.results)} questions",
             "seed": args.seed,
             "command": " ".join(["rag", *sys.argv[1:]]) if sys.argv else "rag eval",

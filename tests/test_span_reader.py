@@ -10,7 +10,7 @@ import torch
 from rag.models import Document, Passage
 from rag.reader.span import Region, SpanReader, read_rank, read_regions
 from rag.reader.span_format import load_rank_weight, save_rank_weight
-from rag.reader.span_model import SpanModel, save_reader
+from rag.reader.span_model import SpanModel, encoder_dtype, save_reader
 
 
 def passage(doc: Document, start: int, end: int, pid: int = 0) -> Passage:
@@ -164,6 +164,46 @@ def test_shipped_int8_reader_finds_the_spans_of_fp32_with_a_scale_per_channel() 
     ]
     assert len(linears) == 6 * 6 + 1  # q, k, v, attention out, intermediate, out; pooler
     assert all(m.weight().qscheme() == torch.per_channel_affine for m in linears)
+
+
+def test_encoder_dtype_auto_follows_the_cpu_and_refuses_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rag.reader import span_model
+
+    assert encoder_dtype("float32") == torch.float32
+    assert encoder_dtype("bfloat16") == torch.bfloat16
+    monkeypatch.setattr(span_model, "fast_bfloat16", lambda: True)
+    assert encoder_dtype("auto") == torch.bfloat16
+    monkeypatch.setattr(span_model, "fast_bfloat16", lambda: False)
+    assert encoder_dtype("auto") == torch.float32
+    with pytest.raises(ValueError, match="float16"):
+        encoder_dtype("float16")
+
+
+@pytest.mark.model
+def test_bfloat16_reader_finds_the_spans_of_fp32_with_close_margins() -> None:
+    """The encoder in bfloat16, the head in fp32: on the seed article the same best spans
+    as fp32 and margins within a fraction of a logit (SQuAD dev: bench/reader_bench.py)."""
+    from rag.settings import Settings
+    from tests.conftest import SEED_ID, SEEDS
+
+    doc = Document(SEED_ID, (SEEDS / SEED_ID).read_text(encoding="utf-8"))
+    questions = [
+        "Who said North Korean workers would be welcomed?",
+        "When did Russia back new UN sanctions on North Korea?",
+        "How many North Koreans worked abroad, by the State Department's estimate?",
+    ]
+    weights = Settings().reader_weights
+    fp32, bf16 = SpanReader(weights), SpanReader(weights, dtype="bfloat16")
+    whole = [[passage(doc, 0, len(doc.text))]] * len(questions)
+    best32 = [spans[0] for spans in fp32.read_batch(questions, whole, {doc.id: doc})]
+    best16 = [spans[0] for spans in bf16.read_batch(questions, whole, {doc.id: doc})]
+    assert [(a.start, a.end) for a in best16] == [(b.start, b.end) for b in best32]
+    assert all(abs(a.score - b.score) < 0.5 for a, b in zip(best16, best32, strict=True))
+    assert bf16._model is not None
+    assert next(bf16._model.encoder.parameters()).dtype == torch.bfloat16
+    assert bf16._model.qa.weight.dtype == torch.float32
 
 
 @pytest.mark.model

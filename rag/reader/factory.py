@@ -85,6 +85,7 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             abstention,
             fit_file,
             rank_weight(s.span_rank_weight),
+            s.span_dtype,
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)

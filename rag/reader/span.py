@@ -24,6 +24,7 @@ from rag.reader.span_model import (
     collate,
     decode,
     encode_windows,
+    encoder_dtype,
     load_reader,
     load_tokenizer,
     quantize_encoder,
@@ -113,9 +114,11 @@ class SpanReader(Reader):
         abstention: Abstention = UNFITTED,
         fit_file: Path = VERIFIER_FIT_FILE,
         rank_weight: float = 0.0,
+        dtype: str = "float32",
     ) -> None:
         if not rank_weight >= 0.0:
             raise ValueError(f"rank_weight must be >= 0, got {rank_weight}")
+        self.dtype = encoder_dtype(dtype)
         self.folder = folder
         self.rank_weight = rank_weight
         self.abstention = abstention
@@ -134,6 +137,8 @@ class SpanReader(Reader):
         model, config = load_reader(self.folder)
         if self.quantize:
             model.encoder = quantize_encoder(model.encoder)
+        elif self.dtype != torch.float32:
+            model.encoder.to(self.dtype)
         self._model = model
         self._window = WindowConfig.of(config.get("config", {}))
         self._tokenizer = load_tokenizer()
