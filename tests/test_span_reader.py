@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, strategies as st
 
 from rag.models import Document, Passage
 from rag.reader.span import Region, SpanReader, read_rank, read_regions
 from rag.reader.span_format import load_rank_weight, save_rank_weight
-from rag.reader.span_model import SpanModel, encoder_dtype, save_reader
+from rag.reader.span_model import SpanModel, Window, collate, encoder_dtype, save_reader
 
 
 def passage(doc: Document, start: int, end: int, pid: int = 0) -> Passage:
@@ -164,6 +165,58 @@ def test_shipped_int8_reader_finds_the_spans_of_fp32_with_a_scale_per_channel() 
     ]
     assert len(linears) == 6 * 6 + 1  # q, k, v, attention out, intermediate, out; pooler
     assert all(m.weight().qscheme() == torch.per_channel_affine for m in linears)
+
+
+@given(lengths=st.lists(st.integers(1, 300), min_size=1, max_size=6), multiple=st.integers(1, 96))
+def test_collate_pads_to_the_longest_window_rounded_up_to_the_multiple(
+    lengths: list[int], multiple: int
+) -> None:
+    windows = [
+        Window(i, [7] * n, [1] * n, offsets=[None] * n, words=[None] * n)
+        for i, n in enumerate(lengths)
+    ]
+    batch = collate(windows, pad_id=0, multiple=multiple)
+    width = batch["input_ids"].shape[1]
+    assert width % multiple == 0 and max(lengths) <= width < max(lengths) + multiple
+    for row, n in enumerate(lengths):
+        assert batch["attention_mask"][row].tolist() == [1] * n + [0] * (width - n)
+        assert batch["input_ids"][row, n:].eq(0).all() and batch["input_ids"][row, :n].eq(7).all()
+    with pytest.raises(ValueError):
+        collate(windows, pad_id=0, multiple=0)
+
+
+@pytest.mark.model
+def test_padding_to_shape_multiples_reads_the_same_spans() -> None:
+    """Padded tokens are masked and filler windows' outputs dropped: the same best spans
+    and the same candidates, margins within bfloat16's rounding."""
+    from rag.settings import Settings
+    from tests.conftest import SEED_ID, SEEDS
+
+    doc = Document(SEED_ID, (SEEDS / SEED_ID).read_text(encoding="utf-8"))
+    questions = [
+        "Who said North Korean workers would be welcomed?",
+        "When did Russia back new UN sanctions on North Korea?",
+    ]
+    weights = Settings().reader_weights
+    whole = [[passage(doc, 0, len(doc.text))]] * len(questions)
+    read = {}
+    for pad, batch in ((1, 1), (64, 1), (64, 4), (1, 3)):
+        reader = SpanReader(weights, batch_size=5, pad_multiple=pad, batch_multiple=batch)
+        read[pad, batch] = reader.read_batch(questions, whole, {doc.id: doc})
+    plain = read[1, 1]
+    for spans in read.values():
+        assert [[(s.start, s.end) for s in q[:3]] for q in spans] == [
+            [(s.start, s.end) for s in q[:3]] for q in plain
+        ]
+        assert all(
+            abs(a.score - b.score) < 0.05
+            for q, p in zip(spans, plain, strict=True)
+            for a, b in zip(q[:3], p[:3], strict=True)
+        )
+    with pytest.raises(ValueError):
+        SpanReader(weights, pad_multiple=0)
+    with pytest.raises(ValueError):
+        SpanReader(weights, batch_multiple=0)
 
 
 def test_encoder_dtype_auto_follows_the_cpu_and_refuses_others(

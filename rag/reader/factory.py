@@ -86,6 +86,8 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             fit_file,
             rank_weight(s.span_rank_weight),
             s.span_dtype,
+            s.span_pad_multiple,
+            s.span_batch_multiple,
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)

@@ -115,10 +115,19 @@ class SpanReader(Reader):
         fit_file: Path = VERIFIER_FIT_FILE,
         rank_weight: float = 0.0,
         dtype: str = "float32",
+        pad_multiple: int = 1,
+        batch_multiple: int = 1,
     ) -> None:
         if not rank_weight >= 0.0:
             raise ValueError(f"rank_weight must be >= 0, got {rank_weight}")
+        if pad_multiple < 1 or batch_multiple < 1:
+            raise ValueError(
+                f"pad_multiple and batch_multiple must be >= 1, got {pad_multiple}, "
+                f"{batch_multiple}"
+            )
         self.dtype = encoder_dtype(dtype)
+        self.pad_multiple = pad_multiple
+        self.batch_multiple = batch_multiple
         self.folder = folder
         self.rank_weight = rank_weight
         self.abstention = abstention
@@ -168,7 +177,11 @@ class SpanReader(Reader):
         best: list[dict[tuple[str, int, int], tuple[float, float]]] = [{} for _ in questions]
         for i in range(0, len(windows), self.batch_size):
             block = windows[i : i + self.batch_size]
-            s, e = self._model(**collate(block, self._tokenizer.pad_token_id))
+            # Whole multiples of batch_multiple windows (copies of the last, their outputs
+            # dropped): with the padded lengths, a few shapes for every question.
+            fill = [block[-1]] * (-len(block) % self.batch_multiple)
+            inputs = collate([*block, *fill], self._tokenizer.pad_token_id, self.pad_multiple)
+            s, e = (t[: len(block)] for t in self._model(**inputs))
             for c in decode(block, s, e, self.max_answer_tokens, top_n=10):
                 r = regions[c.sample]
                 key = (r.doc_id, r.start + c.start, r.start + c.end)

@@ -184,9 +184,15 @@ def _clip_questions(tokenizer: Any, questions: Sequence[str], max_tokens: int) -
     return out
 
 
-def collate(windows: Sequence[Window], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad a batch to its longest window (dynamic padding)."""
+def collate(windows: Sequence[Window], pad_id: int, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest window (dynamic padding), rounded up to a multiple of
+    ``multiple`` tokens: a few shapes instead of one per length, so that the kernels
+    (oneDNN caches one per matrix shape) and the allocator's freed blocks of earlier
+    batches serve the next."""
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
     n = max(len(w.input_ids) for w in windows)
+    n = -(-n // multiple) * multiple
     ids = [w.input_ids + [pad_id] * (n - len(w.input_ids)) for w in windows]
     types = [w.token_type_ids + [0] * (n - len(w.token_type_ids)) for w in windows]
     mask = [[1] * len(w.input_ids) + [0] * (n - len(w.input_ids)) for w in windows]
