@@ -18,6 +18,20 @@ def passage(doc: Document, start: int, end: int, pid: int = 0) -> Passage:
     return Passage(pid, doc.id, doc.title, start, end, doc.text[start:end], 1.0)
 
 
+def seed_reading() -> tuple[Document, list[str], Path]:
+    """The seed article, three questions it answers, and the shipped reader's weights."""
+    from rag.settings import Settings
+    from tests.conftest import SEED_ID, SEEDS
+
+    doc = Document(SEED_ID, (SEEDS / SEED_ID).read_text(encoding="utf-8"))
+    questions = [
+        "Who said North Korean workers would be welcomed?",
+        "When did Russia back new UN sanctions on North Korea?",
+        "How many North Koreans worked abroad, by the State Department's estimate?",
+    ]
+    return doc, questions, Settings().reader_weights
+
+
 def test_regions_widen_and_merge_per_document() -> None:
     doc = Document("d", "x" * 1000)
     other = Document("e", "y" * 50)
@@ -139,16 +153,7 @@ def test_shipped_int8_reader_finds_the_spans_of_fp32_with_a_scale_per_channel() 
     """Per-channel int8 is the quantisation that keeps quality (per tensor costs 2.3 F1 on
     SQuAD dev): every encoder Linear has it, and on the seed article it picks the same best
     spans as the fp32 model, give or take a word at an edge."""
-    from rag.settings import Settings
-    from tests.conftest import SEED_ID, SEEDS
-
-    doc = Document(SEED_ID, (SEEDS / SEED_ID).read_text(encoding="utf-8"))
-    questions = [
-        "Who said North Korean workers would be welcomed?",
-        "When did Russia back new UN sanctions on North Korea?",
-        "How many North Koreans worked abroad, by the State Department's estimate?",
-    ]
-    weights = Settings().reader_weights
+    doc, questions, weights = seed_reading()
     fp32, int8 = SpanReader(weights), SpanReader(weights, quantize=True)
     whole = [[passage(doc, 0, len(doc.text))]] * len(questions)
     best32 = [spans[0] for spans in fp32.read_batch(questions, whole, {doc.id: doc})]
@@ -189,15 +194,8 @@ def test_collate_pads_to_the_longest_window_rounded_up_to_the_multiple(
 def test_padding_to_shape_multiples_reads_the_same_spans() -> None:
     """Padded tokens are masked and filler windows' outputs dropped: the same best spans
     and the same candidates, margins within bfloat16's rounding."""
-    from rag.settings import Settings
-    from tests.conftest import SEED_ID, SEEDS
-
-    doc = Document(SEED_ID, (SEEDS / SEED_ID).read_text(encoding="utf-8"))
-    questions = [
-        "Who said North Korean workers would be welcomed?",
-        "When did Russia back new UN sanctions on North Korea?",
-    ]
-    weights = Settings().reader_weights
+    doc, questions, weights = seed_reading()
+    questions = questions[:2]
     whole = [[passage(doc, 0, len(doc.text))]] * len(questions)
     read = {}
     for pad, batch in ((1, 1), (64, 1), (64, 4), (1, 3)):
@@ -238,16 +236,7 @@ def test_encoder_dtype_auto_follows_the_cpu_and_refuses_others(
 def test_bfloat16_reader_finds_the_spans_of_fp32_with_close_margins() -> None:
     """The encoder in bfloat16, the head in fp32: on the seed article the same best spans
     as fp32 and margins within a fraction of a logit (SQuAD dev: bench/reader_bench.py)."""
-    from rag.settings import Settings
-    from tests.conftest import SEED_ID, SEEDS
-
-    doc = Document(SEED_ID, (SEEDS / SEED_ID).read_text(encoding="utf-8"))
-    questions = [
-        "Who said North Korean workers would be welcomed?",
-        "When did Russia back new UN sanctions on North Korea?",
-        "How many North Koreans worked abroad, by the State Department's estimate?",
-    ]
-    weights = Settings().reader_weights
+    doc, questions, weights = seed_reading()
     fp32, bf16 = SpanReader(weights), SpanReader(weights, dtype="bfloat16")
     whole = [[passage(doc, 0, len(doc.text))]] * len(questions)
     best32 = [spans[0] for spans in fp32.read_batch(questions, whole, {doc.id: doc})]
