@@ -53,7 +53,7 @@ def pipeline_fingerprint(settings: Settings) -> str:
     h.update(f"{settings.top_k} {settings.rerank_depth} {settings.rerank} {weight}".encode())
     # The reader's arithmetic (int8, or the encoder's dtype as this CPU resolves it).
     dtype = "int8" if settings.span_quantize else str(encoder_dtype(settings.span_dtype))
-    h.update(dtype.encode())
+    h.update(f"{dtype} {settings.span_pad_multiple} {settings.span_batch_multiple}".encode())
     return h.hexdigest()[:8]
 
 

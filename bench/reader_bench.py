@@ -70,6 +70,8 @@ def main() -> int:
             s.span_batch_windows,
             q,
             dtype=dtype,
+            pad_multiple=s.span_pad_multiple,
+            batch_multiple=s.span_batch_multiple,
         )
         for name, q, dtype in variants
     }
@@ -113,9 +115,12 @@ def main() -> int:
                 # How far the best span's margin moves from fp32's (it decides abstention).
                 "margin_abs_diff_median": round(
                     statistics.median(
-                        abs(a - b)
-                        for a, b in zip(margins[name], margins["fp32"], strict=True)
-                        if a == a and b == b
+                        [
+                            abs(a - b)
+                            for a, b in zip(margins[name], margins["fp32"], strict=True)
+                            if a == a and b == b
+                        ]
+                        or [float("nan")]
                     ),
                     4,
                 ),

@@ -17,7 +17,7 @@ t0=$(date +%s.%N)
 RAG_INDEX_ROOT=$ROOT_DIR RAG_INDEX_NAME=$NAME RAG_PORT=$PORT RAG_API_KEYS=bench-key \
   RAG_LOG_REQUESTS=false .venv/bin/rag serve >/dev/null 2>&1 &
 PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true' EXIT  # wait: the port is free for the next run
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true' EXIT  # wait: the port is free for the next run
 for _ in $(seq 1 1200); do
   [ "$(curl -s -o /dev/null -w "%{http_code}" "localhost:$PORT/ready")" = "200" ] && break
   sleep 0.1

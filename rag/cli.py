@@ -329,7 +329,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         write_outputs,
     )
     from rag.gold import load_gold
-    from rag.reader import save_abstention
+    from rag.reader import encoder_dtype, save_abstention
 
     if args.compare:
         metrics = []
@@ -392,7 +392,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             # The span reader's margins shift a little with int8 (bf16: less): fit with what will
             # serve.
             **(
-                {"span_quantize": settings.span_quantize, "span_dtype": settings.span_dtype}
+                {
+                    "span_quantize": settings.span_quantize,
+                    # As this CPU resolves "auto": the arithmetic the fit was read with.
+                    "span_dtype": str(encoder_dtype(settings.span_dtype)),
+                }
                 if reader.kind == "span"
                 else {}
             ),

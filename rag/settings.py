@@ -294,13 +294,14 @@ class ReaderSettings(BaseSettings):
     span_pad_multiple: int = Field(
         64,
         ge=1,
+        le=512,
         description="The span reader pads each forward pass's windows to its longest, "
         "rounded up to a multiple of this many tokens: a few matrix shapes instead of one "
         "per length, so the kernels oneDNN compiles and caches per shape, and the "
         "allocator's freed blocks, serve the next question. Over a 1M-chunk index, 640 "
         "questions: peak RSS 1,657 -> 1,555 MiB, anonymous memory at rest 697 -> 573 MiB, "
         "POST /ask p50 117.5 -> 114.3 ms (bench/serve_index.sh). 1: the longest window's "
-        "length.",
+        "length. At most 512, the encoder's positions.",
     )
     span_batch_multiple: int = Field(
         4,

@@ -143,7 +143,8 @@ class HeapKeeper:
             self._trim_now("idle")
 
     def _trim_now(self, reason: str) -> None:
-        self._trim()
+        if self._trim() is False:  # no C library call to do it (not glibc)
+            return
         self.trims += 1
         # The next batch sets the floor: it faults its working set in again (a question's
         # activations, about 100 MiB over a 1M-chunk index), which is not growth.

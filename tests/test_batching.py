@@ -209,6 +209,12 @@ def test_the_heap_keeper_trims_once_per_growth_and_when_idle() -> None:
     assert HeapKeeper(0, trim=trim, measure=lambda: 10**9).after_batch() is False
     assert HeapKeeper(50, trim=trim, measure=lambda: None).after_batch() is False
     assert len(trims) == 3
+    heard: list[str] = []
+    unable = HeapKeeper(50, trim=lambda: False, measure=lambda: 10, on_trim=heard.append)
+    unable.idle()  # no C library call (not glibc): nothing done, nothing counted
+    assert unable.trims == 0 and heard == []
+    keeper.idle()
+    assert keeper.trims == 4
 
 
 def test_after_batch_runs_after_each_batch_is_answered_and_its_failure_is_logged() -> None:

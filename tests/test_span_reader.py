@@ -193,7 +193,7 @@ def test_collate_pads_to_the_longest_window_rounded_up_to_the_multiple(
 @pytest.mark.model
 def test_padding_to_shape_multiples_reads_the_same_spans() -> None:
     """Padded tokens are masked and filler windows' outputs dropped: the same best spans
-    and the same candidates, margins within bfloat16's rounding."""
+    and the same candidates, margins within 0.05."""
     doc, questions, weights = seed_reading()
     questions = questions[:2]
     whole = [[passage(doc, 0, len(doc.text))]] * len(questions)
