@@ -62,13 +62,13 @@ from rag.eval import (  # noqa: E402
 from rag.gold import load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
 from rag.reader import (  # noqa: E402
-    PRIOR_FIT_FILE,
+    CHECKED_FEATURES,
     READER_FEATURES,
     RETRIEVAL_FEATURES,
     VERIFIER_FEATURES,
-    VERIFIER_FIT_FILE,
     SpanReader,
     load_abstention,
+    verifier_fit_file,
 )
 
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -169,11 +169,15 @@ def main() -> int:
     ap.add_argument("--fit-cache", type=Path, default=ROOT / "eval" / "reports" / "verifier")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "verifier")
     ap.add_argument("--reader-weights", type=Path, default=None, help="default: the shipped")
-    ap.add_argument("--fit-file", type=Path, default=VERIFIER_FIT_FILE, help="the default rule")
-    ap.add_argument("--prior-fit-file", type=Path, default=PRIOR_FIT_FILE)
+    ap.add_argument("--fit-file", type=Path, help="the default rule (default: the shipped fit)")
+    ap.add_argument("--prior-fit-file", type=Path, help="default: the shipped fit")
     args = ap.parse_args()
 
     settings = no_abstention(args.reader_weights)
+    # The shipped fits of the verifier the settings read with (RAG_SPAN_CHECKER: its own).
+    checked = settings.span_checker is not None
+    args.fit_file = args.fit_file or verifier_fit_file(checked, factorised=False)
+    args.prior_fit_file = args.prior_fit_file or verifier_fit_file(checked, factorised=True)
     _, held = split_articles(load_gold(SQUAD_V2_HALF), 0.5, args.seed)
     _, v11 = v11_parts(args.seed)
     for gold in (held, v11):
@@ -195,11 +199,18 @@ def main() -> int:
             fit_rows, Abstention(features=("score",), objective="f1"), keep=0.9
         ).abstention,
     }
-    for group, names in GROUPS.items():
+    groups = dict(GROUPS)
+    # With the answer checker (RAG_SPAN_CHECKER), every fit below sees its feature too.
+    full = VERIFIER_FEATURES
+    if fit_rows and "check" in fit_rows[0].features:
+        groups["all + checker"] = full = CHECKED_FEATURES
+    for group, names in groups.items():
         rules[f"verifier: {group}"] = fit_verifier(fit_rows, names, keep=0.9).abstention
     for share in (0.1, 0.25, 0.5):
         part = random.Random(args.seed).sample(fit_rows, round(share * len(fit_rows)))
-        rules[f"verifier: all, {share:.0%} of fit data"] = fit_verifier(part, keep=0.9).abstention
+        rules[f"verifier: all, {share:.0%} of fit data"] = fit_verifier(
+            part, full, keep=0.9
+        ).abstention
     # The same fit with its SQuAD v1.1 part from dev articles the reader never trained on
     # (bench/fit_verifier.py --v11-part dev): the in-sample question, measured.
     fitting = fit_settings(args.reader_weights)
@@ -208,8 +219,8 @@ def main() -> int:
         for name, gold in fit_sets(args.seed, 1500, "dev", 1000, 0.3).items()
         for r in collect_results(f"{name}-seed{args.seed}", gold, args.fit_cache / "runs", fitting)
     ]
-    rules[DEV_FIT] = fit_verifier(dev_rows, keep=0.9).abstention
-    dev_factorised = fit_factorised_verifier(dev_rows, keep=0.9).abstention
+    rules[DEV_FIT] = fit_verifier(dev_rows, full, keep=0.9).abstention
+    dev_factorised = fit_factorised_verifier(dev_rows, full, keep=0.9).abstention
     default = load_abstention(args.fit_file, SpanReader.kind, Abstention())
     rules["default (rag/data/span_reader_fit.json)"] = default
 
@@ -239,6 +250,10 @@ def main() -> int:
             [not r.impossible for r in held_v2],
         ),
     }
+    if held_v2 and "check" in held_v2[0].features:
+        answerability_auc["checker"] = auc(
+            [r.features["check"] for r in held_v2], [not r.impossible for r in held_v2]
+        )
     # Questions without a span are abstentions at every threshold.
     everything = sets["v2.0 held-out articles"]
     impossible = [r.impossible for r in everything]

@@ -45,6 +45,8 @@ def pipeline_fingerprint(settings: Settings) -> str:
     code = [package / name for name in ("span_model.py", "span.py", "verifier.py")]
     code += [package.parent / "retrieval.py", package.parent / "store" / "keyword.py"]
     files = [Path(settings.reader_weights) / CONFIG_FILE, *code]
+    if settings.span_checker is not None:
+        files.append(Path(settings.span_checker) / CONFIG_FILE)
     if settings.rerank:
         files.append(FIT_FILE)
     for f in files:

@@ -64,11 +64,12 @@ from rag.eval import (  # noqa: E402
 from rag.gold import GoldSet, load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
 from rag.reader import (  # noqa: E402
+    CHECKED_FEATURES,
     MARGIN_FIT_FILE,
-    PRIOR_FIT_FILE,
-    VERIFIER_FIT_FILE,
+    VERIFIER_FEATURES,
     SpanReader,
     save_abstention,
+    verifier_fit_file,
 )
 from rag.settings import Settings  # noqa: E402
 
@@ -184,13 +185,18 @@ def main() -> int:
     ap.add_argument("--withheld", type=float, default=0.3, help="share of v1.1 paragraphs removed")
     ap.add_argument("--keep", type=float, default=0.9, help="answerable F1 the threshold keeps")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "verifier")
-    ap.add_argument("--fit-file", type=Path, default=VERIFIER_FIT_FILE)
+    ap.add_argument(
+        "--fit-file", type=Path, help="default: the shipped one (with RAG_SPAN_CHECKER, its own)"
+    )
     ap.add_argument("--margin-file", type=Path, default=MARGIN_FIT_FILE)
-    ap.add_argument("--prior-fit-file", type=Path, default=PRIOR_FIT_FILE)
+    ap.add_argument("--prior-fit-file", type=Path, help="default: the shipped one (ditto)")
     ap.add_argument("--reader-weights", type=Path, default=None, help="default: the shipped")
     args = ap.parse_args()
 
     settings = fit_settings(args.reader_weights)
+    checked = settings.span_checker is not None
+    args.fit_file = args.fit_file or verifier_fit_file(checked, factorised=False)
+    args.prior_fit_file = args.prior_fit_file or verifier_fit_file(checked, factorised=True)
     results: list[QuestionResult] = []
     sets = fit_sets(args.seed, args.v2_questions, args.v11_part, args.v11_questions, args.withheld)
     for name, gold in sets.items():
@@ -203,17 +209,21 @@ def main() -> int:
         "command": f"python bench/fit_verifier.py --seed {args.seed}"
         + ("" if args.v11_part == "train" else f" --v11-part {args.v11_part}"),
     }
-    # The margin rule (RAG_SPAN_VERIFIER=false), fitted on the same questions.
-    margin = fit_abstention(results, Abstention(features=("score",), objective="f1"), args.keep)
-    save_abstention(
-        args.margin_file, SpanReader.kind, margin.abstention, **margin.report, **provenance
-    )
-    print(f"wrote {args.margin_file}")
+    if not checked:
+        # The margin rule (RAG_SPAN_VERIFIER=false), fitted on the same questions (the
+        # checker changes no margin: a run with it fits the same rule, so it writes none).
+        margin = fit_abstention(results, Abstention(features=("score",), objective="f1"), args.keep)
+        save_abstention(
+            args.margin_file, SpanReader.kind, margin.abstention, **margin.report, **provenance
+        )
+        print(f"wrote {args.margin_file}")
     for path, fitter in (
         (args.fit_file, fit_verifier),
         (args.prior_fit_file, fit_factorised_verifier),
     ):
-        fit = fitter(results, keep=args.keep)
+        # With the answer checker (RAG_SPAN_CHECKER), its feature too.
+        features = CHECKED_FEATURES if checked else VERIFIER_FEATURES
+        fit = fitter(results, features, keep=args.keep)
         save_abstention(path, SpanReader.kind, fit.abstention, **fit.report, **provenance)
         print(json.dumps(fit.report, indent=2))
         print(f"wrote {path}")

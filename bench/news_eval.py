@@ -46,7 +46,7 @@ from rag.eval import (  # noqa: E402
 )
 from rag.gold import GoldSet, load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
-from rag.reader import PRIOR_FIT_FILE, VERIFIER_FIT_FILE, SpanReader, load_abstention  # noqa: E402
+from rag.reader import SpanReader, load_abstention, verifier_fit_file  # noqa: E402
 
 NEWS = SHARED / "news-qa" / "realtimeqa-2020-2023.json.gz"
 # The quiz years: development (may be fitted on) and measurement (never fitted on).
@@ -87,11 +87,15 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "news")
     ap.add_argument("--cache", type=Path, default=ROOT / "eval" / "reports" / "verifier" / "runs")
     ap.add_argument("--reader-weights", type=Path, default=None, help="default: the shipped")
-    ap.add_argument("--fit-file", type=Path, default=VERIFIER_FIT_FILE)
-    ap.add_argument("--prior-fit-file", type=Path, default=PRIOR_FIT_FILE)
+    ap.add_argument("--fit-file", type=Path, help="default: the shipped fit")
+    ap.add_argument("--prior-fit-file", type=Path, help="default: the shipped fit")
     args = ap.parse_args()
 
     settings = no_abstention(args.reader_weights)
+    # The shipped fits of the verifier the settings read with (RAG_SPAN_CHECKER: its own).
+    checked = settings.span_checker is not None
+    args.fit_file = args.fit_file or verifier_fit_file(checked, factorised=False)
+    args.prior_fit_file = args.prior_fit_file or verifier_fit_file(checked, factorised=True)
     _, squad = v11_parts(args.fit_seed)
     squad.questions = random.Random(args.sample_seed).sample(squad.questions, args.squad_questions)
     news = load_gold(NEWS)

@@ -127,6 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--export", type=Path, help="write the weights + model card here")
     tr.add_argument("--fp32", action="store_true", help="export fp32 instead of fp16")
+    tr.add_argument(
+        "--bf16-cpu",
+        action="store_true",
+        help="on the CPU, compute in bf16 autocast (weights stay fp32): about half the step "
+        "time where the CPU multiplies bf16 natively (AMX, AVX512-BF16)",
+    )
     tr.add_argument("--max-minutes", type=float, help="stop (and checkpoint) after this")
     tr.add_argument("--max-steps", type=int, help="stop (and checkpoint) after this many steps")
     tr.add_argument(
@@ -467,7 +473,13 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
     if args.fine_tune and args.init is None:
         raise UserError("--fine-tune needs --init (the weights to fine-tune)")
     trainer = ReaderTrainer(
-        cfg, args.out, init=args.init, base=args.base, device=device, fine_tune=args.fine_tune
+        cfg,
+        args.out,
+        init=args.init,
+        base=args.base,
+        device=device,
+        fine_tune=args.fine_tune,
+        cpu_bfloat16=args.bf16_cpu,
     )
     try:
         resumed = trainer.load_checkpoint()

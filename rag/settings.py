@@ -265,6 +265,22 @@ class ReaderSettings(BaseSettings):
         description="Folder of the span reader's weights and model card (rag train-reader "
         "--export).",
     )
+    span_checker: Path | None = Field(
+        None,
+        description="Folder of the answer checker's weights: a second span model, trained "
+        "for 'no answer' on synthetic unanswerable rewrites (bench/reader_synthetic_data.py), "
+        "that reads the windows of the best candidates (span_checker_candidates); its margin "
+        "for each candidate span is the verifier's 'check' feature (CHECKED_FEATURES), "
+        "fitted into rag/data/span_reader_checked_fit.json. Unset: no checker, the verifier's "
+        "fit without it.",
+    )
+    span_checker_candidates: int = Field(
+        4,
+        ge=1,
+        description="The answer checker reads the windows of each question's best this many "
+        "candidates (most share one or two windows), not all the reader read; candidates "
+        "read only in other windows are not offered.",
+    )
     span_margin_chars: int = Field(
         200,
         ge=0,

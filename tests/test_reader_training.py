@@ -218,6 +218,25 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
         assert torch.equal(a, b), name
 
 
+def test_bf16_autocast_on_the_cpu_trains_fp32_weights_and_says_so(tmp_path: Path) -> None:
+    """``cpu_bfloat16``: the products in bf16, the weights and their updates in fp32, the
+    loss falling as in fp32; the model card records the arithmetic."""
+    gold = tiny_gold()
+    cfg = _cfg(negative_ratio=0.5, plan_examples=300)
+    examples = build_examples(gold, cfg.negative_ratio, cfg.seed)
+    losses: list[float] = []
+    trainer = ReaderTrainer(cfg, tmp_path / "run", cpu_bfloat16=True)
+    trainer.run(examples, max_steps=30, on_step=lambda e: losses.append(float(e["loss"])))  # type: ignore[arg-type]
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    trainer.export(tmp_path / "w", fp16=True, extra={})
+    _, card = load_reader(tmp_path / "w")
+    assert card["training"]["bf16_autocast"] is True
+    plain = ReaderTrainer(cfg, tmp_path / "plain")
+    plain.export(tmp_path / "p", fp16=True, extra={})
+    assert load_reader(tmp_path / "p")[1]["training"]["bf16_autocast"] is False
+
+
 def test_resume_refuses_other_settings(tmp_path: Path) -> None:
     examples = [TrainExample("Who?", "Anna built it.", 0, 4)] * 8
     ReaderTrainer(_cfg(), tmp_path / "r").run(examples, max_steps=1)

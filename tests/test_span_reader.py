@@ -289,3 +289,34 @@ def test_rank_weight_is_the_fitted_one_unless_set(untrained_reader: SpanReader) 
     for weight in (0.0, 2.5):
         chosen = fitted.model_copy(update={"span_rank_weight": weight})
         assert build_reader(chosen, FakeEmbedder()).rank_weight == weight  # type: ignore[attr-defined]
+
+
+@pytest.mark.model
+def test_the_checker_scores_each_span_in_the_window_it_was_read_in(tmp_path: Path) -> None:
+    """With the reader itself as its answer checker, every candidate's check is its own
+    margin (the same logits at the same tokens, minus the same window's no-answer); a
+    checker that reads other windows is refused."""
+    doc, questions, weights = seed_reading()
+    whole = [[passage(doc, 0, len(doc.text))]] * len(questions)
+    plain = SpanReader(weights, batch_size=2).read_batch(questions, whole, {doc.id: doc})
+    checked = SpanReader(weights, batch_size=2, checker=weights).read_batch(
+        questions, whole, {doc.id: doc}
+    )
+    assert all("check" not in s.features for q in plain for s in q)
+    for p, c in zip(plain, checked, strict=True):
+        # The candidates of the windows the checker read (those of the best 4), in order.
+        spans = [(s.start, s.end) for s in c]
+        assert spans[:4] == [(s.start, s.end) for s in p[:4]]
+        assert set(spans) <= {(s.start, s.end) for s in p} and len(spans) > 4
+        for s in c:
+            assert s.features["check"] == pytest.approx(s.score, abs=1e-4)
+            assert {k: v for k, v in s.features.items() if k != "check"} == next(
+                x.features for x in p if (x.start, x.end) == (s.start, s.end)
+            )
+    other = tmp_path / "checker"
+    config = {"config": {"max_length": 64, "stride": 16, "max_question_tokens": 16}}
+    save_reader(SpanModel.from_base(), other, config, fp16=True)
+    with pytest.raises(ValueError, match="other windows"):
+        SpanReader(weights, checker=other).warm_up()
+    with pytest.raises(ValueError, match="checker_candidates"):
+        SpanReader(weights, checker=weights, checker_candidates=0)

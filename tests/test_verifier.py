@@ -13,6 +13,7 @@ from hypothesis import given, strategies as st
 from rag.eval import QuestionResult, estimate_prior, fit_factorised_verifier, fit_verifier
 from rag.models import Abstention, Document, Passage, Span
 from rag.reader import (
+    CHECKED_FEATURES,
     PRIOR_FIT_FILE,
     VERIFIER_FEATURES,
     VERIFIER_FIT_FILE,
@@ -58,6 +59,18 @@ def test_features_are_named_bounded_and_read_what_the_pipeline_knows() -> None:
     assert best["q_date"] == 1.0 and best["typed_miss"] == 0.0
     assert second["typed_miss"] == 1.0  # a date question answered with a name
     assert best["answer_in_q"] == 0.0
+    # With the answer checker's margins: the same features and each span's own check.
+    checked = span_features(
+        "When was the tower finished?",
+        spans,
+        [1.5, 2.0, 3.0],
+        [P0, P1],
+        {"d": DOC},
+        [0.25, -3.0, 7.5],
+    )
+    assert [set(f) for f in checked] == [set(CHECKED_FEATURES)] * 3
+    assert [f["check"] for f in checked] == [0.25, -3.0, 7.5]
+    assert [{k: v for k, v in f.items() if k != "check"} for f in checked] == feats
 
 
 def test_same_text_in_two_places_shares_its_mass_and_has_no_rival_of_its_own() -> None:
@@ -297,3 +310,30 @@ def test_a_prior_without_the_verifier_is_refused() -> None:
     settings = ReaderSettings(span_verifier=False, span_answerable_prior=0.9)
     with pytest.raises(ReaderConfigError, match="RAG_SPAN_VERIFIER=true"):
         build_reader(settings, FakeEmbedder())
+
+
+def test_the_checker_needs_its_weights_and_its_own_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RAG_SPAN_CHECKER reads with the verifier fitted with its feature: without weights
+    there, or without that fit, a clear error; with the margin rule it is not loaded."""
+    from rag.reader import build_reader, factory
+    from rag.settings import ReaderSettings
+
+    weights = ReaderSettings().reader_weights
+    with pytest.raises(ReaderConfigError, match="no model.safetensors"):
+        build_reader(ReaderSettings(span_checker=tmp_path), FakeEmbedder())
+    calls: list[tuple[bool, bool]] = []
+
+    def missing(checked: bool, factorised: bool) -> Path:
+        calls.append((checked, factorised))
+        return tmp_path / "absent.json"
+
+    monkeypatch.setattr(factory, "verifier_fit_file", missing)
+    with pytest.raises(ReaderConfigError, match="make fit-threshold"):
+        build_reader(ReaderSettings(span_checker=weights), FakeEmbedder())
+    assert calls == [(True, False)]
+    margin_rule = build_reader(
+        ReaderSettings(span_checker=weights, span_verifier=False), FakeEmbedder()
+    )
+    assert margin_rule.checker is None  # type: ignore[attr-defined]

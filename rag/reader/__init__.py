@@ -47,6 +47,8 @@ if TYPE_CHECKING:
         read_rank as read_rank,
     )
     from rag.reader.span_format import (
+        CHECKED_FIT_FILE as CHECKED_FIT_FILE,
+        CHECKED_PRIOR_FIT_FILE as CHECKED_PRIOR_FIT_FILE,
         CONFIG_FILE as CONFIG_FILE,
         MARGIN_FIT_FILE as MARGIN_FIT_FILE,
         PRIOR_FIT_FILE as PRIOR_FIT_FILE,
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
         load_rank_weight as load_rank_weight,
         rank_weight as rank_weight,
         save_rank_weight as save_rank_weight,
+        verifier_fit_file as verifier_fit_file,
     )
     from rag.reader.span_model import (
         collate as collate,
@@ -77,6 +80,8 @@ if TYPE_CHECKING:
         model_card as model_card,
     )
     from rag.reader.verifier import (
+        CHECKED_FEATURES as CHECKED_FEATURES,
+        CHECKER_FEATURES as CHECKER_FEATURES,
         QUESTION_FEATURES as QUESTION_FEATURES,
         READER_FEATURES as READER_FEATURES,
         RETRIEVAL_FEATURES as RETRIEVAL_FEATURES,
@@ -127,6 +132,8 @@ _NAMES = {
     ),
     **dict.fromkeys(
         [
+            "CHECKED_FEATURES",
+            "CHECKER_FEATURES",
             "QUESTION_FEATURES",
             "READER_FEATURES",
             "RETRIEVAL_FEATURES",
@@ -137,6 +144,8 @@ _NAMES = {
     ),
     **dict.fromkeys(
         [
+            "CHECKED_FIT_FILE",
+            "CHECKED_PRIOR_FIT_FILE",
             "CONFIG_FILE",
             "MARGIN_FIT_FILE",
             "PRIOR_FIT_FILE",
@@ -147,6 +156,7 @@ _NAMES = {
             "load_rank_weight",
             "rank_weight",
             "save_rank_weight",
+            "verifier_fit_file",
         ],
         "rag.reader.span_format",
     ),

@@ -18,10 +18,9 @@ from rag.reader import sentence
 from rag.reader.base import Reader, ReaderConfigError, load_abstention
 from rag.reader.span_format import (
     MARGIN_FIT_FILE,
-    PRIOR_FIT_FILE,
-    VERIFIER_FIT_FILE,
     WEIGHTS_FILE,
     rank_weight,
+    verifier_fit_file,
 )
 from rag.settings import ReaderSettings
 
@@ -47,7 +46,16 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         kind = span.SpanReader.kind
         # With a prior, the factorised verifier (its P(answerable) moves with the prior).
         prior = s.span_answerable_prior
-        verifier_file = VERIFIER_FIT_FILE if prior is None else PRIOR_FIT_FILE
+        # The answer checker feeds the verifier only: without it, nothing reads its margin.
+        checker = Path(s.span_checker) if s.span_checker is not None and s.span_verifier else None
+        if checker is not None and not (checker / WEIGHTS_FILE).is_file():
+            raise ReaderConfigError(f"RAG_SPAN_CHECKER: no {WEIGHTS_FILE} in {checker}")
+        verifier_file = verifier_fit_file(checker is not None, prior is not None)
+        if checker is not None and not verifier_file.is_file():
+            raise ReaderConfigError(
+                f"RAG_SPAN_CHECKER needs the verifier's fit with the checker at "
+                f"{verifier_file} (make fit-threshold)"
+            )
         if s.span_verifier and not verifier_file.is_file():
             if prior is not None:
                 raise ReaderConfigError(
@@ -88,6 +96,8 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             s.span_dtype,
             s.span_pad_multiple,
             s.span_batch_multiple,
+            checker,
+            s.span_checker_candidates,
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)

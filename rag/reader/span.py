@@ -20,7 +20,9 @@ from rag.reader.base import Reader, feature_values
 from rag.reader.sentences import sentence_bounds
 from rag.reader.span_format import VERIFIER_FIT_FILE, WindowConfig
 from rag.reader.span_model import (
+    CLS_INDEX,
     SpanModel,
+    Window,
     collate,
     decode,
     encode_windows,
@@ -34,6 +36,18 @@ from rag.reader.verifier import span_features
 # The span reader's abstention when no fit file is there: answer when the best span beats
 # "no answer", with sigmoid(margin) as confidence.
 UNFITTED = Abstention(threshold=0.0, features=("score",), objective="f1")
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """A candidate span's best reading: its margin over the window's "no answer", that
+    window's no-answer score, and where (the window, its start and end tokens)."""
+
+    score: float
+    null: float
+    window: int
+    start_token: int
+    end_token: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +131,13 @@ class SpanReader(Reader):
         dtype: str = "float32",
         pad_multiple: int = 1,
         batch_multiple: int = 1,
+        checker: Path | None = None,
+        checker_candidates: int = 4,
     ) -> None:
         if not rank_weight >= 0.0:
             raise ValueError(f"rank_weight must be >= 0, got {rank_weight}")
+        if checker_candidates < 1:
+            raise ValueError(f"checker_candidates must be >= 1, got {checker_candidates}")
         if pad_multiple < 1 or batch_multiple < 1:
             raise ValueError(
                 f"pad_multiple and batch_multiple must be >= 1, got {pad_multiple}, "
@@ -129,6 +147,8 @@ class SpanReader(Reader):
         self.pad_multiple = pad_multiple
         self.batch_multiple = batch_multiple
         self.folder = folder
+        self.checker = checker
+        self.checker_candidates = checker_candidates
         self.rank_weight = rank_weight
         self.abstention = abstention
         self.fit_file = fit_file
@@ -137,6 +157,7 @@ class SpanReader(Reader):
         self.batch_size = batch_size
         self.quantize = quantize
         self._model: SpanModel | None = None
+        self._checker: SpanModel | None = None
         self._tokenizer: Any = None
         self._window = WindowConfig()
 
@@ -144,13 +165,26 @@ class SpanReader(Reader):
         if self._model is not None:
             return
         model, config = load_reader(self.folder)
+        self._model = self._arithmetic(model)
+        if self.checker is not None:
+            checker, checker_config = load_reader(self.checker)
+            if WindowConfig.of(checker_config.get("config", {})) != WindowConfig.of(
+                config.get("config", {})
+            ):
+                raise ValueError(
+                    f"the answer checker {self.checker} reads other windows than the reader"
+                )
+            self._checker = self._arithmetic(checker)
+        self._window = WindowConfig.of(config.get("config", {}))
+        self._tokenizer = load_tokenizer()
+
+    def _arithmetic(self, model: SpanModel) -> SpanModel:
+        """``model`` with its encoder in the configured arithmetic (int8, or the dtype)."""
         if self.quantize:
             model.encoder = quantize_encoder(model.encoder)
         elif self.dtype != torch.float32:
             model.encoder.to(self.dtype)
-        self._model = model
-        self._window = WindowConfig.of(config.get("config", {}))
-        self._tokenizer = load_tokenizer()
+        return model
 
     @torch.inference_mode()
     def read_batch(
@@ -173,46 +207,111 @@ class SpanReader(Reader):
             [documents[r.doc_id].text[r.start : r.end] for r in regions],
             self._window,
         )
-        # Per question: each absolute span's best (margin, window's no-answer score).
-        best: list[dict[tuple[str, int, int], tuple[float, float]]] = [{} for _ in questions]
+        # Per question: each absolute span's best reading (its margin, and where).
+        best: list[dict[tuple[str, int, int], _Reading]] = [{} for _ in questions]
         for i in range(0, len(windows), self.batch_size):
             block = windows[i : i + self.batch_size]
-            # Whole multiples of batch_multiple windows (copies of the last, their outputs
-            # dropped): with the padded lengths, a few shapes for every question.
-            fill = [block[-1]] * (-len(block) % self.batch_multiple)
-            inputs = collate([*block, *fill], self._tokenizer.pad_token_id, self.pad_multiple)
-            s, e = (t[: len(block)] for t in self._model(**inputs))
+            s, e = self._logits(self._model, block)
             for c in decode(block, s, e, self.max_answer_tokens, top_n=10):
                 r = regions[c.sample]
                 key = (r.doc_id, r.start + c.start, r.start + c.end)
                 score = c.score - c.null_score
                 found = best[r.question]
-                if score > found.get(key, (-math.inf, 0.0))[0]:
-                    found[key] = (score, c.null_score)
+                if key not in found or score > found[key].score:
+                    found[key] = _Reading(
+                        score, c.null_score, i + c.window, c.start_token, c.end_token
+                    )
+        ranked = [self._ranked(found, passages[qi]) for qi, found in enumerate(best)]
+        checks = self._check(windows, ranked) if self._checker is not None else None
         out: list[list[Span]] = []
-        for qi, found in enumerate(best):
-            spans, nulls = [], []
-            for (doc_id, a, b), (score, null) in self._ranked(found, passages[qi]):
+        for qi, items in enumerate(ranked):
+            spans = []
+            for (doc_id, a, b), reading in items:
                 doc = documents[doc_id]
                 ca, cb = sentence_bounds(doc.text, a, b)
-                spans.append(Span(doc_id, a, b, doc.text[a:b], score, ca, cb))
-                nulls.append(null)
-            features = span_features(questions[qi], spans, nulls, passages[qi], documents)
-            out.append([replace(s, features=f) for s, f in zip(spans, features, strict=True)])
+                spans.append(Span(doc_id, a, b, doc.text[a:b], reading.score, ca, cb))
+            nulls = [reading.null for _, reading in items]
+            if checks is None:
+                features = span_features(questions[qi], spans, nulls, passages[qi], documents)
+                out.append([replace(s, features=f) for s, f in zip(spans, features, strict=True)])
+                continue
+            # The features of every candidate (the spans' mass and gaps are over all of
+            # them); those the checker did not read are not offered.
+            of = [checks.get((qi, key)) for key, _ in items]
+            features = span_features(
+                questions[qi],
+                spans,
+                nulls,
+                passages[qi],
+                documents,
+                [math.nan if c is None else c for c in of],
+            )
+            out.append(
+                [
+                    replace(s, features=f)
+                    for s, f, c in zip(spans, features, of, strict=True)
+                    if c is not None
+                ]
+            )
+        return out
+
+    def _logits(self, model: SpanModel, block: Sequence[Window]) -> tuple[Any, Any]:
+        """``model``'s start and end logits over ``block``, padded to the shape multiples
+        (filler windows: copies of the last, their outputs dropped)."""
+        fill = [block[-1]] * (-len(block) % self.batch_multiple)
+        inputs = collate([*block, *fill], self._tokenizer.pad_token_id, self.pad_multiple)
+        s, e = model(**inputs)
+        return s[: len(block)], e[: len(block)]
+
+    def _check(
+        self,
+        windows: Sequence[Window],
+        ranked: Sequence[Sequence[tuple[tuple[str, int, int], _Reading]]],
+    ) -> dict[tuple[int, tuple[str, int, int]], float]:
+        """The answer checker's margin of each candidate whose window it reads: the windows
+        of each question's best ``checker_candidates`` candidates (most candidates share a
+        few windows), as (question, span) -> its start + end logit in its window minus the
+        checker's "no answer" ([CLS]) there."""
+        assert self._checker is not None
+        chosen = sorted(
+            {reading.window for items in ranked for _, reading in items[: self.checker_candidates]}
+        )
+        at = {w: n for n, w in enumerate(chosen)}
+        starts, ends = [], []
+        for i in range(0, len(chosen), self.batch_size):
+            s, e = self._logits(
+                self._checker, [windows[w] for w in chosen[i : i + self.batch_size]]
+            )
+            starts.append(s.float())
+            ends.append(e.float())
+        if not chosen:
+            return {}
+        # Windows of one batch are padded alike; across batches to the longest.
+        width = max(t.shape[1] for t in starts)
+        cs = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in starts])
+        ce = torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in ends])
+        cs_, ce_ = cs.numpy(), ce.numpy()
+        out: dict[tuple[int, tuple[str, int, int]], float] = {}
+        for qi, items in enumerate(ranked):
+            for key, r in items:
+                n = at.get(r.window)
+                if n is not None:
+                    null = cs_[n, CLS_INDEX] + ce_[n, CLS_INDEX]
+                    out[qi, key] = float(cs_[n, r.start_token] + ce_[n, r.end_token] - null)
         return out
 
     def _ranked(
-        self, found: Mapping[tuple[str, int, int], tuple[float, float]], passages: Sequence[Passage]
-    ) -> list[tuple[tuple[str, int, int], tuple[float, float]]]:
-        """One question's candidates (span -> (margin, no-answer score)), best first by
-        ``margin - rank_weight * log(read rank)``."""
+        self, found: Mapping[tuple[str, int, int], _Reading], passages: Sequence[Passage]
+    ) -> list[tuple[tuple[str, int, int], _Reading]]:
+        """One question's candidates, best first by ``margin - rank_weight * log(read
+        rank)``."""
         w, margin = self.rank_weight, self.margin_chars
 
-        def selection(item: tuple[tuple[str, int, int], tuple[float, float]]) -> float:
-            (doc_id, a, b), (score, _) = item
+        def selection(item: tuple[tuple[str, int, int], _Reading]) -> float:
+            (doc_id, a, b), reading = item
             if w == 0.0:
-                return score
-            return score - w * math.log(read_rank(doc_id, a, b, passages, margin))
+                return reading.score
+            return reading.score - w * math.log(read_rank(doc_id, a, b, passages, margin))
 
         return sorted(found.items(), key=selection, reverse=True)
 

@@ -21,6 +21,19 @@ _DATA = Path(__file__).resolve().parents[1] / "data"
 VERIFIER_FIT_FILE = _DATA / "span_reader_fit.json"
 PRIOR_FIT_FILE = _DATA / "span_reader_prior_fit.json"
 MARGIN_FIT_FILE = _DATA / "span_margin_fit.json"
+# The same two verifiers fitted with the answer checker's feature (RAG_SPAN_CHECKER).
+CHECKED_FIT_FILE = _DATA / "span_reader_checked_fit.json"
+CHECKED_PRIOR_FIT_FILE = _DATA / "span_reader_checked_prior_fit.json"
+
+
+def verifier_fit_file(checked: bool, factorised: bool) -> Path:
+    """The verifier's fit file: with or without the answer checker's feature, the
+    one-model verifier or the factorised one."""
+    if checked:
+        return CHECKED_PRIOR_FIT_FILE if factorised else CHECKED_FIT_FILE
+    return PRIOR_FIT_FILE if factorised else VERIFIER_FIT_FILE
+
+
 # Which span the reader answers with: the weight of the read passage's rank beside the
 # span's margin, fitted by `make fit-threshold` (bench/span_selection.py).
 SELECTION_FIT_FILE = _DATA / "span_selection_fit.json"

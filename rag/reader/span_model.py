@@ -236,6 +236,12 @@ class SpanScore:
     end: int
     score: float
     null_score: float
+    # Where the logits were read: the window (index into ``decode``'s ``windows``) and the
+    # start and end tokens, so that another model's logits over the same window can score
+    # the same span (the answer checker).
+    window: int = -1
+    start_token: int = -1
+    end_token: int = -1
 
 
 def decode(
@@ -267,7 +273,11 @@ def decode(
                 oe = w.words[e]
                 if oe is None or e < s or e - s + 1 > max_answer_tokens:
                     continue
-                out.append(SpanScore(w.sample, os_[0], oe[1], float(s_log[s] + e_log[e]), null))
+                out.append(
+                    SpanScore(
+                        w.sample, os_[0], oe[1], float(s_log[s] + e_log[e]), null, i, int(s), int(e)
+                    )
+                )
     out.sort(key=lambda c: -c.score)
     return out
 

@@ -51,6 +51,10 @@ QUESTION_FEATURES: tuple[str, ...] = (
     "typed_miss",
 )
 VERIFIER_FEATURES: tuple[str, ...] = READER_FEATURES + RETRIEVAL_FEATURES + QUESTION_FEATURES
+# With the answer checker (a second span model trained for "no answer", ``SpanReader``'s
+# ``checker``): its margin for the same span in the same window.
+CHECKER_FEATURES: tuple[str, ...] = ("check",)
+CHECKED_FEATURES: tuple[str, ...] = VERIFIER_FEATURES + CHECKER_FEATURES
 
 
 def _norm(text: str) -> str:
@@ -72,9 +76,11 @@ def span_features(
     nulls: Sequence[float],
     passages: Sequence[Passage],
     documents: Mapping[str, Document],
+    checks: Sequence[float] | None = None,
 ) -> list[dict[str, float]]:
     """The feature values (``VERIFIER_FEATURES``) of each candidate of one question: ``spans`` best
-    first, ``nulls[i]`` the no-answer score of the window ``spans[i]`` was read in."""
+    first, ``nulls[i]`` the no-answer score of the window ``spans[i]`` was read in; with
+    ``checks`` (the answer checker's margin of each span), ``CHECKED_FEATURES``."""
     if not spans:
         return []
     q_terms = content_terms(question)
@@ -97,7 +103,7 @@ def span_features(
     sentence_terms: dict[tuple[str, int, int], set[str]] = {}
     passage_terms: dict[int, set[str]] = {}
     out = []
-    for span, key, null in zip(spans, keys, nulls, strict=True):
+    for i, (span, key, null) in enumerate(zip(spans, keys, nulls, strict=True)):
         rival = spans[0].score if key != keys[0] else second
         gap = NO_RIVAL_GAP if rival is None else min(NO_RIVAL_GAP, span.score - rival)
         at = _containing(span, passages)
@@ -111,29 +117,30 @@ def span_features(
         a_terms = content_terms(span.text)
         typed = kind in ("number", "date")
         typed_hit = bool(NUMBER.search(span.text) or DATE.search(span.text))
-        out.append(
-            {
-                "score": span.score,
-                "null": null,
-                "gap": gap,
-                "mass": mass.get(key, 0.0),
-                "passage_rr": 0.0 if at is None else 1.0 / (at + 1),
-                "dense": 0.0 if p is None or p.dense_score is None else p.dense_score,
-                "dense_top": dense_top,
-                "dense_rr": 0.0 if p is None or p.dense_rank is None else 1.0 / p.dense_rank,
-                "bm25_rr": 0.0 if p is None or p.bm25_rank is None else 1.0 / p.bm25_rank,
-                "q_in_sentence": len(q_terms & sentence_terms[where]) / max(1, len(q_terms)),
-                "q_in_passage": 0.0
-                if at is None
-                else len(q_terms & passage_terms[at]) / max(1, len(q_terms)),
-                "answer_in_q": len(a_terms & q_terms) / max(1, len(a_terms)),
-                "answer_words": math.log1p(len(_WORD.findall(span.text))),
-                "q_number": float(kind == "number"),
-                "q_date": float(kind == "date"),
-                "q_name": float(kind == "name"),
-                "q_place": float(kind == "place"),
-                "q_why_how": float(kind is None and bool(q_words & set(_WH))),
-                "typed_miss": float(typed and not typed_hit),
-            }
-        )
+        values = {
+            "score": span.score,
+            "null": null,
+            "gap": gap,
+            "mass": mass.get(key, 0.0),
+            "passage_rr": 0.0 if at is None else 1.0 / (at + 1),
+            "dense": 0.0 if p is None or p.dense_score is None else p.dense_score,
+            "dense_top": dense_top,
+            "dense_rr": 0.0 if p is None or p.dense_rank is None else 1.0 / p.dense_rank,
+            "bm25_rr": 0.0 if p is None or p.bm25_rank is None else 1.0 / p.bm25_rank,
+            "q_in_sentence": len(q_terms & sentence_terms[where]) / max(1, len(q_terms)),
+            "q_in_passage": 0.0
+            if at is None
+            else len(q_terms & passage_terms[at]) / max(1, len(q_terms)),
+            "answer_in_q": len(a_terms & q_terms) / max(1, len(a_terms)),
+            "answer_words": math.log1p(len(_WORD.findall(span.text))),
+            "q_number": float(kind == "number"),
+            "q_date": float(kind == "date"),
+            "q_name": float(kind == "name"),
+            "q_place": float(kind == "place"),
+            "q_why_how": float(kind is None and bool(q_words & set(_WH))),
+            "typed_miss": float(typed and not typed_hit),
+        }
+        if checks is not None:
+            values["check"] = checks[i]
+        out.append(values)
     return out
