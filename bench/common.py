@@ -45,8 +45,10 @@ def pipeline_fingerprint(settings: Settings) -> str:
     code = [package / name for name in ("span_model.py", "span.py", "verifier.py")]
     code += [package.parent / "retrieval.py", package.parent / "store" / "keyword.py"]
     files = [Path(settings.reader_weights) / CONFIG_FILE, *code]
-    if settings.span_checker is not None:
+    if checked(settings):
+        assert settings.span_checker is not None
         files.append(Path(settings.span_checker) / CONFIG_FILE)
+        h.update(f"checker {settings.span_checker_candidates}".encode())
     if settings.rerank:
         files.append(FIT_FILE)
     for f in files:
@@ -57,6 +59,12 @@ def pipeline_fingerprint(settings: Settings) -> str:
     dtype = "int8" if settings.span_quantize else str(encoder_dtype(settings.span_dtype))
     h.update(f"{dtype} {settings.span_pad_multiple} {settings.span_batch_multiple}".encode())
     return h.hexdigest()[:8]
+
+
+def checked(settings: Settings) -> bool:
+    """Whether the pipeline reads with the answer checker (``RAG_SPAN_CHECKER``; the
+    factory loads it only for the verifier)."""
+    return settings.span_checker is not None and settings.span_verifier
 
 
 def read_results(path: Path) -> list[QuestionResult]:
@@ -103,6 +111,7 @@ __all__ = [
     "SQUAD_V2_HALF",
     "SQUAD_V11",
     "LoadResult",
+    "checked",
     "collect_results",
     "gold_index",
     "load_squad",

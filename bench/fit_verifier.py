@@ -45,6 +45,7 @@ from bench.common import (  # noqa: E402
     SHARED,
     SQUAD_V2_HALF,
     SQUAD_V11,
+    checked as is_checked,
     collect_results,
     pipeline_fingerprint,
     read_results,
@@ -194,7 +195,7 @@ def main() -> int:
     args = ap.parse_args()
 
     settings = fit_settings(args.reader_weights)
-    checked = settings.span_checker is not None
+    checked = is_checked(settings)
     args.fit_file = args.fit_file or verifier_fit_file(checked, factorised=False)
     args.prior_fit_file = args.prior_fit_file or verifier_fit_file(checked, factorised=True)
     results: list[QuestionResult] = []

@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SHARED, collect_results  # noqa: E402
+from bench.common import SHARED, checked as is_checked, collect_results  # noqa: E402
 from bench.fit_verifier import no_abstention, v11_parts  # noqa: E402
 from rag.eval import (  # noqa: E402
     QuestionResult,
@@ -93,7 +93,7 @@ def main() -> int:
 
     settings = no_abstention(args.reader_weights)
     # The shipped fits of the verifier the settings read with (RAG_SPAN_CHECKER: its own).
-    checked = settings.span_checker is not None
+    checked = is_checked(settings)
     args.fit_file = args.fit_file or verifier_fit_file(checked, factorised=False)
     args.prior_fit_file = args.prior_fit_file or verifier_fit_file(checked, factorised=True)
     _, squad = v11_parts(args.fit_seed)

@@ -271,15 +271,16 @@ class ReaderSettings(BaseSettings):
         "for 'no answer' on synthetic unanswerable rewrites (bench/reader_synthetic_data.py), "
         "that reads the windows of the best candidates (span_checker_candidates); its margin "
         "for each candidate span is the verifier's 'check' feature (CHECKED_FEATURES), "
-        "fitted into rag/data/span_reader_checked_fit.json. Unset: no checker, the verifier's "
-        "fit without it.",
+        "fitted into rag/data/span_reader_checked_fit.json (the factorised verifier: "
+        "span_reader_checked_prior_fit.json). Unset: no checker, the verifier's fit without "
+        "it. Not loaded with span_verifier off (the margin rule reads no feature).",
     )
     span_checker_candidates: int = Field(
         4,
         ge=1,
         description="The answer checker reads the windows of each question's best this many "
-        "candidates (most share one or two windows), not all the reader read; candidates "
-        "read only in other windows are not offered.",
+        "candidates (most share one or two windows), not all the reader read; a candidate "
+        "whose best reading is in another window is not offered.",
     )
     span_margin_chars: int = Field(
         200,

@@ -235,6 +235,10 @@ def test_bf16_autocast_on_the_cpu_trains_fp32_weights_and_says_so(tmp_path: Path
     plain = ReaderTrainer(cfg, tmp_path / "plain")
     plain.export(tmp_path / "p", fp16=True, extra={})
     assert load_reader(tmp_path / "p")[1]["training"]["bf16_autocast"] is False
+    # A run is resumed in the arithmetic it was started in.
+    with pytest.raises(ValueError, match="bf16 autocast"):
+        ReaderTrainer(cfg, tmp_path / "run").load_checkpoint()
+    assert ReaderTrainer(cfg, tmp_path / "run", cpu_bfloat16=True).load_checkpoint()
 
 
 def test_resume_refuses_other_settings(tmp_path: Path) -> None:

@@ -11,7 +11,14 @@ from hypothesis import given, strategies as st
 from rag.models import Document, Passage
 from rag.reader.span import Region, SpanReader, read_rank, read_regions
 from rag.reader.span_format import load_rank_weight, save_rank_weight
-from rag.reader.span_model import SpanModel, Window, collate, encoder_dtype, save_reader
+from rag.reader.span_model import (
+    SpanModel,
+    Window,
+    collate,
+    encoder_dtype,
+    load_reader,
+    save_reader,
+)
 
 
 def passage(doc: Document, start: int, end: int, pid: int = 0) -> Passage:
@@ -313,6 +320,19 @@ def test_the_checker_scores_each_span_in_the_window_it_was_read_in(tmp_path: Pat
             assert {k: v for k, v in s.features.items() if k != "check"} == next(
                 x.features for x in p if (x.start, x.end) == (s.start, s.end)
             )
+    # A checker of other weights (the reader's start/end head doubled): its own logits
+    # are read, so every check is twice the margin.
+    model, card = load_reader(weights)
+    with torch.no_grad():
+        model.qa.weight.mul_(2.0)
+        model.qa.bias.mul_(2.0)
+    doubled = tmp_path / "doubled"
+    save_reader(model, doubled, card, fp16=False)
+    twice = SpanReader(weights, batch_size=2, checker=doubled).read_batch(
+        questions, whole, {doc.id: doc}
+    )
+    for c in twice:
+        assert all(s.features["check"] == pytest.approx(2 * s.score, abs=2e-3) for s in c)
     other = tmp_path / "checker"
     config = {"config": {"max_length": 64, "stride": 16, "max_question_tokens": 16}}
     save_reader(SpanModel.from_base(), other, config, fp16=True)

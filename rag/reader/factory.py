@@ -50,12 +50,9 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         checker = Path(s.span_checker) if s.span_checker is not None and s.span_verifier else None
         if checker is not None and not (checker / WEIGHTS_FILE).is_file():
             raise ReaderConfigError(f"RAG_SPAN_CHECKER: no {WEIGHTS_FILE} in {checker}")
+        # Without its fit (the first fit run), the checker still reads and the margin rule
+        # decides, as for the verifier without the checker.
         verifier_file = verifier_fit_file(checker is not None, prior is not None)
-        if checker is not None and not verifier_file.is_file():
-            raise ReaderConfigError(
-                f"RAG_SPAN_CHECKER needs the verifier's fit with the checker at "
-                f"{verifier_file} (make fit-threshold)"
-            )
         if s.span_verifier and not verifier_file.is_file():
             if prior is not None:
                 raise ReaderConfigError(

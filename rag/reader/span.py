@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from rag.models import Abstention, Document, Passage, Span
-from rag.reader.base import Reader, feature_values
+from rag.reader.base import Reader, ReaderConfigError, feature_values
 from rag.reader.sentences import sentence_bounds
 from rag.reader.span_format import VERIFIER_FIT_FILE, WindowConfig
 from rag.reader.span_model import (
@@ -165,18 +165,18 @@ class SpanReader(Reader):
         if self._model is not None:
             return
         model, config = load_reader(self.folder)
-        self._model = self._arithmetic(model)
+        window = WindowConfig.of(config.get("config", {}))
         if self.checker is not None:
             checker, checker_config = load_reader(self.checker)
-            if WindowConfig.of(checker_config.get("config", {})) != WindowConfig.of(
-                config.get("config", {})
-            ):
-                raise ValueError(
+            if WindowConfig.of(checker_config.get("config", {})) != window:
+                raise ReaderConfigError(
                     f"the answer checker {self.checker} reads other windows than the reader"
                 )
             self._checker = self._arithmetic(checker)
-        self._window = WindowConfig.of(config.get("config", {}))
+        self._window = window
         self._tokenizer = load_tokenizer()
+        # Last: a reader whose warm-up failed is not taken for a loaded one.
+        self._model = self._arithmetic(model)
 
     def _arithmetic(self, model: SpanModel) -> SpanModel:
         """``model`` with its encoder in the configured arithmetic (int8, or the dtype)."""
@@ -217,7 +217,7 @@ class SpanReader(Reader):
                 key = (r.doc_id, r.start + c.start, r.start + c.end)
                 score = c.score - c.null_score
                 found = best[r.question]
-                if key not in found or score > found[key].score:
+                if score > (found[key].score if key in found else -math.inf):
                     found[key] = _Reading(
                         score, c.null_score, i + c.window, c.start_token, c.end_token
                     )

@@ -245,6 +245,7 @@ class ReaderTrainer:
                 "optimizer": self.optimizer.state_dict(),
                 "state": dataclasses.asdict(self.state),
                 "config": dataclasses.asdict(self.cfg),
+                "bf16_autocast": self.autocast,
                 "rng": torch.get_rng_state(),
             },
             tmp,
@@ -260,6 +261,11 @@ class ReaderTrainer:
             raise ValueError(
                 f"{path} was trained with other settings ({ck['config']}); "
                 "use the same settings or another --out folder"
+            )
+        if ck.get("bf16_autocast", self.autocast) != self.autocast:
+            raise ValueError(
+                f"{path} was trained with bf16 autocast {ck['bf16_autocast']}; resume it "
+                "the same way (--bf16-cpu) or use another --out folder"
             )
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
