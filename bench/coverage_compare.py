@@ -18,7 +18,9 @@ risk-coverage curve. Reported per set: F1 at fixed shares, the curve's mean over
 the held-out v2.0 articles and SQuAD v1.1 dev open (abstention_heldout's samples), news
 2022-2023 (news_eval's measured years; evaluation only). Nothing is asserted.
 
-``--reader NAME=WEIGHTS:FIT_FILE``: ``-`` for the shipped weights or fit file.
+``--reader NAME=WEIGHTS:FIT_FILE[:CHECKER]``: ``-`` for the shipped weights or fit file;
+CHECKER, an answer checker's weights (``RAG_SPAN_CHECKER``) read beside the reader, with
+FIT_FILE a verifier fitted with its feature.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def sets(seed: int, sample_seed: int, questions: int) -> dict[str, tuple[str, Go
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reader", action="append", required=True, help="NAME=WEIGHTS:FIT_FILE")
+    ap.add_argument(
+        "--reader", action="append", required=True, help="NAME=WEIGHTS:FIT_FILE[:CHECKER]"
+    )
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--sample-seed", type=int, default=1)
     ap.add_argument("--questions", type=int, default=1000)
@@ -96,8 +100,10 @@ def main() -> int:
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for spec in args.reader:
         name, _, paths = spec.partition("=")
-        weights, _, fit = paths.partition(":")
+        weights, _, rest = paths.partition(":")
+        fit, _, checker = rest.partition(":")
         settings = no_abstention(None if weights in ("", "-") else Path(weights))
+        settings = settings.model_copy(update={"span_checker": Path(checker) if checker else None})
         fit_file = VERIFIER_FIT_FILE if fit in ("", "-") else Path(fit)
         verifier = load_abstention(fit_file, SpanReader.kind, Abstention())
         for set_name, (cache_name, gold) in drawn.items():

@@ -152,7 +152,14 @@ def test_a_prior_without_its_fit_is_one_line_not_a_traceback(
     and one line that says so; nothing is answered with a verifier the user did not ask."""
     import rag.reader.factory
 
-    monkeypatch.setattr(rag.reader.factory, "PRIOR_FIT_FILE", tmp_path / "absent.json")
+    real = rag.reader.factory.verifier_fit_file
+    monkeypatch.setattr(
+        rag.reader.factory,
+        "verifier_fit_file",
+        lambda checked, factorised: (
+            tmp_path / "absent.json" if factorised else real(checked, factorised)
+        ),
+    )
     monkeypatch.setenv("RAG_SPAN_ANSWERABLE_PRIOR", "0.9")
     argv = ["ask", "Who said North Korean workers would be welcomed?"]
     assert main([*argv, "--index-root", str(seed_index_root)]) == 2
