@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SQUAD_V2_HALF, checked as is_checked, collect_results  # noqa: E402
+from bench.common import SQUAD_V2_HALF, collect_results, verifier_fits  # noqa: E402
 from bench.fit_verifier import (  # noqa: E402
     fit_results,
     fit_sets,
@@ -68,7 +68,6 @@ from rag.reader import (  # noqa: E402
     VERIFIER_FEATURES,
     SpanReader,
     load_abstention,
-    verifier_fit_file,
 )
 
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -174,10 +173,7 @@ def main() -> int:
     args = ap.parse_args()
 
     settings = no_abstention(args.reader_weights)
-    # The shipped fits of the verifier the settings read with (RAG_SPAN_CHECKER: its own).
-    checked = is_checked(settings)
-    args.fit_file = args.fit_file or verifier_fit_file(checked, factorised=False)
-    args.prior_fit_file = args.prior_fit_file or verifier_fit_file(checked, factorised=True)
+    args.fit_file, args.prior_fit_file = verifier_fits(settings, args.fit_file, args.prior_fit_file)
     _, held = split_articles(load_gold(SQUAD_V2_HALF), 0.5, args.seed)
     _, v11 = v11_parts(args.seed)
     for gold in (held, v11):

@@ -67,6 +67,20 @@ def checked(settings: Settings) -> bool:
     return settings.span_checker is not None and settings.span_verifier
 
 
+def verifier_fits(
+    settings: Settings, fit_file: Path | None, prior_fit_file: Path | None
+) -> tuple[Path, Path]:
+    """The verifier's fit files a bench uses: those given, else the shipped ones of the
+    verifier ``settings`` read with (with the answer checker, its own)."""
+    from rag.reader import verifier_fit_file
+
+    on = checked(settings)
+    return (
+        fit_file or verifier_fit_file(on, factorised=False),
+        prior_fit_file or verifier_fit_file(on, factorised=True),
+    )
+
+
 def read_results(path: Path) -> list[QuestionResult]:
     """Results cached by ``collect_results``."""
     rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -117,4 +131,5 @@ __all__ = [
     "load_squad",
     "percentile",
     "read_results",
+    "verifier_fits",
 ]

@@ -49,6 +49,7 @@ from bench.common import (  # noqa: E402
     collect_results,
     pipeline_fingerprint,
     read_results,
+    verifier_fits,
 )
 from rag.eval import (  # noqa: E402
     QuestionResult,
@@ -70,7 +71,6 @@ from rag.reader import (  # noqa: E402
     VERIFIER_FEATURES,
     SpanReader,
     save_abstention,
-    verifier_fit_file,
 )
 from rag.settings import Settings  # noqa: E402
 
@@ -196,8 +196,7 @@ def main() -> int:
 
     settings = fit_settings(args.reader_weights)
     checked = is_checked(settings)
-    args.fit_file = args.fit_file or verifier_fit_file(checked, factorised=False)
-    args.prior_fit_file = args.prior_fit_file or verifier_fit_file(checked, factorised=True)
+    args.fit_file, args.prior_fit_file = verifier_fits(settings, args.fit_file, args.prior_fit_file)
     results: list[QuestionResult] = []
     sets = fit_sets(args.seed, args.v2_questions, args.v11_part, args.v11_questions, args.withheld)
     for name, gold in sets.items():

@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SHARED, checked as is_checked, collect_results  # noqa: E402
+from bench.common import SHARED, collect_results, verifier_fits  # noqa: E402
 from bench.fit_verifier import no_abstention, v11_parts  # noqa: E402
 from rag.eval import (  # noqa: E402
     QuestionResult,
@@ -46,7 +46,7 @@ from rag.eval import (  # noqa: E402
 )
 from rag.gold import GoldSet, load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
-from rag.reader import SpanReader, load_abstention, verifier_fit_file  # noqa: E402
+from rag.reader import SpanReader, load_abstention  # noqa: E402
 
 NEWS = SHARED / "news-qa" / "realtimeqa-2020-2023.json.gz"
 # The quiz years: development (may be fitted on) and measurement (never fitted on).
@@ -92,10 +92,7 @@ def main() -> int:
     args = ap.parse_args()
 
     settings = no_abstention(args.reader_weights)
-    # The shipped fits of the verifier the settings read with (RAG_SPAN_CHECKER: its own).
-    checked = is_checked(settings)
-    args.fit_file = args.fit_file or verifier_fit_file(checked, factorised=False)
-    args.prior_fit_file = args.prior_fit_file or verifier_fit_file(checked, factorised=True)
+    args.fit_file, args.prior_fit_file = verifier_fits(settings, args.fit_file, args.prior_fit_file)
     _, squad = v11_parts(args.fit_seed)
     squad.questions = random.Random(args.sample_seed).sample(squad.questions, args.squad_questions)
     news = load_gold(NEWS)
