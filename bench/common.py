@@ -31,18 +31,18 @@ def percentile(values: list[float], q: float) -> float:
 
 def pipeline_fingerprint(settings: Settings) -> str:
     """A short hash of what decides a cached run's answers and features: the reader's
-    weights config, the span selection's rank weight, the reranker fit (when on), the span
-    reader's decoding and arithmetic, the verifier's feature code and retrieval's (the
-    fusion and the keyword engine)."""
+    weights config, the span selection (its fit, or the rank weight), the reranker fit (when
+    on), the span reader's decoding and arithmetic, the verifier's and the selection's
+    feature code and retrieval's (the fusion and the keyword engine)."""
     import hashlib
 
     import rag.reader
-    from rag.reader import CONFIG_FILE, encoder_dtype, rank_weight
+    from rag.reader import CONFIG_FILE, SELECTION_FIT_FILE, encoder_dtype, rank_weight
     from rag.reranking import FIT_FILE
 
     h = hashlib.sha256()
     package = Path(rag.reader.__file__).parent
-    code = [package / name for name in ("span_model.py", "span.py", "verifier.py")]
+    code = [package / name for name in ("span_model.py", "span.py", "verifier.py", "selection.py")]
     code += [package.parent / "retrieval.py", package.parent / "store" / "keyword.py"]
     files = [Path(settings.reader_weights) / CONFIG_FILE, *code]
     if checked(settings):
@@ -55,6 +55,9 @@ def pipeline_fingerprint(settings: Settings) -> str:
         h.update(f.read_bytes() if f.exists() else b"-")
     weight = rank_weight(settings.span_rank_weight)
     h.update(f"{settings.top_k} {settings.rerank_depth} {settings.rerank} {weight}".encode())
+    if settings.span_selection == "fitted":
+        fit = SELECTION_FIT_FILE.read_bytes() if SELECTION_FIT_FILE.exists() else b"-"
+        h.update(b"selection " + fit)
     # The reader's arithmetic (int8, or the encoder's dtype as this CPU resolves it).
     dtype = "int8" if settings.span_quantize else str(encoder_dtype(settings.span_dtype))
     h.update(f"{dtype} {settings.span_pad_multiple} {settings.span_batch_multiple}".encode())

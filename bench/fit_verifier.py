@@ -93,12 +93,15 @@ def no_abstention(reader_weights: Path | None) -> Settings:
 
 def fit_settings(reader_weights: Path | None) -> Settings:
     """What the verifier is fitted on: ``no_abstention`` with the span reader's candidates in
-    margin order (``span_rank_weight`` 0), so that the verifier's fit does not depend on the
-    span selection's (``bench/span_selection.py``), which reorders candidates by passage rank
-    at answer time. The verifier models P(correct) from a span's own features, whichever rule
-    picked it; measured, not assumed: ``bench/abstention_heldout.py`` and
-    ``bench/news_eval.py`` answer with the shipped selection."""
-    return no_abstention(reader_weights).model_copy(update={"span_rank_weight": 0.0})
+    margin order (``span_selection`` "rank" with ``span_rank_weight`` 0), so that the
+    verifier's fit does not depend on the span selection (``bench/span_selection.py``),
+    which reorders candidates at answer time. The verifier models P(correct) from a span's
+    own features, whichever rule picked it; measured, not assumed:
+    ``bench/abstention_heldout.py`` and ``bench/news_eval.py`` answer with the shipped
+    selection."""
+    return no_abstention(reader_weights).model_copy(
+        update={"span_rank_weight": 0.0, "span_selection": "rank"}
+    )
 
 
 DATA = {

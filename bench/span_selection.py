@@ -9,16 +9,20 @@ the loss is in choosing among the passages' spans. The reader ranked every candi
 margin over its window's no-answer score; on news the no-answer score is high in every
 window (paraphrased quiz questions), and margins of different windows compare badly.
 
-``SpanReader`` ranks candidates by margin - w * log(read rank), the rank of the retrieved
-passage the span was read from (``rag.reader.read_rank``). This bench reads each question
-once (retrieval, reranker, the reader's candidates: up to 10 per window), caches every
-candidate's margin, read rank and EM/F1 against the gold answers, and scores every w of a
-grid on the same candidates. w is fitted on SQuAD v1.1 train questions only (the verifier
-fit's train articles, paragraphs withheld as there; news is never fitted on) and measured
-on SQuAD v1.1 dev open (the 1,000 held-out-article questions of the other benches) and the
-news quiz years. ``--fit-set dev`` fits on the verifier's out-of-sample alternative instead
+``SpanReader`` answers with the candidate its fitted selection scores highest
+(``rag.reader.selection``: a conditional logit over each question's candidates of the
+verifier's features, the read passage's rank, the other passages' agreement and the
+answer's shape), or with ``RAG_SPAN_SELECTION=rank`` the highest margin - w * log(read
+rank) (``rag.reader.read_rank``). This bench reads each question once (retrieval, reranker,
+the reader's candidates in margin order: up to 10 per window), caches every candidate's
+text, features, read rank and EM/F1 against the gold answers, fits the selection
+(``rag.eval.fit_selection``) and scores it and every w of a grid on the same candidates.
+Both are fitted on SQuAD v1.1 train questions only (the verifier fit's train articles,
+paragraphs withheld as there; news is never fitted on) and measured on SQuAD v1.1 dev open
+(the 1,000 held-out-article questions of the other benches) and the news quiz years.
+``--fit-set dev`` fits on the verifier's out-of-sample alternative instead
 (``bench/fit_verifier.py --v11-part dev``: SQuAD v1.1 dev articles the reader never trained
-on), to measure whether the reader's in-sample margins on train questions move w.
+on), to measure whether the reader's in-sample margins on train questions move the fit.
 Abstention is off throughout; nothing is asserted.
 """
 
@@ -31,6 +35,7 @@ import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,23 +43,35 @@ sys.path.insert(0, str(ROOT))
 from bench.common import pipeline_fingerprint  # noqa: E402
 from bench.fit_verifier import fit_sets, no_abstention, v11_parts  # noqa: E402
 from bench.news_eval import DEV_YEARS, NEWS, TEST_YEARS, news_years  # noqa: E402
-from rag.eval import Evaluator  # noqa: E402
+from rag.eval import Evaluator, fit_selection  # noqa: E402
 from rag.gold import GoldSet, exact_match, f1, load_gold  # noqa: E402
-from rag.reader import SpanReader, read_rank, save_rank_weight  # noqa: E402
+from rag.reader import (  # noqa: E402
+    Selection,
+    SpanReader,
+    read_rank,
+    save_rank_weight,
+    selection_rows,
+)
 
-Candidate = dict[str, float]
+Candidate = dict[str, Any]
 # The weights measured; the fit picks the best on the SQuAD train questions.
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 FIT_SETS = {"train": "fit: SQuAD train withheld", "dev": "fit: SQuAD dev withheld"}
 
 
 def dump_candidates(gold: GoldSet, path: Path, reader_weights: Path | None, batch: int) -> None:
-    """Every answerable question's candidates (margin, no-answer score, read rank, EM, F1),
-    one JSON line per question."""
+    """Every answerable question's candidates in margin order (margin, no-answer score, read
+    rank, EM, F1, text, verifier features), one JSON line per question."""
     settings = no_abstention(reader_weights)
     pipe = Evaluator(settings, progress=False).pipeline_for(gold)
     margin = settings.span_margin_chars
-    reader = SpanReader(Path(settings.reader_weights), margin_chars=margin)
+    reader = SpanReader(
+        Path(settings.reader_weights),
+        margin_chars=margin,
+        dtype=settings.span_dtype,
+        pad_multiple=settings.span_pad_multiple,
+        batch_multiple=settings.span_batch_multiple,
+    )
     questions = [q for q in gold.questions if q.answers]
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as fh:
@@ -71,6 +88,8 @@ def dump_candidates(gold: GoldSet, path: Path, reader_weights: Path | None, batc
                         "read_rank": read_rank(s.doc_id, s.start, s.end, ps, margin),
                         "em": exact_match(s.text, q.answer_texts),
                         "f1": f1(s.text, q.answer_texts),
+                        "text": s.text,
+                        "features": dict(s.features or {}),
                     }
                     for s in sp
                 ]
@@ -90,6 +109,29 @@ def selected(questions: Sequence[list[Candidate]], w: float) -> dict[str, float]
     for cands in questions:
         if cands:
             best = max(cands, key=lambda c: c["score"] - w * math.log(c["read_rank"]))
+            em += best["em"]
+            f += best["f1"]
+    n = max(1, len(questions))
+    return {"em": round(100 * em / n, 2), "f1": round(100 * f / n, 2)}
+
+
+def rows_of(cands: Sequence[Candidate]) -> list[dict[str, float]]:
+    """The selection's features of one question's cached candidates."""
+    return selection_rows(
+        [str(c["text"]) for c in cands],
+        [c["features"] for c in cands],  # type: ignore[misc]
+        [int(c["read_rank"]) for c in cands],
+    )
+
+
+def chosen(questions: Sequence[list[Candidate]], selection: Selection) -> dict[str, float]:
+    """EM/F1 (percent, abstention off) answering each question with the candidate the
+    fitted selection scores highest, as ``SpanReader`` does."""
+    em = f = 0.0
+    for cands in questions:
+        if cands:
+            scores = selection.scores(rows_of(cands))
+            best = cands[max(range(len(cands)), key=lambda i: scores[i])]
             em += best["em"]
             f += best["f1"]
     n = max(1, len(questions))
@@ -126,7 +168,9 @@ def main() -> int:
     for name, gold in sets.items():
         slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower())
         # Candidates do not depend on the rank weight: cached under the weight 0 pipeline.
-        unranked = no_abstention(args.reader_weights).model_copy(update={"span_rank_weight": 0.0})
+        unranked = no_abstention(args.reader_weights).model_copy(
+            update={"span_rank_weight": 0.0, "span_selection": "rank"}
+        )
         path = args.cache / f"{slug}-seed{args.fit_seed}-{pipeline_fingerprint(unranked)}.jsonl"
         if not path.exists():
             dump_candidates(gold, path, args.reader_weights, args.batch)
@@ -141,6 +185,13 @@ def main() -> int:
         mark = " (fitted)" if w == best else ""
         cells = " | ".join(f"{r['em']} / {r['f1']}" for r in row.values())
         lines.append(f"| {w}{mark} | {cells} |")
+    fitting = data[fit_name]
+    selection, ridge, losses = fit_selection(
+        [rows_of(c) for c in fitting], [[float(x["f1"]) for x in c] for c in fitting]
+    )
+    picked = {name: chosen(qs, selection) for name, qs in data.items()}
+    cells = " | ".join(f"{r['em']} / {r['f1']}" for r in picked.values())
+    lines.append(f"| fitted selection (ridge {ridge}) | {cells} |")
     print("\n".join(lines))
     if args.write is not None:
         save_rank_weight(
@@ -151,11 +202,18 @@ def main() -> int:
             "open corpus, "
             "abstention off; the weight of best F1 (the smaller on ties)",
             f1_by_weight={str(w): curve[w][fit_name]["f1"] for w in GRID},
+            selection=selection.to_json(),
+            selection_fitted_on=f"{fit_name}: the same questions' candidates (target: their "
+            "F1, normalised per question); ridge of lowest held-out cross-entropy over 5 "
+            "folds of the questions",
+            selection_ridge=ridge,
+            selection_cv_loss=losses,
+            selection_f1=picked[fit_name]["f1"],
             command=f"python bench/span_selection.py --fit-only --fit-seed {args.fit_seed} "
             + ("" if args.fit_set == "train" else f"--fit-set {args.fit_set} ")
             + f"--write {args.write}",
         )
-        print(f"wrote {args.write}: rank_weight {best}")
+        print(f"wrote {args.write}: rank_weight {best} and the fitted selection")
     return 0
 
 

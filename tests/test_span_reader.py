@@ -8,7 +8,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from rag.models import Document, Passage
+from rag.models import Document, Passage, Span
 from rag.reader.span import Region, SpanReader, read_rank, read_regions
 from rag.reader.span_format import load_rank_weight, save_rank_weight
 from rag.reader.span_model import (
@@ -82,6 +82,18 @@ def test_rank_weight_fit_file_round_trips_and_refuses_a_negative(tmp_path: Path)
         SpanReader(tmp_path, rank_weight=-0.5)
 
 
+def two_passages() -> tuple[dict[str, Document], list[Passage]]:
+    """Two documents, the one that does not answer "Who built the ferry?" retrieved first."""
+    docs = {
+        d.id: d
+        for d in (
+            Document("a", "The ferry was built by Anna Brask in 1902 at Quillmouth."),
+            Document("b", "The bridge was built by Olle Vinge in 1911 at Stenby."),
+        )
+    }
+    return docs, [passage(docs["b"], 0, len(docs["b"].text)), passage(docs["a"], 0, 20)]
+
+
 @pytest.fixture(scope="module")
 def untrained_reader(tmp_path_factory: pytest.TempPathFactory) -> SpanReader:
     folder = tmp_path_factory.mktemp("reader")
@@ -120,14 +132,7 @@ def test_spans_are_in_document_coordinates_and_cited_by_whole_sentences(
 def test_rank_weight_ranks_spans_of_better_ranked_passages_first(
     untrained_reader: SpanReader,
 ) -> None:
-    docs = {
-        d.id: d
-        for d in (
-            Document("a", "The ferry was built by Anna Brask in 1902 at Quillmouth."),
-            Document("b", "The bridge was built by Olle Vinge in 1911 at Stenby."),
-        )
-    }
-    ps = [passage(docs["b"], 0, len(docs["b"].text)), passage(docs["a"], 0, 20)]
+    docs, ps = two_passages()
     q = "Who built the ferry?"
     plain = untrained_reader.read(q, ps, docs)
     ranked = SpanReader(
@@ -284,8 +289,43 @@ def test_pipeline_uses_the_span_reader_when_asked_and_falls_back_without_weights
 
 
 @pytest.mark.model
-def test_rank_weight_is_the_fitted_one_unless_set(untrained_reader: SpanReader) -> None:
-    from rag.reader import SELECTION_FIT_FILE, build_reader
+def test_a_fitted_selection_orders_the_candidates(untrained_reader: SpanReader) -> None:
+    """The selection reorders the margin-ordered candidates; their features stay those
+    computed in margin order, whichever order it chooses."""
+    from tests.test_selection import only
+
+    docs, ps = two_passages()
+    q = "Who built the ferry?"
+    plain = untrained_reader.read(q, ps, docs)
+    folder = untrained_reader.folder
+
+    def read(weight: float) -> list[Span]:
+        reader = SpanReader(
+            folder,
+            margin_chars=30,
+            max_answer_tokens=8,
+            rank_weight=1e6,  # unused with a selection
+            selection=only("read_rank_log", weight),
+        )
+        return reader.read(q, ps, docs)
+
+    for weight, ordered in ((-1.0, sorted), (1.0, lambda r: sorted(r, reverse=True))):
+        chosen = read(weight)
+        ranks = [read_rank(s.doc_id, s.start, s.end, ps, 30) for s in chosen]
+        assert ranks == ordered(ranks) and {1, 2} <= set(ranks)
+        assert sorted(chosen, key=lambda s: (s.doc_id, s.start, s.end)) == sorted(
+            plain, key=lambda s: (s.doc_id, s.start, s.end)
+        )  # the same candidates, features and all
+        for rank in (1, 2):  # within one rank (a tie), by margin
+            scores = [s.score for s, r in zip(chosen, ranks, strict=True) if r == rank]
+            assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.model
+def test_rank_weight_and_selection_are_the_fitted_ones_unless_set(
+    untrained_reader: SpanReader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.reader import SELECTION_FIT_FILE, ReaderConfigError, build_reader, load_selection
     from rag.settings import Settings
     from tests.conftest import FakeEmbedder
 
@@ -293,9 +333,19 @@ def test_rank_weight_is_the_fitted_one_unless_set(untrained_reader: SpanReader) 
     reader = build_reader(fitted, FakeEmbedder())
     assert isinstance(reader, SpanReader)
     assert reader.rank_weight == load_rank_weight(SELECTION_FIT_FILE)
+    assert reader.selection is not None and reader.selection == load_selection(SELECTION_FIT_FILE)
     for weight in (0.0, 2.5):
-        chosen = fitted.model_copy(update={"span_rank_weight": weight})
-        assert build_reader(chosen, FakeEmbedder()).rank_weight == weight  # type: ignore[attr-defined]
+        chosen = fitted.model_copy(update={"span_rank_weight": weight, "span_selection": "rank"})
+        rule = build_reader(chosen, FakeEmbedder())
+        assert isinstance(rule, SpanReader)
+        assert rule.rank_weight == weight and rule.selection is None
+    damaged = tmp_path / "span_selection_fit.json"
+    damaged.write_text('{"rank_weight": 1.0, "selection": {"features": ["score"]}}')
+    monkeypatch.setattr("rag.reader.factory.SELECTION_FIT_FILE", damaged)
+    with pytest.raises(ReaderConfigError, match=r"span_selection_fit\.json"):
+        build_reader(fitted, FakeEmbedder())
+    damaged.write_text('{"rank_weight": 1.0}')  # a rank weight alone: the rule chooses
+    assert build_reader(fitted, FakeEmbedder()).selection is None  # type: ignore[attr-defined]
 
 
 @pytest.mark.model

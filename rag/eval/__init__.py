@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         fit_factorised_verifier as fit_factorised_verifier,
         fit_logistic as fit_logistic,
         fit_reranker as fit_reranker,
+        fit_selection as fit_selection,
         fit_verifier as fit_verifier,
         result_values as result_values,
     )
@@ -65,6 +66,7 @@ _NAMES = {
             "fit_factorised_verifier",
             "fit_logistic",
             "fit_reranker",
+            "fit_selection",
             "fit_verifier",
             "result_values",
         ],

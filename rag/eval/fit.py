@@ -17,7 +17,7 @@ import numpy as np
 
 from rag.eval.metrics import QuestionResult
 from rag.models import Abstention
-from rag.reader import VERIFIER_FEATURES
+from rag.reader import SELECTION_FEATURES, VERIFIER_FEATURES, Selection
 from rag.reranking import RERANK_FEATURES, RerankModel
 
 
@@ -319,6 +319,94 @@ def fit_reranker(
         raise ValueError("no question has both a relevant and an irrelevant candidate")
     weights = fit_logistic(rows, labels)
     return RerankModel((*weights[:-1], 0.0), tuple(names))  # pairwise: no bias
+
+
+def _conditional_logit(
+    z: Sequence[np.ndarray], t: Sequence[np.ndarray], ridge: float, steps: int = 100
+) -> np.ndarray:
+    """Weights of a conditional logit (a softmax over each question's candidates ``z[q]``)
+    minimising the cross-entropy to the target ``t[q]`` (a distribution over them) plus an
+    L2 penalty ``ridge``: Newton's method, each step halved until the objective falls."""
+    d = z[0].shape[1]
+
+    def objective(w: np.ndarray) -> float:
+        value = 0.5 * ridge * float(w @ w)
+        for zq, tq in zip(z, t, strict=True):
+            s = zq @ w
+            value -= float(tq @ (s - s.max())) - math.log(float(np.exp(s - s.max()).sum()))
+        return value
+
+    w = np.zeros(d)
+    current = objective(w)
+    for _ in range(steps):
+        grad = ridge * w
+        hess = ridge * np.eye(d)
+        for zq, tq in zip(z, t, strict=True):
+            s = zq @ w
+            p = np.exp(s - s.max())
+            p /= p.sum()
+            grad -= zq.T @ (tq - p)
+            zp = zq.T @ p
+            hess += (zq * p[:, None]).T @ zq - np.outer(zp, zp)
+        step = np.linalg.solve(hess, grad)
+        for _ in range(30):
+            value = objective(w - step)
+            if value <= current:
+                break
+            step /= 2
+        else:
+            break
+        w, current = w - step, value
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def fit_selection(
+    rows: Sequence[Sequence[Mapping[str, float]]],
+    f1s: Sequence[Sequence[float]],
+    names: Sequence[str] = SELECTION_FEATURES,
+    ridges: Sequence[float] = RIDGES,
+) -> tuple[Selection, float, dict[str, float]]:
+    """The span selection (a conditional logit over each question's candidates,
+    ``selection_rows``), fitted so the softmax puts its mass where the F1 is: question q's
+    target is its candidates' F1 against the gold answers, normalised; questions with no
+    candidate of F1 > 0 teach nothing. Features are standardised over all candidates; the
+    penalty among ``ridges`` is the one of lowest cross-entropy over ``FOLDS`` folds of the
+    questions. Returns the selection, that penalty and each penalty's held-out loss."""
+    z: list[np.ndarray] = []
+    t: list[np.ndarray] = []
+    for cands, f in zip(rows, f1s, strict=True):
+        target = np.asarray(f, dtype=float)
+        if len(cands) and target.sum() > 0:
+            z.append(np.array([[c[n] for n in names] for c in cands], dtype=float))
+            t.append(target / target.sum())
+    if len(z) < FOLDS:
+        raise ValueError(f"span selection needs at least {FOLDS} questions with a right span")
+    stacked = np.vstack(z)
+    mean, scale = stacked.mean(axis=0), stacked.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = [(zq - mean) / scale for zq in z]
+    losses: dict[str, float] = {}
+    for ridge in ridges:
+        loss = 0.0
+        for k in range(FOLDS):
+            train = [i for i in range(len(z)) if i % FOLDS != k]
+            w = _conditional_logit([z[i] for i in train], [t[i] for i in train], ridge)
+            for i in range(k, len(z), FOLDS):
+                s = z[i] @ w
+                log_p = s - s.max() - math.log(float(np.exp(s - s.max()).sum()))
+                loss -= float(t[i] @ log_p)
+        losses[str(ridge)] = round(loss / len(z), 5)
+    best = min(ridges, key=lambda r: losses[str(r)])
+    w = _conditional_logit(z, t, best)
+    selection = Selection(
+        tuple(names),
+        tuple(round(float(v), 6) for v in mean),
+        tuple(round(float(v), 6) for v in scale),
+        tuple(round(float(v), 6) for v in w),
+    )
+    return selection, best, losses
 
 
 def _report(

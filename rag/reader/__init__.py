@@ -4,6 +4,7 @@
 ``sentences`` (sentence splitting, typed short answers), ``sentence`` (the sentence
 reader), ``span_format`` / ``span_model`` / ``span`` (the trained span reader: its files,
 its torch model, the reader), ``verifier`` (the features its abstention weighs),
+``selection`` (which of its candidate spans it answers with),
 ``training`` (``rag train-reader``), ``factory`` (the reader
 a configuration asks for). torch is imported only by the span modules, on first use.
 """
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
     )
     from rag.reader.factory import (
         build_reader as build_reader,
+    )
+    from rag.reader.selection import (
+        SELECTION_FEATURES as SELECTION_FEATURES,
+        Selection as Selection,
+        load_selection as load_selection,
+        selection_rows as selection_rows,
     )
     from rag.reader.sentence import (
         SentenceReader as SentenceReader,
@@ -115,6 +122,10 @@ _NAMES = {
             "split_sentences",
         ],
         "rag.reader.sentences",
+    ),
+    **dict.fromkeys(
+        ["SELECTION_FEATURES", "Selection", "load_selection", "selection_rows"],
+        "rag.reader.selection",
     ),
     **dict.fromkeys(["SpanReader", "read_rank"], "rag.reader.span"),
     **dict.fromkeys(

@@ -16,8 +16,10 @@ from rag.ingest import Embedder
 from rag.models import Abstention
 from rag.reader import sentence
 from rag.reader.base import Reader, ReaderConfigError, load_abstention
+from rag.reader.selection import Selection, load_selection
 from rag.reader.span_format import (
     MARGIN_FIT_FILE,
+    SELECTION_FIT_FILE,
     WEIGHTS_FILE,
     rank_weight,
     verifier_fit_file,
@@ -35,6 +37,19 @@ def _with_overrides(
         threshold=fitted.threshold if threshold is None else threshold,
         calibration=fitted.calibration if calibration is None else tuple(calibration),
     )
+
+
+def _selection(mode: str) -> Selection | None:
+    """The fitted span selection when asked for and fitted; None: the rank-weight rule."""
+    if mode != "fitted":
+        return None
+    try:
+        selection = load_selection(SELECTION_FIT_FILE)
+    except ValueError as e:
+        raise ReaderConfigError(str(e)) from e
+    if selection is None:
+        log.warning("no span selection fit in %s: the rank-weight rule chooses", SELECTION_FIT_FILE)
+    return selection
 
 
 def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
@@ -95,6 +110,7 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             s.span_batch_multiple,
             checker,
             s.span_checker_candidates,
+            _selection(s.span_selection),
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)

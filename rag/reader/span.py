@@ -17,6 +17,7 @@ import torch
 
 from rag.models import Abstention, Document, Passage, Span
 from rag.reader.base import Reader, ReaderConfigError, feature_values
+from rag.reader.selection import Selection, selection_rows
 from rag.reader.sentences import sentence_bounds
 from rag.reader.span_format import VERIFIER_FIT_FILE, WindowConfig
 from rag.reader.span_model import (
@@ -110,10 +111,12 @@ class SpanReader(Reader):
     windows. A span's score is its start + end logit minus the no-answer (``[CLS]``) score
     of its window: positive when the model prefers the span to "no answer here".
 
-    Candidates are ranked by ``score - rank_weight * log(read rank)``: the no-answer score
-    differs from window to window, so margins of different passages compare badly (on news
-    quizzes every window leans to "no answer"), and the retrieval rank of the passage a
-    span was read from is the evidence the reader lacks (``bench/span_selection.py``).
+    Candidates are ranked by the fitted ``selection`` (``rag.reader.selection``) when
+    given, else by ``score - rank_weight * log(read rank)``: the no-answer score differs
+    from window to window, so margins of different passages compare badly (on news quizzes
+    every window leans to "no answer"), and the retrieval rank of the passage a span was
+    read from, the other passages' agreement and the answer's shape are evidence the
+    margin lacks (``bench/span_selection.py``).
     """
 
     kind = "span"
@@ -133,6 +136,7 @@ class SpanReader(Reader):
         batch_multiple: int = 1,
         checker: Path | None = None,
         checker_candidates: int = 4,
+        selection: Selection | None = None,
     ) -> None:
         if not rank_weight >= 0.0:
             raise ValueError(f"rank_weight must be >= 0, got {rank_weight}")
@@ -150,6 +154,7 @@ class SpanReader(Reader):
         self.checker = checker
         self.checker_candidates = checker_candidates
         self.rank_weight = rank_weight
+        self.selection = selection
         self.abstention = abstention
         self.fit_file = fit_file
         self.margin_chars = margin_chars
@@ -222,8 +227,8 @@ class SpanReader(Reader):
                         score, c.null_score, i + c.window, c.start_token, c.end_token
                     )
         ranked = [self._ranked(found, passages[qi]) for qi, found in enumerate(best)]
-        checks = self._check(windows, ranked) if self._checker is not None else None
-        out: list[list[Span]] = []
+        spans_of: list[list[Span]] = []
+        features_of: list[list[dict[str, float]]] = []
         for qi, items in enumerate(ranked):
             spans = []
             for (doc_id, a, b), reading in items:
@@ -231,29 +236,48 @@ class SpanReader(Reader):
                 ca, cb = sentence_bounds(doc.text, a, b)
                 spans.append(Span(doc_id, a, b, doc.text[a:b], reading.score, ca, cb))
             nulls = [reading.null for _, reading in items]
+            features = span_features(questions[qi], spans, nulls, passages[qi], documents)
+            if self.selection is not None and spans:
+                order = self._selected(spans, features, passages[qi])
+                ranked[qi] = [items[i] for i in order]
+                spans = [spans[i] for i in order]
+                features = [features[i] for i in order]
+            spans_of.append(spans)
+            features_of.append(features)
+        checks = self._check(windows, ranked) if self._checker is not None else None
+        out: list[list[Span]] = []
+        for qi, items in enumerate(ranked):
+            spans, features = spans_of[qi], features_of[qi]
             if checks is None:
-                features = span_features(questions[qi], spans, nulls, passages[qi], documents)
                 out.append([replace(s, features=f) for s, f in zip(spans, features, strict=True)])
                 continue
             # The features of every candidate (the spans' mass and gaps are over all of
             # them); those the checker did not read are not offered.
-            of = [checks.get((qi, key)) for key, _ in items]
-            features = span_features(
-                questions[qi],
-                spans,
-                nulls,
-                passages[qi],
-                documents,
-                [math.nan if c is None else c for c in of],
-            )
             out.append(
                 [
-                    replace(s, features=f)
-                    for s, f, c in zip(spans, features, of, strict=True)
-                    if c is not None
+                    replace(s, features={**f, "check": checks[qi, key]})
+                    for s, f, (key, _) in zip(spans, features, items, strict=True)
+                    if (qi, key) in checks
                 ]
             )
         return out
+
+    def _selected(
+        self,
+        spans: Sequence[Span],
+        features: Sequence[Mapping[str, float]],
+        passages: Sequence[Passage],
+    ) -> list[int]:
+        """The order (indices into ``spans``) the fitted selection puts one question's
+        candidates in, best first (ties keep the margin order)."""
+        assert self.selection is not None
+        rows = selection_rows(
+            [s.text for s in spans],
+            features,
+            [read_rank(s.doc_id, s.start, s.end, passages, self.margin_chars) for s in spans],
+        )
+        scores = self.selection.scores(rows)
+        return sorted(range(len(spans)), key=lambda i: -scores[i])
 
     def _logits(self, model: SpanModel, block: Sequence[Window]) -> tuple[Any, Any]:
         """``model``'s start and end logits over ``block``, padded to the shape multiples
@@ -304,8 +328,10 @@ class SpanReader(Reader):
         self, found: Mapping[tuple[str, int, int], _Reading], passages: Sequence[Passage]
     ) -> list[tuple[tuple[str, int, int], _Reading]]:
         """One question's candidates, best first by ``margin - rank_weight * log(read
-        rank)``."""
-        w, margin = self.rank_weight, self.margin_chars
+        rank)``; by margin alone when a fitted selection orders them (its features are
+        computed in margin order, where a span's gap does not depend on the rule)."""
+        w = 0.0 if self.selection is not None else self.rank_weight
+        margin = self.margin_chars
 
         def selection(item: tuple[tuple[str, int, int], _Reading]) -> float:
             (doc_id, a, b), reading = item
