@@ -42,7 +42,7 @@ def pipeline_fingerprint(settings: Settings) -> str:
 
     h = hashlib.sha256()
     package = Path(rag.reader.__file__).parent
-    code = [package / name for name in ("span_model.py", "span.py", "verifier.py", "selection.py")]
+    code = [package / name for name in ("span_model.py", "span.py", "verifier.py")]
     code += [package.parent / "retrieval.py", package.parent / "store" / "keyword.py"]
     files = [Path(settings.reader_weights) / CONFIG_FILE, *code]
     if checked(settings):
@@ -56,8 +56,9 @@ def pipeline_fingerprint(settings: Settings) -> str:
     weight = rank_weight(settings.span_rank_weight)
     h.update(f"{settings.top_k} {settings.rerank_depth} {settings.rerank} {weight}".encode())
     if settings.span_selection == "fitted":
+        # The selection's code and fit decide the answers only when it chooses.
         fit = SELECTION_FIT_FILE.read_bytes() if SELECTION_FIT_FILE.exists() else b"-"
-        h.update(b"selection " + fit)
+        h.update(b"selection " + fit + (package / "selection.py").read_bytes())
     # The reader's arithmetic (int8, or the encoder's dtype as this CPU resolves it).
     dtype = "int8" if settings.span_quantize else str(encoder_dtype(settings.span_dtype))
     h.update(f"{dtype} {settings.span_pad_multiple} {settings.span_batch_multiple}".encode())

@@ -52,6 +52,7 @@ from rag.reader import (  # noqa: E402
     save_rank_weight,
     selection_rows,
 )
+from rag.settings import Settings  # noqa: E402
 
 Candidate = dict[str, Any]
 # The weights measured; the fit picks the best on the SQuAD train questions.
@@ -59,10 +60,10 @@ GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 FIT_SETS = {"train": "fit: SQuAD train withheld", "dev": "fit: SQuAD dev withheld"}
 
 
-def dump_candidates(gold: GoldSet, path: Path, reader_weights: Path | None, batch: int) -> None:
+def dump_candidates(gold: GoldSet, path: Path, settings: Settings, batch: int) -> None:
     """Every answerable question's candidates in margin order (margin, no-answer score, read
-    rank, EM, F1, text, verifier features), one JSON line per question."""
-    settings = no_abstention(reader_weights)
+    rank, EM, F1, text, verifier features), one JSON line per question, read with
+    ``settings`` (the rank rule: no selection fit is loaded, so a damaged one is refit)."""
     pipe = Evaluator(settings, progress=False).pipeline_for(gold)
     margin = settings.span_margin_chars
     reader = SpanReader(
@@ -102,6 +103,10 @@ def load_candidates(path: Path) -> list[list[Candidate]]:
     return [json.loads(line)["candidates"] for line in path.read_text().splitlines()]
 
 
+def load_ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
 def selected(questions: Sequence[list[Candidate]], w: float) -> dict[str, float]:
     """EM/F1 (percent, abstention off) answering each question with the candidate of
     highest margin - w * log(read rank), as ``SpanReader`` ranks them."""
@@ -119,7 +124,7 @@ def rows_of(cands: Sequence[Candidate]) -> list[dict[str, float]]:
     """The selection's features of one question's cached candidates."""
     return selection_rows(
         [str(c["text"]) for c in cands],
-        [c["features"] for c in cands],  # type: ignore[misc]
+        [c["features"] for c in cands],
         [int(c["read_rank"]) for c in cands],
     )
 
@@ -165,6 +170,7 @@ def main() -> int:
         sets["news 2022-2023 (measured)"] = news_years(news, TEST_YEARS)
     args.cache.mkdir(parents=True, exist_ok=True)
     data: dict[str, list[list[Candidate]]] = {}
+    ids: dict[str, list[str]] = {}
     for name, gold in sets.items():
         slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower())
         # Candidates do not depend on the rank weight: cached under the weight 0 pipeline.
@@ -173,8 +179,9 @@ def main() -> int:
         )
         path = args.cache / f"{slug}-seed{args.fit_seed}-{pipeline_fingerprint(unranked)}.jsonl"
         if not path.exists():
-            dump_candidates(gold, path, args.reader_weights, args.batch)
+            dump_candidates(gold, path, unranked, args.batch)
         data[name] = load_candidates(path)
+        ids[name] = load_ids(path)
     curve = {w: {name: selected(qs, w) for name, qs in data.items()} for w in GRID}
     best = max(GRID, key=lambda w: (curve[w][fit_name]["f1"], -w))
     lines = [
@@ -186,8 +193,12 @@ def main() -> int:
         cells = " | ".join(f"{r['em']} / {r['f1']}" for r in row.values())
         lines.append(f"| {w}{mark} | {cells} |")
     fitting = data[fit_name]
+    # Cross-validation folds by article (SQuAD document ids: <title>-<article>-<paragraph>).
+    article = {q.id: (q.doc_id or q.id).rsplit("-", 2)[0] for q in sets[fit_name].questions}
     selection, ridge, losses = fit_selection(
-        [rows_of(c) for c in fitting], [[float(x["f1"]) for x in c] for c in fitting]
+        [rows_of(c) for c in fitting],
+        [[float(x["f1"]) for x in c] for c in fitting],
+        groups=[article[i] for i in ids[fit_name]],
     )
     picked = {name: chosen(qs, selection) for name, qs in data.items()}
     cells = " | ".join(f"{r['em']} / {r['f1']}" for r in picked.values())

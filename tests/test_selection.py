@@ -88,6 +88,8 @@ def test_a_selection_is_checked_and_scores_standardised_features() -> None:
         Selection(SELECTION_FEATURES, (0.0,) * (n - 1), (1.0,) * n, (0.0,) * n)
     with pytest.raises(ValueError, match="scales"):
         Selection(SELECTION_FEATURES, (0.0,) * n, (0.0,) * n, (0.0,) * n)
+    with pytest.raises(ValueError, match="finite"):
+        Selection(SELECTION_FEATURES, (math.nan,) * n, (1.0,) * n, (0.0,) * n)
     with pytest.raises(ValueError, match="unknown"):
         Selection(("score", "colour"), (0.0, 0.0), (1.0, 1.0), (1.0, 1.0))
     selection = Selection(("score", "digits"), (1.0, 0.5), (2.0, 0.5), (1.0, -1.0))
@@ -107,6 +109,9 @@ def test_the_fit_file_round_trips_and_a_damaged_one_is_refused(tmp_path: Path) -
     data["selection"]["weights"] = data["selection"]["weights"][:3]
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="not a usable span selection fit"):
+        load_selection(path)
+    path.write_text("[1.5]")
+    with pytest.raises(ValueError, match="not a JSON object"):
         load_selection(path)
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not a usable"):
@@ -137,7 +142,8 @@ def synthetic(n: int, seed: int) -> tuple[list[list[dict[str, float]]], list[lis
 def test_the_fit_learns_the_answer_shape_and_beats_the_margin() -> None:
     rows, f1s = synthetic(300, seed=1)
     selection, ridge, losses = fit_selection(rows, f1s)
-    assert ridge in (float(r) for r in losses)
+    assert set(losses) == {"0.01", "0.1", "1.0", "10.0", "100.0", "1000.0"}
+    assert losses[str(ridge)] == min(losses.values())
     assert selection.weights[SELECTION_FEATURES.index("number_shape")] > 0
     test_rows, test_f1s = synthetic(300, seed=2)
 
@@ -152,6 +158,12 @@ def test_the_fit_learns_the_answer_shape_and_beats_the_margin() -> None:
     assert accuracy(only("score")) < 0.6  # the margin alone is misled
     with pytest.raises(ValueError, match="at least"):
         fit_selection(rows[:3], f1s[:3])
+    with pytest.raises(ValueError, match="at least"):  # five questions, but one article
+        fit_selection(rows[:5], f1s[:5], groups=["a"] * 5)
+    with pytest.raises(ValueError, match="F1 values"):
+        fit_selection(rows, [f[:-1] for f in f1s])
+    grouped, _, _ = fit_selection(rows, f1s, groups=[str(i % 40) for i in range(len(rows))])
+    assert grouped.weights[SELECTION_FEATURES.index("number_shape")] > 0
     with pytest.raises(ValueError, match="at least"):
         fit_selection(rows, [[0.0] * len(f) for f in f1s])  # no right span anywhere
 

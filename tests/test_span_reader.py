@@ -332,20 +332,66 @@ def test_rank_weight_and_selection_are_the_fitted_ones_unless_set(
     fitted = Settings(reader="span", reader_weights=untrained_reader.folder)
     reader = build_reader(fitted, FakeEmbedder())
     assert isinstance(reader, SpanReader)
-    assert reader.rank_weight == load_rank_weight(SELECTION_FIT_FILE)
     assert reader.selection is not None and reader.selection == load_selection(SELECTION_FIT_FILE)
+    assert reader.rank_weight == 0.0  # the rule is unused
+    rule = build_reader(fitted.model_copy(update={"span_selection": "rank"}), FakeEmbedder())
+    assert isinstance(rule, SpanReader) and rule.selection is None
+    assert rule.rank_weight == load_rank_weight(SELECTION_FIT_FILE) > 0
     for weight in (0.0, 2.5):
         chosen = fitted.model_copy(update={"span_rank_weight": weight, "span_selection": "rank"})
         rule = build_reader(chosen, FakeEmbedder())
         assert isinstance(rule, SpanReader)
         assert rule.rank_weight == weight and rule.selection is None
-    damaged = tmp_path / "span_selection_fit.json"
-    damaged.write_text('{"rank_weight": 1.0, "selection": {"features": ["score"]}}')
-    monkeypatch.setattr("rag.reader.factory.SELECTION_FIT_FILE", damaged)
-    with pytest.raises(ReaderConfigError, match=r"span_selection_fit\.json"):
-        build_reader(fitted, FakeEmbedder())
-    damaged.write_text('{"rank_weight": 1.0}')  # a rank weight alone: the rule chooses
-    assert build_reader(fitted, FakeEmbedder()).selection is None  # type: ignore[attr-defined]
+    fit = tmp_path / "span_selection_fit.json"
+    monkeypatch.setattr("rag.reader.factory.SELECTION_FIT_FILE", fit)
+    for damaged in (
+        '{"rank_weight": 1.0, "selection": {"features": ["score"]}}',
+        '{"rank_weight": 1.0, "selection": {"features": ["score"], "mean": [NaN], '
+        '"scale": [1.0], "weights": [1.0]}}',
+        '{"rank_weight": 1',  # a fit cut short
+        "[1.5]",
+        '{"selection": null}',  # no rank weight for the rule
+    ):
+        fit.write_text(damaged)
+        for mode in ("fitted", "rank"):
+            if mode == "rank" and '"rank_weight": 1.0' in damaged:
+                continue  # the rule reads only the weight
+            settings = fitted.model_copy(update={"span_selection": mode})
+            with pytest.raises(ReaderConfigError, match=r"span_selection_fit\.json"):
+                build_reader(settings, FakeEmbedder())
+    fit.write_text('{"rank_weight": 1.0}')  # a rank weight alone: the rule chooses
+    rule = build_reader(fitted, FakeEmbedder())
+    assert isinstance(rule, SpanReader) and rule.selection is None and rule.rank_weight == 1.0
+
+
+@pytest.mark.model
+def test_the_checker_reads_the_windows_of_the_selections_best_candidates() -> None:
+    """With a selection, the checker reads the windows of the candidates it ranks first,
+    and each check stays with its own span: the reader as its own checker gives each span
+    its margin, whichever order the selection puts them in."""
+    from tests.test_selection import only
+
+    doc, questions, weights = seed_reading()
+    ps = [passage(doc, 0, 600, 0), passage(doc, 600, 1400, 1), passage(doc, 1400, 2546, 2)]
+    docs = {doc.id: doc}
+    plain = SpanReader(weights, batch_size=2).read_batch(questions, [ps] * 3, docs)
+    for selection in (only("read_rank_log", 1.0), only("score", -1.0)):
+        chosen = SpanReader(weights, batch_size=2, selection=selection)
+        checked = SpanReader(weights, batch_size=2, selection=selection, checker=weights)
+        for p, c, k in zip(
+            plain,
+            checked.read_batch(questions, [ps] * 3, docs),
+            chosen.read_batch(questions, [ps] * 3, docs),
+            strict=True,
+        ):
+            # The selection's first candidate, checked (its window was read first).
+            assert c and (c[0].doc_id, c[0].start, c[0].end) == (k[0].doc_id, k[0].start, k[0].end)
+            by_key = {(s.start, s.end): s for s in p}
+            for s in c:
+                assert s.features["check"] == pytest.approx(s.score, abs=1e-4)
+                assert by_key[s.start, s.end].features == {
+                    f: v for f, v in s.features.items() if f != "check"
+                }
 
 
 @pytest.mark.model

@@ -367,22 +367,34 @@ def fit_selection(
     f1s: Sequence[Sequence[float]],
     names: Sequence[str] = SELECTION_FEATURES,
     ridges: Sequence[float] = RIDGES,
+    groups: Sequence[str] | None = None,
 ) -> tuple[Selection, float, dict[str, float]]:
     """The span selection (a conditional logit over each question's candidates,
     ``selection_rows``), fitted so the softmax puts its mass where the F1 is: question q's
     target is its candidates' F1 against the gold answers, normalised; questions with no
     candidate of F1 > 0 teach nothing. Features are standardised over all candidates; the
     penalty among ``ridges`` is the one of lowest cross-entropy over ``FOLDS`` folds of the
-    questions. Returns the selection, that penalty and each penalty's held-out loss."""
+    questions (of ``groups``, e.g. each question's article, when given: a group never
+    straddles a split). Returns the selection, that penalty and each penalty's held-out
+    loss."""
     z: list[np.ndarray] = []
     t: list[np.ndarray] = []
-    for cands, f in zip(rows, f1s, strict=True):
+    kept: list[str] = []
+    for i, (cands, f) in enumerate(zip(rows, f1s, strict=True)):
+        if len(cands) != len(f):
+            raise ValueError(f"question {i}: {len(cands)} candidates but {len(f)} F1 values")
         target = np.asarray(f, dtype=float)
         if len(cands) and target.sum() > 0:
             z.append(np.array([[c[n] for n in names] for c in cands], dtype=float))
             t.append(target / target.sum())
-    if len(z) < FOLDS:
-        raise ValueError(f"span selection needs at least {FOLDS} questions with a right span")
+            kept.append(str(i) if groups is None else groups[i])
+    names_of = sorted(set(kept))
+    if len(names_of) < FOLDS:
+        raise ValueError(
+            f"span selection needs at least {FOLDS} questions (or groups) with a right span"
+        )
+    fold_of = {g: k % FOLDS for k, g in enumerate(names_of)}
+    folds = [fold_of[g] for g in kept]
     stacked = np.vstack(z)
     mean, scale = stacked.mean(axis=0), stacked.std(axis=0)
     scale[scale == 0] = 1.0
@@ -391,9 +403,9 @@ def fit_selection(
     for ridge in ridges:
         loss = 0.0
         for k in range(FOLDS):
-            train = [i for i in range(len(z)) if i % FOLDS != k]
+            train = [i for i in range(len(z)) if folds[i] != k]
             w = _conditional_logit([z[i] for i in train], [t[i] for i in train], ridge)
-            for i in range(k, len(z), FOLDS):
+            for i in (i for i in range(len(z)) if folds[i] == k):
                 s = z[i] @ w
                 log_p = s - s.max() - math.log(float(np.exp(s - s.max()).sum()))
                 loss -= float(t[i] @ log_p)
@@ -403,7 +415,7 @@ def fit_selection(
     selection = Selection(
         tuple(names),
         tuple(round(float(v), 6) for v in mean),
-        tuple(round(float(v), 6) for v in scale),
+        tuple(float(f"{v:.6g}") for v in scale),
         tuple(round(float(v), 6) for v in w),
     )
     return selection, best, losses

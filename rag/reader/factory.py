@@ -21,7 +21,7 @@ from rag.reader.span_format import (
     MARGIN_FIT_FILE,
     SELECTION_FIT_FILE,
     WEIGHTS_FILE,
-    rank_weight,
+    load_rank_weight,
     verifier_fit_file,
 )
 from rag.settings import ReaderSettings
@@ -39,17 +39,24 @@ def _with_overrides(
     )
 
 
-def _selection(mode: str) -> Selection | None:
-    """The fitted span selection when asked for and fitted; None: the rank-weight rule."""
-    if mode != "fitted":
-        return None
+def _selection(mode: str, override: float | None) -> tuple[Selection | None, float]:
+    """The span selection and the rank weight of the rule: the fitted selection when asked
+    for and fitted (the rule then unused: weight 0), else the rank-weight rule with
+    ``override`` or the fitted weight. A damaged fit file is one line, not a traceback."""
     try:
-        selection = load_selection(SELECTION_FIT_FILE)
+        selection = load_selection(SELECTION_FIT_FILE) if mode == "fitted" else None
+        if selection is not None:
+            if override is not None:
+                log.warning("RAG_SPAN_RANK_WEIGHT is unused: RAG_SPAN_SELECTION=fitted chooses")
+            return selection, 0.0
+        if mode == "fitted":
+            log.warning(
+                "no span selection fit in %s: the rank-weight rule chooses", SELECTION_FIT_FILE
+            )
+        weight = load_rank_weight(SELECTION_FIT_FILE) if override is None else override
     except ValueError as e:
         raise ReaderConfigError(str(e)) from e
-    if selection is None:
-        log.warning("no span selection fit in %s: the rank-weight rule chooses", SELECTION_FIT_FILE)
-    return selection
+    return None, weight
 
 
 def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
@@ -96,6 +103,7 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             abstention = _with_overrides(
                 fitted, s.span_abstain_margin, s.span_confidence_calibration
             )
+        selection, weight = _selection(s.span_selection, s.span_rank_weight)
         return span.SpanReader(
             Path(s.reader_weights),
             s.span_margin_chars,
@@ -104,13 +112,13 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             s.span_quantize,
             abstention,
             fit_file,
-            rank_weight(s.span_rank_weight),
+            weight,
             s.span_dtype,
             s.span_pad_multiple,
             s.span_batch_multiple,
             checker,
             s.span_checker_candidates,
-            _selection(s.span_selection),
+            selection,
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)

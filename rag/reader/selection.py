@@ -105,6 +105,8 @@ class Selection:
             raise ValueError("a selection needs one mean, scale and weight per feature")
         if any(not s > 0.0 for s in self.scale):
             raise ValueError("a selection's scales must be > 0")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.scale, *self.weights)):
+            raise ValueError("a selection's means, scales and weights must be finite")
         unknown = set(self.features) - set(SELECTION_FEATURES)
         if unknown:
             raise ValueError(f"unknown selection features: {sorted(unknown)}")
@@ -137,11 +139,13 @@ def load_selection(path: Path) -> Selection | None:
     or its model, is absent (the rank-weight rule then chooses). A damaged model raises
     ``ValueError`` with the path."""
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a usable span selection fit ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a usable span selection fit (not a JSON object)")
     if data.get("selection") is None:
         return None
     try:

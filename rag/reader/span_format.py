@@ -68,10 +68,12 @@ def load_rank_weight(path: Path) -> float:
     import json
 
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+        weight = float(data["rank_weight"])
     except FileNotFoundError:
         return 0.0
-    weight = float(data["rank_weight"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a usable span selection fit ({e!r})") from e
     if not weight >= 0.0:
         raise ValueError(f"{path}: rank_weight must be >= 0, got {weight}")
     return weight
