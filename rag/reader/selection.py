@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rag.reader.verifier import answer_key
 
 # The verifier's per-candidate features the selection reads (rag.reader.verifier).
 _VERIFIER = (
@@ -53,11 +54,6 @@ SELECTION_FEATURES: tuple[str, ...] = (
     "capitalised",  # the answer's share of capitalised words
     "digits",  # the answer holds a digit
 )
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def _norm(text: str) -> str:
-    return " ".join(_WORD.findall(text.lower()))
 
 
 def selection_rows(
@@ -69,7 +65,7 @@ def selection_rows(
     features (``span_features``) and read ranks (``read_rank``), in any order."""
     sources: dict[str, set[int]] = {}
     for text, rank in zip(texts, read_ranks, strict=True):
-        sources.setdefault(_norm(text), set()).add(rank)
+        sources.setdefault(answer_key(text), set()).add(rank)
     rows = []
     for text, f, rank in zip(texts, features, read_ranks, strict=True):
         words = text.split()
@@ -78,7 +74,7 @@ def selection_rows(
         row = {name: float(f[name]) for name in _VERIFIER}
         row.update(
             read_rank_log=math.log(max(1, rank)),
-            agreement_log=math.log(len(sources[_norm(text)])),
+            agreement_log=math.log(len(sources[answer_key(text)])),
             name_shape=float(f["q_name"]) * capitalised,
             number_shape=(float(f["q_number"]) + float(f["q_date"])) * digits,
             place_shape=float(f["q_place"]) * capitalised,

@@ -57,7 +57,8 @@ CHECKER_FEATURES: tuple[str, ...] = ("check",)
 CHECKED_FEATURES: tuple[str, ...] = VERIFIER_FEATURES + CHECKER_FEATURES
 
 
-def _norm(text: str) -> str:
+def answer_key(text: str) -> str:
+    """What two spans share when they give the same answer: their words, lower-cased."""
     return " ".join(_WORD.findall(text.lower()))
 
 
@@ -92,12 +93,12 @@ def span_features(
     total = sum(weights)
     mass: dict[str, float] = {}
     for s, w in zip(top, weights, strict=False):
-        key = _norm(s.text)
+        key = answer_key(s.text)
         mass[key] = mass.get(key, 0.0) + w / total
     dense_top = max((p.dense_score or 0.0 for p in passages), default=0.0)
     # The best other answer of a span: the best span when its text differs, else the best
     # span of another text.
-    keys = [_norm(s.text) for s in spans]
+    keys = [answer_key(s.text) for s in spans]
     second = next((s.score for s, k in zip(spans, keys, strict=True) if k != keys[0]), None)
     # Many candidates share a sentence or a passage: their terms are read once.
     sentence_terms: dict[tuple[str, int, int], set[str]] = {}
