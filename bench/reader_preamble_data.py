@@ -18,6 +18,14 @@ context names things the passage also names, and the answer is still elsewhere),
 answer and its offsets unchanged; ``--replay`` more questions of the same articles are kept
 as they are, to hold the reader's SQuAD behaviour. The train articles exclude those of the
 verifier's fit. Written as SQuAD JSON.
+
+``--source other`` takes the context sentence from another paragraph of the same article
+instead, so the question carries what the passage does not say, as a quiz question written
+from the news and not from its evidence snippet does (given such a question the shipped
+reader's margin over "no answer" falls from about +6 to -10 on SQuAD train: it reads
+unmatched context as "not answered here"). ``--v2-questions`` of the SQuAD v2.0 reader part
+join the set, ``--v2-preamble-share`` of them given a context sentence by the same rule, so
+that a context sentence comes with unanswerable questions too and cannot stand for "answerable".
 """
 
 from __future__ import annotations
@@ -30,15 +38,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
 from bench.reader_noanswer_data import to_squad, train_outside_verifier_fit, write_squad  # noqa: E402
 from rag.eval import sample_articles  # noqa: E402
 from rag.gold import GoldQuestion, GoldSet  # noqa: E402
-from rag.reader import split_sentences  # noqa: E402
-
-# A context sentence of this many words at least and at most: a clause, not a heading or a
-# paragraph-long list.
-MIN_WORDS = 6
-MAX_WORDS = 40
+from rag.reader import context_sentence, split_sentences  # noqa: E402
+from rag.reader.augment import CONTEXT_MAX_WORDS, CONTEXT_MIN_WORDS  # noqa: E402
 
 
 def with_preamble(question: GoldQuestion, text: str, rng: random.Random) -> GoldQuestion | None:
@@ -54,7 +59,7 @@ def with_preamble(question: GoldQuestion, text: str, rng: random.Random) -> Gold
     choices = [
         s
         for s in split_sentences(text)
-        if MIN_WORDS <= len(s.text.split()) <= MAX_WORDS
+        if CONTEXT_MIN_WORDS <= len(s.text.split()) <= CONTEXT_MAX_WORDS
         and s.text[-1:] in ".!"
         and all(e <= s.start or b >= s.end for b, e in spans)
     ]
@@ -66,12 +71,50 @@ def with_preamble(question: GoldQuestion, text: str, rng: random.Random) -> Gold
     )
 
 
+def with_context(question: GoldQuestion, context: str) -> GoldQuestion:
+    """``question`` after ``context``, answers and offsets unchanged."""
+    return GoldQuestion(
+        f"{question.id}-pre", f"{context} {question.question}", question.answers, question.doc_id
+    )
+
+
+def with_other_preamble(
+    question: GoldQuestion, siblings: list[str], rng: random.Random
+) -> GoldQuestion | None:
+    """``question`` after a sentence of another paragraph of its article (``siblings``: those
+    paragraphs' texts); None when none has a sentence of the right size."""
+    context = context_sentence(siblings, rng)
+    return None if context is None else with_context(question, context)
+
+
+def siblings_of(gold: GoldSet) -> dict[str, list[str]]:
+    """Per paragraph id, the texts of the other paragraphs of its article."""
+    by_article: dict[str, list[tuple[str, str]]] = {}
+    for d in gold.documents:
+        by_article.setdefault(str(d.metadata.get("article", "")), []).append((d.id, d.text))
+    return {
+        pid: [t for other, t in paras if other != pid]
+        for paras in by_article.values()
+        for pid, _ in paras
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--preambles", type=int, default=1800, help="questions given a context")
     ap.add_argument("--replay", type=int, default=1800, help="questions kept as they are")
     ap.add_argument("--train-articles", type=int, default=120, help="SQuAD v1.1 train articles")
+    ap.add_argument(
+        "--source",
+        choices=("same", "other"),
+        default="same",
+        help="the context sentence from the question's own paragraph or another of its article",
+    )
+    ap.add_argument("--v2-questions", type=int, default=0, help="of the v2.0 reader part")
+    ap.add_argument(
+        "--v2-preamble-share", type=float, default=0.5, help="of those, given a context"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "preamble" / "train.json.gz")
     args = ap.parse_args()
 
@@ -80,6 +123,7 @@ def main() -> int:
     )
     rng = random.Random(args.seed)
     texts = {d.id: d.text for d in train.documents}
+    siblings = siblings_of(train)
     pool = [q for q in train.questions if q.answers and q.doc_id in texts]
     rng.shuffle(pool)
     made: list[GoldQuestion] = []
@@ -87,16 +131,39 @@ def main() -> int:
     for q in pool:
         if len(made) >= args.preambles:
             break
-        rewritten = with_preamble(q, texts[q.doc_id], rng)  # type: ignore[index]
+        rewritten = (
+            with_preamble(q, texts[q.doc_id], rng)  # type: ignore[index]
+            if args.source == "same"
+            else with_other_preamble(q, siblings[q.doc_id], rng)  # type: ignore[index]
+        )
         if rewritten is not None:
             made.append(rewritten)
             used.add(q.id)
     replay = [q for q in pool if q.id not in used][: args.replay]
     train.questions = made + replay
-    write_squad(args.out, to_squad(train))
+    data = to_squad(train)
+    v2_note = ""
+    if args.v2_questions:
+        reader_part, _ = reader_and_verifier_parts(args.seed)
+        v2_siblings = siblings_of(reader_part)
+        real = [q for q in reader_part.questions if q.doc_id]
+        v2_rng = random.Random(args.seed + 7)
+        chosen = v2_rng.sample(real, min(args.v2_questions, len(real)))
+        v2: list[GoldQuestion] = []
+        for q in chosen:
+            given = None
+            if v2_rng.random() < args.v2_preamble_share:
+                given = with_other_preamble(q, v2_siblings[q.doc_id], v2_rng)  # type: ignore[index]
+            v2.append(given or q)
+        reader_part.questions = v2
+        data["data"] += to_squad(reader_part)["data"]
+        n_pre = sum(q.id.endswith("-pre") for q in v2)
+        n_imp = sum(q.is_impossible for q in v2)
+        v2_note = f"; v2.0 reader part {len(v2)} ({n_imp} unanswerable, {n_pre} with a context)"
+    write_squad(args.out, data)
     print(
-        f"wrote {args.out}: {len(made)} questions with a context sentence, "
-        f"{len(replay)} as they are"
+        f"wrote {args.out}: {len(made)} questions with a context sentence "
+        f"({args.source} paragraph), {len(replay)} as they are" + v2_note
     )
     return 0
 

@@ -18,6 +18,10 @@ reader part are mixed in so the real kinds stay in view. Written as SQuAD v2.0 J
 ``--replay`` adds that many more plain answerable questions from the same articles (not
 rewritten): the rewrite epoch alone lengthens some answer spans, and more plain SQuAD per
 rewrite is meant to hold the span ends where the shipped reader put them.
+``--preamble-share`` of the pairs get one sentence of another paragraph of their article
+before both questions (``bench/reader_preamble_data.py --source other``), and as many of the
+v2.0 questions one before theirs: context the passage does not hold, as news quizzes give
+it, beside the same question answered and not, so that the context decides neither.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
 from bench.reader_noanswer_data import to_squad, train_outside_verifier_fit, write_squad  # noqa: E402
+from bench.reader_preamble_data import siblings_of, with_context  # noqa: E402
 from rag.eval import sample_articles  # noqa: E402
 from rag.gold import GoldQuestion, GoldSet  # noqa: E402
-from rag.reader import unanswerable_rewrites  # noqa: E402
+from rag.reader import context_sentence, unanswerable_rewrites  # noqa: E402
 
 
 def synthetic_pairs(
@@ -71,6 +76,36 @@ def synthetic_pairs(
     return out, kinds
 
 
+def with_contexts(
+    questions: list[GoldQuestion],
+    siblings: dict[str, list[str]],
+    share: float,
+    rng: random.Random,
+    paired: bool,
+) -> tuple[list[GoldQuestion], int]:
+    """``questions`` with ``share`` of them (of the pairs, when ``paired``: an original and
+    its rewrite, adjacent, get the same sentence) after a sentence of another paragraph of
+    their article; and how many were given one."""
+    out: list[GoldQuestion] = []
+    n = 0
+    i = 0
+    while i < len(questions):
+        q = questions[i]
+        group = [q]
+        if paired and i + 1 < len(questions) and questions[i + 1].id.startswith(f"{q.id}-na-"):
+            group.append(questions[i + 1])
+        i += len(group)
+        context = None
+        if q.doc_id is not None and rng.random() < share:
+            context = context_sentence(siblings.get(q.doc_id, []), rng)
+        if context is None:
+            out.extend(group)
+        else:
+            out.extend(with_context(g, context) for g in group)
+            n += len(group)
+    return out, n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=13)
@@ -80,6 +115,12 @@ def main() -> int:
     ap.add_argument("--v2-questions", type=int, default=1000, help="of the real reader part")
     ap.add_argument(
         "--replay", type=int, default=0, help="plain answerable questions beyond the pairs"
+    )
+    ap.add_argument(
+        "--preamble-share",
+        type=float,
+        default=0.0,
+        help="of the pairs and of the v2.0 questions, given another paragraph's sentence first",
     )
     ap.add_argument(
         "--originals-only",
@@ -104,6 +145,17 @@ def main() -> int:
     reader_part, _ = reader_and_verifier_parts(args.seed)
     real = [q for q in reader_part.questions if q.doc_id]
     reader_part.questions = random.Random(args.seed).sample(real, min(args.v2_questions, len(real)))
+    n_pre = 0
+    if args.preamble_share > 0:
+        rng = random.Random(args.seed + 11)
+        train.questions, n = with_contexts(
+            train.questions, siblings_of(train), args.preamble_share, rng, paired=True
+        )
+        n_pre += n
+        reader_part.questions, n = with_contexts(
+            reader_part.questions, siblings_of(reader_part), args.preamble_share, rng, paired=False
+        )
+        n_pre += n
     data = to_squad(reader_part)
     data["data"] += to_squad(train)["data"]
     write_squad(args.out, data)
@@ -112,6 +164,7 @@ def main() -> int:
         f"wrote {args.out}: {len(pairs) // 2} SQuAD train questions"
         + (" (no rewrites)" if args.originals_only else f" and their rewrites {dict(kinds)}")
         + (f"; {len(replay)} plain replay questions" if replay else "")
+        + (f"; {n_pre} questions given a context sentence" if n_pre else "")
         + "; "
         f"v2.0 reader part {len(reader_part.questions)} questions ({n_imp} unanswerable)"
     )

@@ -8,7 +8,11 @@ import random
 from hypothesis import given, strategies as st
 
 from rag.reader.augment import (
+    CONTEXT_MAX_WORDS,
+    CONTEXT_MIN_WORDS,
     KINDS,
+    context_sentence,
+    context_sentences,
     negate,
     swap_antonym,
     swap_entity,
@@ -86,3 +90,49 @@ def test_rewrites_never_fail_and_always_change_the_question(
     for r in unanswerable_rewrites(question, context, start, end, random.Random(0)):
         assert r.kind in KINDS
         assert r.question != question
+
+
+SIBLING = (
+    "Paris hosted the Exposition Universelle that year. Tickets were cheap. The fair drew "
+    "more than thirty-two million visitors from across Europe and beyond!"
+)
+
+
+def test_context_sentences_are_clauses_of_the_text() -> None:
+    found = context_sentences(SIBLING)
+    # "Tickets were cheap." is too short to stand as context.
+    assert found == [
+        "Paris hosted the Exposition Universelle that year.",
+        "The fair drew more than thirty-two million visitors from across Europe and beyond!",
+    ]
+
+
+def test_context_sentence_draws_from_the_siblings_only() -> None:
+    rng = random.Random(3)
+    drawn = {context_sentence([SIBLING, CONTEXT], rng) for _ in range(60)}
+    assert drawn <= set(context_sentences(SIBLING)) | set(context_sentences(CONTEXT))
+    assert len(drawn) > 2
+    assert context_sentence([], rng) is None
+    assert context_sentence(["Too short. Also short."], rng) is None
+
+
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["alpha", "beta", "Gamma", "delta,", "1889"]), max_size=50),
+        max_size=6,
+    ),
+    st.sampled_from([".", "!", "?", ""]),
+    st.integers(0, 2**16),
+)
+def test_context_sentence_is_a_clause_of_a_sibling(
+    sentences: list[list[str]], end: str, seed: int
+) -> None:
+    siblings = [" ".join(words) + end for words in sentences]
+    got = context_sentence(siblings, random.Random(seed))
+    if got is None:
+        assert not any(context_sentences(t) for t in siblings)
+        return
+    assert any(got in t for t in siblings)
+    assert CONTEXT_MIN_WORDS <= len(got.split()) <= CONTEXT_MAX_WORDS
+    assert got[-1] in ".!"
+    assert context_sentence(siblings, random.Random(seed)) == got

@@ -18,6 +18,8 @@ from rag.faces import lazy_face
 if TYPE_CHECKING:
     from rag.reader.augment import (
         Rewrite as Rewrite,
+        context_sentence as context_sentence,
+        context_sentences as context_sentences,
         unanswerable_rewrites as unanswerable_rewrites,
     )
     from rag.reader.base import (
@@ -110,7 +112,10 @@ _NAMES = {
         "rag.reader.base",
     ),
     "build_reader": "rag.reader.factory",
-    **dict.fromkeys(["Rewrite", "unanswerable_rewrites"], "rag.reader.augment"),
+    **dict.fromkeys(
+        ["Rewrite", "context_sentence", "context_sentences", "unanswerable_rewrites"],
+        "rag.reader.augment",
+    ),
     "SentenceReader": "rag.reader.sentence",
     **dict.fromkeys(
         [

@@ -19,16 +19,31 @@ the paragraph so that the rewrite is unanswerable in it as far as text can tell:
 
 The rewrites are noisy (an entity swap can name someone the paragraph also answers for); the
 reader sees each beside its answerable original, so what it learns is the difference.
-Used by ``bench/reader_synthetic_data.py``; no model and no I/O here.
+
+News quizzes ask with context their evidence passage does not hold ("The US observed the
+first anniversary of the January 6 Capitol insurrection this week. About how many people
+have been arrested ...?"), and a reader trained on SQuAD, whose questions were written from
+their paragraph, reads unmatched context as "not answered here". ``context_sentence`` draws
+such a context for a SQuAD question: a sentence of another paragraph of its article (on its
+topic, not in its passage), to stand before the question, answerable or not.
+
+Used by ``bench/reader_synthetic_data.py`` and ``bench/reader_preamble_data.py``; no model
+and no I/O here.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.reader.sentences import sentence_bounds
+from rag.reader.sentences import sentence_bounds, split_sentences
+
+# A context sentence of this many words at least and at most: a clause, not a heading or a
+# paragraph-long list.
+CONTEXT_MIN_WORDS = 6
+CONTEXT_MAX_WORDS = 40
 
 # Opposites, both ways; single lower-case words, replaced keeping the first letter's case.
 ANTONYMS: dict[str, str] = {}
@@ -251,3 +266,20 @@ def unanswerable_rewrites(
         "negation": negate(question),
     }
     return [Rewrite(k, q) for k in KINDS if (q := made[k]) is not None and q != question]
+
+
+def context_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` that can stand as a question's context: a clause's length
+    (``CONTEXT_MIN_WORDS`` to ``CONTEXT_MAX_WORDS`` words) ending in "." or "!"."""
+    return [
+        s.text
+        for s in split_sentences(text)
+        if CONTEXT_MIN_WORDS <= len(s.text.split()) <= CONTEXT_MAX_WORDS and s.text[-1:] in ".!"
+    ]
+
+
+def context_sentence(siblings: Sequence[str], rng: random.Random) -> str | None:
+    """A context sentence of one of ``siblings`` (the other paragraphs of a question's
+    article), drawn with ``rng``; None when none has one."""
+    choices = [c for text in siblings for c in context_sentences(text)]
+    return rng.choice(choices) if choices else None
