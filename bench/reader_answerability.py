@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.abstention_heldout import abstention_frontier, auc  # noqa: E402
 from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
-from rag.gold import GoldSet, exact_match, f1  # noqa: E402
+from rag.gold import GoldQuestion, GoldSet, exact_match, f1  # noqa: E402
 from rag.reader import (  # noqa: E402
     WindowConfig,
     collate,
@@ -35,9 +36,20 @@ from rag.reader import (  # noqa: E402
 )
 
 
+@dataclass(frozen=True, slots=True)
+class BestSpan:
+    """The reader's best span for one question in its own paragraph: its margin over the
+    window's "no answer" score, that score, and its text ("" when no span was found)."""
+
+    question: GoldQuestion
+    margin: float
+    null: float
+    text: str
+
+
 @torch.inference_mode()
-def margins(folder: Path, gold: GoldSet, batch: int = 32) -> dict[str, object]:
-    """Margin per question and EM/F1 of the answerable ones, reading the gold paragraph."""
+def best_spans(folder: Path, gold: GoldSet, batch: int = 32) -> list[BestSpan]:
+    """The reader at ``folder`` on each question of ``gold`` with its own paragraph."""
     model, config = load_reader(folder)
     model.eval()
     tok = load_tokenizer()
@@ -45,31 +57,39 @@ def margins(folder: Path, gold: GoldSet, batch: int = 32) -> dict[str, object]:
     max_answer = int(config.get("config", {}).get("max_answer_tokens", 30))
     texts = {d.id: d.text for d in gold.documents}
     qs = [q for q in gold.questions if q.doc_id in texts]
-    pos: list[float] = []
-    neg: list[float] = []
-    em = f1_sum = 0.0
-    n_ans = 0
+    out: list[BestSpan] = []
     for i in range(0, len(qs), batch):
         block = qs[i : i + batch]
         ctx = [texts[q.doc_id] for q in block]  # type: ignore[index]
         windows = encode_windows(tok, [q.question for q in block], ctx, cfg)
         s, e = (t.float() for t in model(**collate(windows, tok.pad_token_id)))
-        best: dict[int, tuple[float, int, int]] = {}
+        best: dict[int, tuple[float, float, int, int]] = {}
         for c in decode(windows, s, e, max_answer):
             m = c.score - c.null_score
             if c.sample not in best or m > best[c.sample][0]:
-                best[c.sample] = (m, c.start, c.end)
+                best[c.sample] = (m, c.null_score, c.start, c.end)
         for j, q in enumerate(block):
-            m, a, b = best.get(j, (float("-inf"), 0, 0))
-            if q.answers:
-                pos.append(m)
-                n_ans += 1
-                em += exact_match(ctx[j][a:b], q.answer_texts)
-                f1_sum += f1(ctx[j][a:b], q.answer_texts)
-            else:
-                neg.append(m)
+            m, null, a, b = best.get(j, (float("-inf"), float("inf"), 0, 0))
+            out.append(BestSpan(q, m, null, ctx[j][a:b]))
+    return out
+
+
+def margins(folder: Path, gold: GoldSet, batch: int = 32) -> dict[str, object]:
+    """Margin per question and EM/F1 of the answerable ones, reading the gold paragraph."""
+    pos: list[float] = []
+    neg: list[float] = []
+    em = f1_sum = 0.0
+    n_ans = 0
+    for r in best_spans(folder, gold, batch):
+        if r.question.answers:
+            pos.append(r.margin)
+            n_ans += 1
+            em += exact_match(r.text, r.question.answer_texts)
+            f1_sum += f1(r.text, r.question.answer_texts)
+        else:
+            neg.append(r.margin)
     return {
-        "questions": len(qs),
+        "questions": len(pos) + len(neg),
         "unanswerable": len(neg),
         "auc": auc(pos + neg, [True] * len(pos) + [False] * len(neg)),
         "na_recall_at_p80": abstention_frontier(

@@ -42,8 +42,12 @@ from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
 from bench.reader_noanswer_data import to_squad, train_outside_verifier_fit, write_squad  # noqa: E402
 from rag.eval import sample_articles  # noqa: E402
 from rag.gold import GoldQuestion, GoldSet  # noqa: E402
-from rag.reader import context_sentence, split_sentences  # noqa: E402
-from rag.reader.augment import CONTEXT_MAX_WORDS, CONTEXT_MIN_WORDS  # noqa: E402
+from rag.reader import (  # noqa: E402
+    CONTEXT_MAX_WORDS,
+    CONTEXT_MIN_WORDS,
+    context_sentence,
+    split_sentences,
+)
 
 
 def with_preamble(question: GoldQuestion, text: str, rng: random.Random) -> GoldQuestion | None:

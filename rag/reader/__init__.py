@@ -17,6 +17,8 @@ from rag.faces import lazy_face
 
 if TYPE_CHECKING:
     from rag.reader.augment import (
+        CONTEXT_MAX_WORDS as CONTEXT_MAX_WORDS,
+        CONTEXT_MIN_WORDS as CONTEXT_MIN_WORDS,
         Rewrite as Rewrite,
         context_sentence as context_sentence,
         context_sentences as context_sentences,
@@ -113,7 +115,14 @@ _NAMES = {
     ),
     "build_reader": "rag.reader.factory",
     **dict.fromkeys(
-        ["Rewrite", "context_sentence", "context_sentences", "unanswerable_rewrites"],
+        [
+            "CONTEXT_MAX_WORDS",
+            "CONTEXT_MIN_WORDS",
+            "Rewrite",
+            "context_sentence",
+            "context_sentences",
+            "unanswerable_rewrites",
+        ],
         "rag.reader.augment",
     ),
     "SentenceReader": "rag.reader.sentence",
