@@ -11,7 +11,7 @@ basin. This bench measures the reader alone, given the gold passage, for each ``
 on the first 1,000 SQuAD v1.1 dev questions and on the news quiz years (2020-2021, the
 development part the fine-tune saw; 2022-2023, only measured). Nothing is asserted;
 ``--export`` writes one interpolated reader (fp16, as shipped) with its recipe in
-``reader.json`` so the pipeline benches can read it.
+``reader.json`` and its card in ``README.md``, so the pipeline benches can read it.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from rag.reader import (  # noqa: E402
     evaluate_gold_paragraph,
     load_reader,
     load_tokenizer,
+    model_card,
     save_reader,
 )
 from rag.settings import Settings  # noqa: E402
@@ -125,6 +126,7 @@ def main() -> int:
             model, tokenizer, squad, cfg, args.squad_questions
         )
         save_reader(model, args.export, card, fp16=True)
+        (args.export / "README.md").write_text(model_card(card, fp16=True))
         print(f"exported to {args.export}", file=sys.stderr)
     return 0
 

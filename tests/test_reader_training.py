@@ -31,6 +31,7 @@ from rag.reader.training import (
     boundary_error,
     build_examples,
     featurize,
+    model_card,
     span_targets,
 )
 
@@ -358,3 +359,26 @@ def test_a_question_too_long_loses_its_opening_sentences_not_what_it_asks(
     # Nothing the tokenizer keeps after the last sentence end: cut at the end, never whole.
     odd = "word " * 60 + "end. \ufffd"
     assert question_ids(odd, 16) == ids(odd)[:16]
+
+
+def test_model_card_states_an_interpolation_recipe() -> None:
+    """An interpolated reader's card names both weight sets, the weight and the command; a
+    card without one says nothing of it."""
+    card: dict[str, Any] = {
+        "base_model": "m",
+        "config": {"negative_ratio": 0.25},
+        "training": {"steps": 3, "windows_seen": 9, "seconds": 36.0, "examples_seen": 8},
+        "command": "rag train-reader d.json",
+    }
+    assert "Interpolated" not in model_card(card, fp16=True)
+    card["interpolation"] = {
+        "alpha": 0.3,
+        "base": "runs/a",
+        "tuned": "runs/b",
+        "command": "python bench/reader_soup.py --alphas 0.3",
+        "base_command": "rag train-reader a.json",
+    }
+    text = model_card(card, fp16=True)
+    assert "(1 - 0.3) x `runs/a` + 0.3 x `runs/b`" in text
+    assert "`python bench/reader_soup.py --alphas 0.3`" in text
+    assert "`rag train-reader a.json`" in text

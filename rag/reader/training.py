@@ -446,6 +446,15 @@ def model_card(card: dict[str, Any], fp16: bool) -> str:
         if card.get("fine_tune")
         else ""
     )
+    mix = card.get("interpolation")
+    interpolated = (
+        f"\n- **Interpolated** (WiSE-FT, Wortsman et al. 2022): the shipped weights are "
+        f"(1 - {mix['alpha']}) x `{mix['base']}` + {mix['alpha']} x `{mix['tuned']}`, the "
+        "fine-tune below; the Dev line is the interpolated reader's. "
+        f"Command: `{mix['command']}`; the base: `{mix.get('base_command')}`."
+        if mix
+        else ""
+    )
     return f"""# Span reader: all-MiniLM-L6-v2 + start/end head
 
 - **Base model**: {card["base_model"]} (Apache-2.0), a 6-layer, 384-wide BERT; its own wordpiece
@@ -454,7 +463,7 @@ def model_card(card: dict[str, Any], fp16: bool) -> str:
 - **Data**: SQuAD v1.1 train (Rajpurkar et al. 2016, CC BY-SA 4.0; reconstructed copy, see
   `shared/data/qa-train/SOURCES.md`), with same-article paragraphs as "no answer" negatives
   (ratio {card["config"]["negative_ratio"]}). The weights are a derivative of SQuAD: share them
-  under CC BY-SA 4.0 with this attribution.{fine_tune}
+  under CC BY-SA 4.0 with this attribution.{fine_tune}{interpolated}
 - **Training**: {t["steps"]} steps on {t.get("device", "cpu")}, {t["windows_seen"]} windows,
   {t["seconds"] / 3600:.2f} h; settings `{json.dumps(card["config"], sort_keys=True)}`;
   {t["examples_seen"]} examples seen in all (the position in the seeded example order).{earlier}
