@@ -42,7 +42,9 @@ def read(folder: Path, gold: GoldSet) -> dict[str, float]:
     answerable = GoldSet(
         documents=gold.documents, questions=[q for q in gold.questions if q.answers]
     )
-    spans = best_spans(folder, answerable)
+    spans = best_spans(folder, answerable) if answerable.questions else []
+    if not spans:
+        return {"questions": 0}
     margins = [r.margin for r in spans]
     return {
         "questions": len(spans),
@@ -92,9 +94,10 @@ def main() -> int:
         for name, g in gold.items():
             r = read(folder, g)
             results[str(folder)][name] = r
+            cells = [r.get(k, "-") for k in ("median_margin", "median_null")]
+            cells += [r.get(k, "-") for k in ("margin_positive_pct", "f1")]
             print(
-                f"| {folder} | {name} | {r['questions']} | {r['median_margin']} | "
-                f"{r['median_null']} | {r['margin_positive_pct']} | {r['f1']} |",
+                f"| {folder} | {name} | {r['questions']} | " + " | ".join(map(str, cells)) + " |",
                 flush=True,
             )
     if args.out:

@@ -118,7 +118,12 @@ def main() -> int:
     )
     ap.add_argument("--v2-questions", type=int, default=0, help="of the v2.0 reader part")
     ap.add_argument(
-        "--v2-preamble-share", type=float, default=0.5, help="of those, given a context"
+        "--v2-preamble-share",
+        type=float,
+        default=0.5,
+        help="of those, given a context: always another paragraph's sentence, whatever "
+        "--source says (an unanswerable question has no answer to keep its own sentence "
+        "clear of)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "preamble" / "train.json.gz")
     args = ap.parse_args()
