@@ -176,7 +176,8 @@ def main() -> int:
         n_imp = sum(q.is_impossible for q in v2)
         v2_note = f"; v2.0 reader part {len(v2)} ({n_imp} unanswerable, {n_pre} with a context)"
     write_squad(args.out, data)
-    teacher_file = args.out.with_name(args.out.name.split(".")[0] + ".teacher.json")
+    stem = args.out.name.removesuffix(".gz").removesuffix(".json")
+    teacher_file = args.out.with_name(stem + ".teacher.json")
     teacher_file.write_text(json.dumps(plain, indent=0, sort_keys=True) + "\n")
     print(
         f"wrote {args.out}: {len(made)} questions with a context sentence "

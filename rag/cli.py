@@ -490,7 +490,17 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
     if args.teacher is not None:
         teacher_questions = {q.id: q.question for q in gold.questions}
         if args.teacher_questions is not None:
-            teacher_questions.update(_teacher_questions(args.teacher_questions))
+            given = _teacher_questions(args.teacher_questions)
+            matched = given.keys() & teacher_questions.keys()
+            if not matched:
+                raise UserError(
+                    f"{args.teacher_questions}: none of its question ids is in {args.train}"
+                )
+            teacher_questions.update({k: given[k] for k in matched})
+            print(
+                f"--teacher-questions: {len(matched)} of {len(given)} ids matched",
+                file=sys.stderr,
+            )
     examples = build_examples(gold, cfg.negative_ratio, cfg.seed, teacher_questions)
     device = args.device
     if device == "auto":

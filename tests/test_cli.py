@@ -122,7 +122,8 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         (["EXISTING", "--distill-weight", "1"], "--teacher and a positive --distill-weight"),
         (["EXISTING", "--teacher", "TEACHER"], "--teacher and a positive --distill-weight"),
         (["EXISTING", "--teacher", "missing-teacher", "--distill-weight", "1"], "no model"),
-        (["EXISTING", "--distill-weight", "-1"], "must not be negative"),
+        (["EXISTING", "--distill-weight", "-1"], "not negative"),
+        (["EXISTING", "--distill-weight", "nan"], "finite"),
         (["EXISTING", "--teacher-questions", "NOTJSON"], "--teacher-questions needs --teacher"),
         (
             [
@@ -148,6 +149,18 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
             ],
             "question id -> question text",
         ),
+        (
+            [
+                "EXISTING",
+                "--teacher",
+                "TEACHER",
+                "--distill-weight",
+                "1",
+                "--teacher-questions",
+                "UNMATCHED",
+            ],
+            "none of its question ids",
+        ),
     ],
 )
 def test_train_reader_user_errors_exit_2(
@@ -157,6 +170,8 @@ def test_train_reader_user_errors_exit_2(
     good.write_text(json.dumps({"data": []}))
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
+    unmatched = tmp_path / "teacher.json"
+    unmatched.write_text(json.dumps({"no-such-id": "What is it?"}))
     args = [
         str(good)
         if a == "EXISTING"
@@ -164,6 +179,8 @@ def test_train_reader_user_errors_exit_2(
         if a == "NOTJSON"
         else str(ROOT / "rag" / "data" / "reader")
         if a == "TEACHER"
+        else str(unmatched)
+        if a == "UNMATCHED"
         else str(tmp_path / a)
         if a.startswith("missing")
         else a

@@ -421,6 +421,8 @@ def test_teacher_windows_only_where_each_reads_the_paragraph_in_one_window(
     for f in feats:
         by_sample.setdefault(f.window.sample, []).append(f.teacher)
     assert len(by_sample[0]) == 1 and by_sample[0][0] is not None
+    teacher_text = tokenizer.decode(by_sample[0][0].input_ids)  # type: ignore[attr-defined]
+    assert "who built it" in teacher_text and "ferries" not in teacher_text
     assert len(by_sample[1]) > 1 and all(t is None for t in by_sample[1])
     assert by_sample[2] == [None]
 
@@ -433,7 +435,8 @@ def test_teacher_targets_are_the_teachers_distribution_on_shared_positions(
     """[CLS] to [CLS], each paragraph token to its twin, nothing on the question: the
     targets are the teacher's softmax over those positions, renormalised."""
     tok = load_tokenizer()
-    text = "The ferry of Quillmouth was built in 1901 by Anna Brask."
+    # Accents and Hangul: pieces of one character share its offsets, paired in order.
+    text = "The ferry of São Paulo was built in 1901 by 한국 Núñez in Kraków."
     cfg = _cfg()
     (student,) = featurize(tok, [TrainExample(CONTEXT + "Who built it?", text, -1, -1)], cfg)
     (teacher,) = featurize(tok, [TrainExample("Who built it?", text, -1, -1)], cfg)
@@ -474,17 +477,47 @@ def test_distillation_pulls_the_student_towards_the_teacher(tmp_path: Path) -> N
     teacher.export(tmp_path / "t", fp16=False, extra={})
     gold, plain = taught(tiny_gold())
     examples = build_examples(gold, cfg.negative_ratio, cfg.seed, plain)
+    distilled = ReaderTrainer(
+        dataclasses.replace(cfg, distill_weight=1.0), tmp_path / "d", teacher=tmp_path / "t"
+    )
+    alone = ReaderTrainer(cfg, tmp_path / "a")
+    pad = distilled.tokenizer.pad_token_id
+    feats = featurize(distilled.tokenizer, examples[:16], cfg)
+    assert all(f.teacher is not None for f in feats)
+    batch = collate([f.window for f in feats], pad)
     gaps = {}
-    for weight in (0.0, 1.0):
-        run_cfg = dataclasses.replace(cfg, distill_weight=weight)
-        student = ReaderTrainer(run_cfg, tmp_path / f"s{weight}", teacher=tmp_path / "t")
+    for name, student in (("distilled", distilled), ("alone", alone)):
         student.run(examples, max_steps=20)
-        feats = featurize(student.tokenizer, examples[:16], run_cfg)
-        batch = collate([f.window for f in feats], student.tokenizer.pad_token_id)
         student.model.eval()
         with torch.inference_mode():
             s_log, e_log = student.model(**batch)
-            gaps[weight] = float(
-                student.distill_loss(feats, s_log, e_log, student.tokenizer.pad_token_id)
-            )
-    assert gaps[1.0] < gaps[0.0], gaps
+            # Measured the same way for both: against the distilled run's teacher.
+            gaps[name] = float(distilled.distill_loss(feats, s_log, e_log, pad))
+    assert gaps["distilled"] < gaps["alone"], gaps
+
+
+def test_resume_accepts_a_checkpoint_from_before_a_setting_and_checks_the_teacher(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint written before ``distill_weight`` existed resumes as weight 0; one
+    trained with a teacher resumes only with that teacher."""
+    cfg = _cfg(negative_ratio=0.5, plan_examples=300)
+    examples = build_examples(tiny_gold(), cfg.negative_ratio, cfg.seed)
+    ReaderTrainer(cfg, tmp_path / "old").run(examples, max_steps=2)
+    path = tmp_path / "old" / "checkpoint.pt"
+    ck = torch.load(path, weights_only=False)
+    del ck["config"]["distill_weight"], ck["teacher"]
+    torch.save(ck, path)
+    assert ReaderTrainer(cfg, tmp_path / "old").load_checkpoint()
+
+    ReaderTrainer(cfg, tmp_path / "teacher").export(tmp_path / "t", fp16=False, extra={})
+    taught_cfg = dataclasses.replace(cfg, distill_weight=1.0)
+    ReaderTrainer(taught_cfg, tmp_path / "run", teacher=tmp_path / "t").run(examples, max_steps=2)
+    (tmp_path / "t2").mkdir()
+    for f in (tmp_path / "t").iterdir():
+        (tmp_path / "t2" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(ValueError, match="teacher"):
+        ReaderTrainer(taught_cfg, tmp_path / "run", teacher=tmp_path / "t2").load_checkpoint()
+    assert ReaderTrainer(taught_cfg, tmp_path / "run", teacher=tmp_path / "t").load_checkpoint()
+    with pytest.raises(ValueError, match="go together"):
+        ReaderTrainer(cfg, tmp_path / "x", teacher=tmp_path / "t")

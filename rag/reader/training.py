@@ -83,8 +83,8 @@ class TrainConfig:
             raise ValueError(f"stride {self.stride} must be below max_length {self.max_length}")
         if self.batch_size < 1 or self.lr <= 0 or self.epochs <= 0:
             raise ValueError("batch_size, lr and epochs must be positive")
-        if self.distill_weight < 0:
-            raise ValueError("distill_weight must not be negative")
+        if not (math.isfinite(self.distill_weight) and self.distill_weight >= 0):
+            raise ValueError("distill_weight must be a finite number, not negative")
 
     @property
     def window(self) -> WindowConfig:
@@ -191,9 +191,11 @@ def featurize(
         )
         counts = Counter(w.sample for w in windows)
         t_counts = Counter(w.sample for w in t_windows)
+        student_of = {w.sample: w for w in windows if counts[w.sample] == 1}
         for w in t_windows:
             i = taught[w.sample]
-            if t_counts[w.sample] == 1 and counts[i] == 1:
+            s_w = student_of.get(i)
+            if t_counts[w.sample] == 1 and s_w is not None and _paragraph(s_w) == _paragraph(w):
                 teacher_of[i] = w
     out = []
     for w in windows:
@@ -203,27 +205,29 @@ def featurize(
     return out
 
 
+def _paragraph(window: Window) -> list[tuple[int, int]]:
+    """The paragraph tokens' character offsets, in order."""
+    return [o for o in window.offsets if o is not None]
+
+
 def teacher_targets(
     student: Window, teacher: Window, t_start: torch.Tensor, t_end: torch.Tensor, length: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The teacher's start and end distributions (``t_start``/``t_end``: its logits over its
     own window) moved onto the student window's positions, padded to ``length``: ``[CLS]``
-    to ``[CLS]``, each paragraph token to the token with the same character offsets; the
-    question, separators and padding get nothing, and each distribution is renormalised
-    over the positions both windows share."""
-    position = {o: i for i, o in enumerate(teacher.offsets) if o is not None}
-    src = [CLS_INDEX]
-    dst = [CLS_INDEX]
-    for i, o in enumerate(student.offsets):
-        j = position.get(o) if o is not None else None
-        if j is not None:
-            src.append(j)
-            dst.append(i)
-    src_t = torch.tensor(src)
-    dst_t = torch.tensor(dst)
+    to ``[CLS]``, the k-th paragraph token to the k-th (both windows hold the whole
+    paragraph, tokenised alike: ``featurize`` pairs only such windows); the question,
+    separators and padding get nothing, and each distribution is renormalised over the
+    positions both windows share. On the CPU, whatever device the logits come from."""
+    src_i = [i for i, o in enumerate(teacher.offsets) if o is not None]
+    dst_i = [i for i, o in enumerate(student.offsets) if o is not None]
+    if len(src_i) != len(dst_i):
+        raise ValueError("the teacher's and the student's windows hold different paragraphs")
+    src_t = torch.tensor([CLS_INDEX, *src_i])
+    dst_t = torch.tensor([CLS_INDEX, *dst_i])
     out = []
     for logits in (t_start, t_end):
-        p = torch.softmax(logits.float()[src_t], dim=-1)
+        p = torch.softmax(logits.detach().float().cpu()[src_t], dim=-1)
         row = torch.zeros(length)
         row[dst_t] = p
         out.append(row)
@@ -281,7 +285,10 @@ class ReaderTrainer:
             self.init_card = None
         self.model.to(self.device)
         self.model.train()
+        if (teacher is None) != (cfg.distill_weight == 0):
+            raise ValueError("a teacher and a positive distill_weight go together")
         self.teacher: SpanModel | None = None
+        self.teacher_path = None if teacher is None else str(teacher)
         if teacher is not None:
             self.teacher, _ = load_reader(teacher, base)
             self.teacher.to(self.device)
@@ -321,6 +328,7 @@ class ReaderTrainer:
                 "state": dataclasses.asdict(self.state),
                 "config": dataclasses.asdict(self.cfg),
                 "bf16_autocast": self.autocast,
+                "teacher": self.teacher_path,
                 "rng": torch.get_rng_state(),
             },
             tmp,
@@ -332,10 +340,17 @@ class ReaderTrainer:
         if not path.is_file():
             return False
         ck = torch.load(path, weights_only=False, map_location=self.device)
-        if ck["config"] != dataclasses.asdict(self.cfg):
+        # A checkpoint from before a setting existed holds that setting's default.
+        saved = {**dataclasses.asdict(TrainConfig()), **ck["config"]}
+        if saved != dataclasses.asdict(self.cfg):
             raise ValueError(
                 f"{path} was trained with other settings ({ck['config']}); "
                 "use the same settings or another --out folder"
+            )
+        if ck.get("teacher") != self.teacher_path:
+            raise ValueError(
+                f"{path} was trained with teacher {ck.get('teacher')}; resume it with the same "
+                "--teacher or use another --out folder"
             )
         if ck.get("bf16_autocast", self.autocast) != self.autocast:
             raise ValueError(
@@ -511,7 +526,7 @@ class ReaderTrainer:
             # The run this one continued from (``--init``), with its own history.
             earlier = dict(self.init_card.get("training", {}))
             earlier["config"] = self.init_card.get("config", {})
-            for key in ("command", "train_data", "fine_tune"):
+            for key in ("command", "train_data", "fine_tune", "teacher"):
                 if key in self.init_card:
                     earlier[key] = self.init_card[key]
             history = list(self.init_card.get("earlier_runs", []))
