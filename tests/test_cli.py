@@ -111,6 +111,10 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     assert after.returncode == 0 and "No answer" in after.stdout and "no documents" in after.stdout
 
 
+# A distillation run's options up to its --teacher-questions file.
+TAUGHT = ["EXISTING", "--teacher", "TEACHER", "--distill-weight", "1", "--teacher-questions"]
+
+
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
@@ -125,42 +129,9 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         (["EXISTING", "--distill-weight", "-1"], "not negative"),
         (["EXISTING", "--distill-weight", "nan"], "finite"),
         (["EXISTING", "--teacher-questions", "NOTJSON"], "--teacher-questions needs --teacher"),
-        (
-            [
-                "EXISTING",
-                "--teacher",
-                "TEACHER",
-                "--distill-weight",
-                "1",
-                "--teacher-questions",
-                "NOTJSON",
-            ],
-            "not a readable JSON file",
-        ),
-        (
-            [
-                "EXISTING",
-                "--teacher",
-                "TEACHER",
-                "--distill-weight",
-                "1",
-                "--teacher-questions",
-                "EXISTING",
-            ],
-            "question id -> question text",
-        ),
-        (
-            [
-                "EXISTING",
-                "--teacher",
-                "TEACHER",
-                "--distill-weight",
-                "1",
-                "--teacher-questions",
-                "UNMATCHED",
-            ],
-            "none of its question ids",
-        ),
+        ([*TAUGHT, "NOTJSON"], "not a readable JSON file"),
+        ([*TAUGHT, "EXISTING"], "question id -> question text"),
+        ([*TAUGHT, "UNMATCHED"], "none of its question ids"),
     ],
 )
 def test_train_reader_user_errors_exit_2(
