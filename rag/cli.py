@@ -441,6 +441,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return int(serve(_settings(args)))
 
 
+def _check_reader_folder(folder: Path) -> None:
+    """Exported reader weights (``--init``, ``--teacher``): the weights file with a readable
+    header and the card beside it, checked before any model loads."""
+    from safetensors import SafetensorError, safe_open
+
+    from rag.reader import CONFIG_FILE, WEIGHTS_FILE
+
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise UserError(f"{folder}: no {WEIGHTS_FILE} there")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            f.keys()
+        json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, SafetensorError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{folder}: not exported reader weights ({first})") from None
+
+
 def _teacher_questions(path: Path) -> dict[str, str]:
     """``--teacher-questions``: a JSON object of question id -> teacher question."""
     try:
@@ -459,7 +478,6 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
 
     from rag.gold import load_squad
     from rag.reader import (
-        WEIGHTS_FILE,
         ReaderTrainer,
         TrainConfig,
         build_examples,
@@ -479,8 +497,8 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         raise UserError(f"{args.train}: no such file")
     if args.dev is not None and not args.dev.is_file():
         raise UserError(f"{args.dev}: no such file")
-    if args.teacher is not None and not (args.teacher / WEIGHTS_FILE).is_file():
-        raise UserError(f"{args.teacher}: no {WEIGHTS_FILE} there")
+    if args.teacher is not None:
+        _check_reader_folder(args.teacher)
     if (args.teacher is None) != (cfg.distill_weight == 0):
         raise UserError("--teacher and a positive --distill-weight go together")
     if args.teacher_questions is not None and args.teacher is None:
@@ -516,20 +534,27 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         raise UserError(f"{args.base}: no encoder config.json there")
     if args.save_every < 1:
         raise UserError("--save-every must be at least 1")
-    if args.init is not None and not (args.init / WEIGHTS_FILE).is_file():
-        raise UserError(f"{args.init}: no {WEIGHTS_FILE} there")
+    if args.init is not None:
+        _check_reader_folder(args.init)
     if args.fine_tune and args.init is None:
         raise UserError("--fine-tune needs --init (the weights to fine-tune)")
-    trainer = ReaderTrainer(
-        cfg,
-        args.out,
-        init=args.init,
-        base=args.base,
-        device=device,
-        fine_tune=args.fine_tune,
-        cpu_bfloat16=args.bf16_cpu,
-        teacher=args.teacher,
-    )
+    from safetensors import SafetensorError
+
+    try:
+        trainer = ReaderTrainer(
+            cfg,
+            args.out,
+            init=args.init,
+            base=args.base,
+            device=device,
+            fine_tune=args.fine_tune,
+            cpu_bfloat16=args.bf16_cpu,
+            teacher=args.teacher,
+        )
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
+        # Weights another model's, a damaged file, no readable card beside them.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot load the --init or --teacher weights: {first}") from None
     try:
         resumed = trainer.load_checkpoint()
     except ValueError as exc:

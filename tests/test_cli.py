@@ -132,6 +132,15 @@ TAUGHT = ["EXISTING", "--teacher", "TEACHER", "--distill-weight", "1", "--teache
         ([*TAUGHT, "NOTJSON"], "not a readable JSON file"),
         ([*TAUGHT, "EXISTING"], "question id -> question text"),
         ([*TAUGHT, "UNMATCHED"], "none of its question ids"),
+        (
+            ["EXISTING", "--teacher", "NOCARD", "--distill-weight", "1"],
+            "not exported reader weights",
+        ),
+        (
+            ["EXISTING", "--teacher", "DAMAGED", "--distill-weight", "1"],
+            "not exported reader weights",
+        ),
+        (["EXISTING", "--init", "DAMAGED", "--fine-tune"], "not exported reader weights"),
     ],
 )
 def test_train_reader_user_errors_exit_2(
@@ -143,6 +152,12 @@ def test_train_reader_user_errors_exit_2(
     bad.write_text("{oops")
     unmatched = tmp_path / "teacher.json"
     unmatched.write_text(json.dumps({"no-such-id": "What is it?"}))
+    # Weights without their card; a weights file that is not one.
+    (tmp_path / "NOCARD").mkdir()
+    shutil.copy(ROOT / "rag" / "data" / "reader" / "model.safetensors", tmp_path / "NOCARD")
+    (tmp_path / "DAMAGED").mkdir()
+    (tmp_path / "DAMAGED" / "model.safetensors").write_bytes(b"not safetensors at all")
+    (tmp_path / "DAMAGED" / "reader.json").write_text("{}")
     args = [
         str(good)
         if a == "EXISTING"
@@ -152,6 +167,8 @@ def test_train_reader_user_errors_exit_2(
         if a == "TEACHER"
         else str(unmatched)
         if a == "UNMATCHED"
+        else str(tmp_path / a)
+        if a in ("NOCARD", "DAMAGED")
         else str(tmp_path / a)
         if a.startswith("missing")
         else a
