@@ -441,6 +441,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return int(serve(_settings(args)))
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type without one."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _check_reader_folder(folder: Path) -> None:
     """Exported reader weights (``--init``, ``--teacher``): the weights file with a readable
     header and the card beside it, checked before any model loads."""
@@ -456,8 +462,7 @@ def _check_reader_folder(folder: Path) -> None:
             f.keys()
         json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, SafetensorError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{folder}: not exported reader weights ({first})") from None
+        raise UserError(f"{folder}: not exported reader weights ({_first_line(exc)})") from None
 
 
 def _teacher_questions(path: Path) -> dict[str, str]:
@@ -553,8 +558,9 @@ def cmd_train_reader(args: argparse.Namespace) -> int:
         )
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
         # Weights another model's, a damaged file, no readable card beside them.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load the --init or --teacher weights: {first}") from None
+        raise UserError(
+            f"cannot load the --init or --teacher weights: {_first_line(exc)}"
+        ) from None
     try:
         resumed = trainer.load_checkpoint()
     except ValueError as exc:

@@ -444,7 +444,7 @@ class ReaderTrainer:
                     s_log, e_log = self.model(**inputs)
                 ce = torch.nn.functional.cross_entropy
                 loss = (ce(s_log.float(), starts) + ce(e_log.float(), ends)) / 2
-                if self.teacher is not None and self.cfg.distill_weight > 0:
+                if self.teacher is not None:  # with a positive weight (checked at init)
                     loss = loss + self.cfg.distill_weight * self.distill_loss(
                         batch, s_log.float(), e_log.float(), pad
                     )
@@ -482,14 +482,10 @@ class ReaderTrainer:
     ) -> torch.Tensor:
         """Soft cross-entropy of the student's start/end distributions against the
         teacher's on the batch windows that have a teacher window (0 when none has)."""
-        rows = [i for i, f in enumerate(batch) if f.teacher is not None]
-        if not rows or self.teacher is None:
+        taught = [(i, f.window, f.teacher) for i, f in enumerate(batch) if f.teacher is not None]
+        if not taught or self.teacher is None:
             return s_log.new_zeros(())
-        t_windows = [batch[i].teacher for i in rows]
-        inputs = {
-            k: v.to(self.device)
-            for k, v in collate([w for w in t_windows if w is not None], pad).items()
-        }
+        inputs = {k: v.to(self.device) for k, v in collate([t for _, _, t in taught], pad).items()}
         with (
             torch.no_grad(),
             torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast),
@@ -497,13 +493,12 @@ class ReaderTrainer:
             t_start, t_end = self.teacher(**inputs)
         length = s_log.shape[1]
         targets = [
-            teacher_targets(batch[i].window, w, t_start[k], t_end[k], length)
-            for k, (i, w) in enumerate(zip(rows, t_windows, strict=True))
-            if w is not None
+            teacher_targets(w, t, t_start[k], t_end[k], length)
+            for k, (_, w, t) in enumerate(taught)
         ]
         p_start = torch.stack([t[0] for t in targets]).to(self.device)
         p_end = torch.stack([t[1] for t in targets]).to(self.device)
-        idx = torch.tensor(rows, device=self.device)
+        idx = torch.tensor([i for i, _, _ in taught], device=self.device)
         log_s = torch.log_softmax(s_log[idx], dim=-1)
         log_e = torch.log_softmax(e_log[idx], dim=-1)
         return -((p_start * log_s).sum(-1).mean() + (p_end * log_e).sum(-1).mean()) / 2
