@@ -19,6 +19,7 @@ from rag.reader.span_model import (
     load_reader,
     save_reader,
 )
+from rag.text import markup_ranges
 
 
 def passage(doc: Document, start: int, end: int, pid: int = 0) -> Passage:
@@ -436,3 +437,27 @@ def test_the_checker_scores_each_span_in_the_window_it_was_read_in(tmp_path: Pat
         SpanReader(weights, checker=other).warm_up()
     with pytest.raises(ValueError, match="checker_candidates"):
         SpanReader(weights, checker=weights, checker_candidates=0)
+
+
+@pytest.mark.model
+def test_markup_is_read_as_blanks_and_no_answer_holds_any(untrained_reader: SpanReader) -> None:
+    link = '<a href="https://www.cnn.com/2023/05/02/us/ferry-builder-lindqvist/index.html">'
+    text = " ".join(
+        f"{link}Ferry {i} was built</a> by Zoë Lindqvist, https://example.org/{i} says."
+        for i in range(6)
+    )
+    doc = Document("docs/linked.html.txt", text)
+    ps = [passage(doc, 0, len(text))]
+    markup = markup_ranges(text)
+
+    def crossing(spans: list[Span]) -> list[Span]:
+        return [s for s in spans if any(a < s.end and s.start < b for a, b in markup)]
+
+    blanked = untrained_reader.read("Who built the ferry?", ps, {doc.id: doc})
+    assert blanked and not crossing(blanked)
+    for s in blanked:
+        assert text[s.start : s.end] == s.text
+    as_words = SpanReader(
+        untrained_reader.folder, margin_chars=30, max_answer_tokens=8, skip_markup=False
+    ).read("Who built the ferry?", ps, {doc.id: doc})
+    assert crossing(as_words)  # the same reader, reading the tags as words, answers from them

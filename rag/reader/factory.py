@@ -119,6 +119,7 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             checker,
             s.span_checker_candidates,
             selection,
+            s.span_skip_markup,
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)

@@ -33,6 +33,7 @@ from rag.reader.span_model import (
     quantize_encoder,
 )
 from rag.reader.verifier import span_features
+from rag.text import blank_markup, markup_ranges
 
 # The span reader's abstention when no fit file is there: answer when the best span beats
 # "no answer", with sigmoid(margin) as confidence.
@@ -137,6 +138,7 @@ class SpanReader(Reader):
         checker: Path | None = None,
         checker_candidates: int = 4,
         selection: Selection | None = None,
+        skip_markup: bool = True,
     ) -> None:
         if not rank_weight >= 0.0:
             raise ValueError(f"rank_weight must be >= 0, got {rank_weight}")
@@ -155,6 +157,7 @@ class SpanReader(Reader):
         self.checker_candidates = checker_candidates
         self.rank_weight = rank_weight
         self.selection = selection
+        self.skip_markup = skip_markup
         self.abstention = abstention
         self.fit_file = fit_file
         self.margin_chars = margin_chars
@@ -206,10 +209,19 @@ class SpanReader(Reader):
                 regions.append(Region(r.doc_id, r.start, r.end, qi))
         if not regions:
             return [[] for _ in questions]
+        # Markup (tags, web addresses) is read as blanks: offsets stay the document's, and
+        # no answer holds markup (a candidate across a blanked tag is dropped).
+        markup = [
+            markup_ranges(documents[r.doc_id].text, r.start, r.end) if self.skip_markup else []
+            for r in regions
+        ]
         windows = encode_windows(
             self._tokenizer,
             [questions[r.question] for r in regions],
-            [documents[r.doc_id].text[r.start : r.end] for r in regions],
+            [
+                blank_markup(documents[r.doc_id].text, r.start, r.end, m)
+                for r, m in zip(regions, markup, strict=True)
+            ],
             self._window,
         )
         # Per question: each absolute span's best reading (its margin, and where).
@@ -220,6 +232,8 @@ class SpanReader(Reader):
             for c in decode(block, s, e, self.max_answer_tokens, top_n=10):
                 r = regions[c.sample]
                 key = (r.doc_id, r.start + c.start, r.start + c.end)
+                if any(a < key[2] and key[1] < b for a, b in markup[c.sample]):
+                    continue
                 score = c.score - c.null_score
                 found = best[r.question]
                 if score > (found[key].score if key in found else -math.inf):
