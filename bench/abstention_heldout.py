@@ -39,7 +39,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SQUAD_V2_HALF, collect_results, verifier_fits  # noqa: E402
+from bench.common import (  # noqa: E402
+    CONTEXT_ID_SUFFIX,
+    SQUAD_V2_HALF,
+    collect_results,
+    verifier_fits,
+)
 from bench.fit_verifier import (  # noqa: E402
     fit_results,
     fit_sets,
@@ -51,8 +56,8 @@ from rag.eval import (  # noqa: E402
     QuestionResult,
     answer_metrics,
     apply_abstention,
+    apply_online_prior,
     calibration,
-    estimate_prior,
     fit_abstention,
     fit_factorised_verifier,
     fit_verifier,
@@ -63,13 +68,19 @@ from rag.gold import load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
 from rag.reader import (  # noqa: E402
     CHECKED_FEATURES,
+    FORM_FEATURES,
     READER_FEATURES,
     RETRIEVAL_FEATURES,
     VERIFIER_FEATURES,
     SpanReader,
+    estimate_prior,
     load_abstention,
 )
+from rag.settings import Settings  # noqa: E402
 
+# The factorised verifier at the answerable share estimated as the questions come, with the
+# default window and pseudo-count (RAG_SPAN_ANSWERABLE_PRIOR=online).
+ONLINE_RULE = "factorised (rag/data/span_reader_prior_fit.json), online prior: the default"
 GROUPS: dict[str, tuple[str, ...]] = {
     "reader": READER_FEATURES,
     "reader + retrieval": READER_FEATURES + RETRIEVAL_FEATURES,
@@ -202,6 +213,15 @@ def main() -> int:
         groups["all + checker"] = full = CHECKED_FEATURES
     for group, names in groups.items():
         rules[f"verifier: {group}"] = fit_verifier(fit_rows, names, keep=0.9).abstention
+    # What the question-form features and the context copies each buy.
+    formless = tuple(f for f in full if f not in FORM_FEATURES)
+    rules["verifier: all but the question form"] = fit_verifier(
+        fit_rows, formless, keep=0.9
+    ).abstention
+    plain_rows = [r for r in fit_rows if not r.id.endswith(CONTEXT_ID_SUFFIX)]
+    rules["verifier: all, fitted without the context copies"] = fit_verifier(
+        plain_rows, full, keep=0.9
+    ).abstention
     for share in (0.1, 0.25, 0.5):
         part = random.Random(args.seed).sample(fit_rows, round(share * len(fit_rows)))
         rules[f"verifier: all, {share:.0%} of fit data"] = fit_verifier(
@@ -218,7 +238,7 @@ def main() -> int:
     rules[DEV_FIT] = fit_verifier(dev_rows, full, keep=0.9).abstention
     dev_factorised = fit_factorised_verifier(dev_rows, full, keep=0.9).abstention
     default = load_abstention(args.fit_file, SpanReader.kind, Abstention())
-    rules["default (rag/data/span_reader_fit.json)"] = default
+    rules["one-model verifier (rag/data/span_reader_fit.json)"] = default
 
     rows = {
         rule: {name: summary(apply_abstention(rs, a)) for name, rs in sets.items()}
@@ -261,7 +281,7 @@ def main() -> int:
         name: abstention_frontier(score_of(f), impossible, 0.6, 0.8)
         for name, f in {
             "margin": lambda v: v["score"],
-            "default P(correct)": lambda v: default.probability(v) or 0.0,
+            "one-model P(correct)": lambda v: default.probability(v) or 0.0,
             "P(answerable)": lambda v: factorised.answerable_probability(v) or 0.0,
         }.items()
     }
@@ -272,6 +292,15 @@ def main() -> int:
             )
             for name, rs in sets.items()
         }
+    online = Settings()
+    rows[ONLINE_RULE] = {
+        name: summary(
+            apply_online_prior(
+                rs, factorised, online.span_prior_window, online.span_prior_pseudo_count
+            )
+        )
+        for name, rs in sets.items()
+    }
     dev_priors: dict[str, float] = {}
     for name, rs in sets.items():
         p = [
@@ -296,8 +325,11 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name, rs in sets.items():
         slug = "v2-heldout" if name.startswith("v2") else "v1.1-open"
+        decided = apply_online_prior(
+            rs, factorised, online.span_prior_window, online.span_prior_pseudo_count
+        )
         reliability_png(
-            apply_abstention(rs, default), f"{name} (default)", args.out / f"reliability-{slug}.png"
+            decided, f"{name} (default: online prior)", args.out / f"reliability-{slug}.png"
         )
     (args.out / "heldout.json").write_text(
         json.dumps(
@@ -348,8 +380,8 @@ def main() -> int:
         )
         + ".",
         "",
-        "Reliability of the default, then of the factorised verifier at each set's "
-        "estimated prior:",
+        "Reliability of the default (the factorised verifier at the online prior), then at "
+        "each set's estimated prior:",
         "",
         "![v2.0](reliability-v2-heldout.png) ![v1.1](reliability-v1.1-open.png)",
         "",

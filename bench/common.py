@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import statistics
 from pathlib import Path
 
 from rag.eval import Evaluator, QuestionResult
-from rag.gold import GoldSet, load_squad
+from rag.gold import GoldQuestion, GoldSet, load_squad
 from rag.ingest import LoadResult
 from rag.pipeline import Pipeline
+from rag.reader import context_sentence
 from rag.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -18,6 +20,57 @@ SQUAD_DEV = SHARED / "squad" / "dev-v1.1.json.gz"
 SQUAD_V2_HALF = SHARED / "squad" / "dev-v2.0-half.json.gz"
 # The project's own copy of SQuAD v1.1 dev (CC BY-SA 4.0, see eval/README.md).
 SQUAD_V11 = Path(__file__).resolve().parents[1] / "eval" / "gold" / "squad-dev-v1.1.json.gz"
+
+
+# The id suffix of a question read after a context sentence (``with_context``).
+CONTEXT_ID_SUFFIX = "-pre"
+
+
+def with_context(question: GoldQuestion, context: str) -> GoldQuestion:
+    """``question`` after ``context`` (a sentence), answers and offsets unchanged."""
+    return GoldQuestion(
+        question.id + CONTEXT_ID_SUFFIX,
+        f"{context} {question.question}",
+        question.answers,
+        question.doc_id,
+    )
+
+
+def siblings_of(gold: GoldSet) -> dict[str, list[str]]:
+    """Per paragraph id, the texts of the other paragraphs of its article."""
+    by_article: dict[str, list[tuple[str, str]]] = {}
+    for d in gold.documents:
+        by_article.setdefault(str(d.metadata.get("article", "")), []).append((d.id, d.text))
+    return {
+        pid: [t for other, t in paras if other != pid]
+        for paras in by_article.values()
+        for pid, _ in paras
+    }
+
+
+def context_copies(gold: GoldSet, share: float, seed: int) -> GoldSet:
+    """A copy of ``gold`` (same corpus) whose questions are a ``share`` of its own, drawn with
+    ``seed``, each after a sentence of another paragraph of its article
+    (``rag.reader.context_sentence``): context the question's passage does not hold, as a
+    news quiz's question carries. Answerable and unanswerable questions alike, so the form
+    does not stand for either; a question whose own paragraph is withheld from the corpus
+    draws from its article's paragraphs still there. Articles are read from SQuAD's
+    paragraph ids (``<title>-<article>-<paragraph>``, ``rag.gold.load_squad``)."""
+    rng = random.Random(seed)
+    by_article: dict[str, list[tuple[str, str]]] = {}
+    for d in gold.documents:
+        by_article.setdefault(d.id.rsplit("-", 1)[0], []).append((d.id, d.text))
+    made = []
+    for q in gold.questions:
+        if rng.random() >= share or not q.doc_id:
+            continue
+        siblings = [
+            t for pid, t in by_article.get(q.doc_id.rsplit("-", 1)[0], []) if pid != q.doc_id
+        ]
+        context = context_sentence(siblings, rng)
+        if context is not None:
+            made.append(with_context(q, context))
+    return dataclasses.replace(gold, questions=made)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -19,12 +19,21 @@ ask never contain, article-disjoint from what it is measured on:
   articles outside the v2.0 half (``v11_parts``; the reader never trained on them, the
   quality gate's sample left out); ``bench/abstention_heldout.py`` measures both fits side
   by side, on the other half of those articles.
+- a ``--context-share`` of each of those sets' questions once more, each after a sentence of
+  another paragraph of its article (``bench.common.context_copies``): the form of a news
+  quiz's question, which carries context its passage does not hold. The reader's "no
+  answer" runs high on such questions whether or not the passage answers them; fitted
+  without them, the verifier took news quizzes for unanswerable questions (the factorised
+  verifier estimated 0.59 of news 2022-2023 answerable, where all are; with them, 0.92).
+  The verifier's question-form features (``rag.reader.FORM_FEATURES``) are what let it
+  tell them apart.
 
 Every question is answered with abstention off and its verifier features are cached in
 ``--out`` (``runs/<name>.jsonl``), so ``--refit`` refits without reading again. The fit
-writes ``rag/data/span_reader_fit.json`` (one model of P(correct), the default),
+writes ``rag/data/span_reader_fit.json`` (one model of P(correct)),
 ``rag/data/span_reader_prior_fit.json`` (the factorised verifier, P(answerable) x
-P(correct | answerable), used with ``RAG_SPAN_ANSWERABLE_PRIOR``) and the margin rule,
+P(correct | answerable), the default, at the answerable share ``RAG_SPAN_ANSWERABLE_PRIOR``
+says: estimated online unless set) and the margin rule,
 refitted on the same questions, to ``rag/data/span_margin_fit.json``;
 ``bench/abstention_heldout.py`` measures them on the
 other v2.0 articles and SQuAD v1.1 dev.
@@ -47,6 +56,7 @@ from bench.common import (  # noqa: E402
     SQUAD_V11,
     checked as is_checked,
     collect_results,
+    context_copies,
     pipeline_fingerprint,
     read_results,
     verifier_fits,
@@ -78,6 +88,11 @@ SQUAD_TRAIN = SHARED / "qa-train" / "squad_v1.1_train.json.gz"
 V2_FIT_SET = "squad-v2-verifier-articles"
 # The SQuAD v1.1 part of the fit, by where its articles come from (see the module docstring).
 V11_FIT_SETS = {"train": "squad-train-withheld", "dev": "squad-dev-withheld"}
+# The share of each fit set's questions read once more after a context sentence
+# (``context_copies``; their sets are named with this suffix): the form of news quizzes'
+# questions, answerable and not, so the verifier's question-form features have it to fit on.
+CONTEXT_SHARE = 0.5
+CONTEXT_SUFFIX = "-context"
 # Abstention off: every question answered, so the fit sees every best span.
 NO_ABSTENTION = Settings(
     reader="span", span_abstain_margin=float("-inf"), span_verifier_threshold=float("-inf")
@@ -106,9 +121,9 @@ def fit_settings(reader_weights: Path | None) -> Settings:
 
 DATA = {
     "train": "SQuAD v2.0 dev half (verifier-fit articles) + SQuAD v1.1 train (withheld "
-    "paragraphs), open corpus",
+    "paragraphs), open corpus; a share of each after a context sentence",
     "dev": "SQuAD v2.0 dev half (verifier-fit articles) + SQuAD v1.1 dev (fit articles outside "
-    "the v2.0 half, withheld paragraphs), open corpus",
+    "the v2.0 half, withheld paragraphs), open corpus; a share of each after a context sentence",
 }
 
 
@@ -143,10 +158,16 @@ def train_withheld(
 
 
 def fit_sets(
-    seed: int, v2_questions: int, v11_part: str, v11_questions: int, withheld: float
+    seed: int,
+    v2_questions: int,
+    v11_part: str,
+    v11_questions: int,
+    withheld: float,
+    context_share: float = CONTEXT_SHARE,
 ) -> dict[str, GoldSet]:
     """The gold sets the verifier is fitted on (see the module docstring); ``v11_part``
-    ("train" or "dev") says where the SQuAD v1.1 part comes from."""
+    ("train" or "dev") says where the SQuAD v1.1 part comes from; with ``context_share``,
+    each set's ``context_copies`` too."""
     _, v2_fit = reader_and_verifier_parts(seed)
     if v2_questions < len(v2_fit.questions):
         v2_fit.questions = random.Random(seed).sample(v2_fit.questions, v2_questions)
@@ -159,21 +180,33 @@ def fit_sets(
         v11 = withhold_paragraphs(fit_part, withheld, seed)
         if v11_questions < len(v11.questions):
             v11.questions = random.Random(seed).sample(v11.questions, v11_questions)
-    return {V2_FIT_SET: v2_fit, V11_FIT_SETS[v11_part]: v11}
+    sets = {V2_FIT_SET: v2_fit, V11_FIT_SETS[v11_part]: v11}
+    if context_share > 0:
+        sets |= {
+            name + CONTEXT_SUFFIX: context_copies(gold, context_share, seed + i)
+            for i, (name, gold) in enumerate(list(sets.items()), start=11)
+        }
+    return sets
 
 
 def fit_results(
-    seed: int, cache: Path, settings: Settings, v11_part: str = "train"
+    seed: int,
+    cache: Path,
+    settings: Settings,
+    v11_part: str = "train",
+    context_share: float = CONTEXT_SHARE,
 ) -> list[QuestionResult]:
     """The cached results of a fit run (``cache/runs``), in the order the fit reads them."""
     tag = pipeline_fingerprint(settings)
-    names = (V2_FIT_SET, V11_FIT_SETS[v11_part])
+    names = [V2_FIT_SET, V11_FIT_SETS[v11_part]]
+    if context_share > 0:
+        names += [name + CONTEXT_SUFFIX for name in names]
     paths = [cache / "runs" / f"{name}-seed{seed}-{tag}.jsonl" for name in names]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise SystemExit(
             f"no fit runs at {missing}: run bench/fit_verifier.py --seed {seed} "
-            f"--v11-part {v11_part}"
+            f"--v11-part {v11_part} --context-share {context_share:g}"
         )
     return [r for p in paths for r in read_results(p)]
 
@@ -187,6 +220,12 @@ def main() -> int:
     )
     ap.add_argument("--v11-questions", type=int, default=1000, help="of the SQuAD v1.1 part")
     ap.add_argument("--withheld", type=float, default=0.3, help="share of v1.1 paragraphs removed")
+    ap.add_argument(
+        "--context-share",
+        type=float,
+        default=CONTEXT_SHARE,
+        help="of each fit set's questions, read once more after a context sentence (0: none)",
+    )
     ap.add_argument("--keep", type=float, default=0.9, help="answerable F1 the threshold keeps")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "verifier")
     ap.add_argument(
@@ -201,7 +240,14 @@ def main() -> int:
     checked = is_checked(settings)
     args.fit_file, args.prior_fit_file = verifier_fits(settings, args.fit_file, args.prior_fit_file)
     results: list[QuestionResult] = []
-    sets = fit_sets(args.seed, args.v2_questions, args.v11_part, args.v11_questions, args.withheld)
+    sets = fit_sets(
+        args.seed,
+        args.v2_questions,
+        args.v11_part,
+        args.v11_questions,
+        args.withheld,
+        args.context_share,
+    )
     for name, gold in sets.items():
         rows = collect_results(f"{name}-seed{args.seed}", gold, args.out / "runs", settings)
         print(f"{name}: {len(rows)} questions, {sum(r.impossible for r in rows)} unanswerable")
@@ -209,8 +255,14 @@ def main() -> int:
     provenance = {
         "data": DATA[args.v11_part],
         "seed": args.seed,
+        "context_share": args.context_share,
         "command": f"python bench/fit_verifier.py --seed {args.seed}"
-        + ("" if args.v11_part == "train" else f" --v11-part {args.v11_part}"),
+        + ("" if args.v11_part == "train" else f" --v11-part {args.v11_part}")
+        + (
+            ""
+            if args.context_share == CONTEXT_SHARE
+            else f" --context-share {args.context_share:g}"
+        ),
     }
     if not checked:
         # The margin rule (RAG_SPAN_VERIFIER=false), fitted on the same questions (the

@@ -12,10 +12,12 @@ Sets, each open corpus (retrieval over every passage of its file):
 
 Every question is answered once with abstention off (cached by the pipeline fingerprint);
 each decision rule is then applied to the same results (``rag.eval.apply_abstention``):
-never abstain, the default verifier, and the factorised verifier at the answerable share
-EM estimates from the set's own unlabelled P(answerable). For each: EM/F1, answered share,
-ECE, answer-hit@5/@20, and the three-way loss split (``rag.eval.loss_split``: retrieval,
-abstention, reader). Nothing is asserted; report.md and results.json go to ``--out``.
+never abstain, the one-model verifier, the factorised verifier at the answerable share
+EM estimates from the set's own unlabelled P(answerable), and at the share estimated as the
+questions come, in the set's order (``RAG_SPAN_ANSWERABLE_PRIOR=online``). For each:
+EM/F1, answered share, ECE, answer-hit@5/@20, and the three-way loss split
+(``rag.eval.loss_split``: retrieval, abstention, reader). Nothing is asserted; report.md
+and results.json go to ``--out``.
 """
 
 from __future__ import annotations
@@ -38,15 +40,15 @@ from rag.eval import (  # noqa: E402
     QuestionResult,
     answer_metrics,
     apply_abstention,
+    apply_online_prior,
     calibration,
-    estimate_prior,
     loss_split,
     result_values,
     retrieval_metrics,
 )
 from rag.gold import GoldSet, load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
-from rag.reader import SpanReader, load_abstention  # noqa: E402
+from rag.reader import SpanReader, estimate_prior, load_abstention  # noqa: E402
 
 NEWS = SHARED / "news-qa" / "realtimeqa-2020-2023.json.gz"
 # The quiz years: development (may be fitted on) and measurement (never fitted on).
@@ -120,11 +122,16 @@ def main() -> int:
         priors[name] = round(min(1.0, max(1e-4, estimate_prior(p, factorised.fit_prior))), 4)
         rules = {
             "never abstain": Abstention(threshold=float("-inf")),
-            "default verifier": default,
+            "one-model verifier": default,
             "factorised, estimated prior": dataclasses.replace(factorised, prior=priors[name]),
         }
         for rule, abstention in rules.items():
             rows.setdefault(rule, {})[name] = figures(apply_abstention(rs, abstention), top_k)
+        # As a pipeline with RAG_SPAN_ANSWERABLE_PRIOR=online decides them, asked in order.
+        online = apply_online_prior(
+            rs, factorised, settings.span_prior_window, settings.span_prior_pseudo_count
+        )
+        rows.setdefault("factorised, online prior (the default)", {})[name] = figures(online, top_k)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(
         json.dumps({"estimated_answerable_share": priors, "rules": rows}, indent=2) + "\n"

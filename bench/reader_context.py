@@ -27,10 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import SQUAD_V11  # noqa: E402
+from bench.common import (  # noqa: E402
+    SQUAD_V11,
+    siblings_of,
+    with_context,
+)
 from bench.news_eval import DEV_YEARS, NEWS, news_years  # noqa: E402
 from bench.reader_answerability import best_spans  # noqa: E402
-from bench.reader_preamble_data import siblings_of, with_context  # noqa: E402
 from rag.gold import GoldQuestion, GoldSet, f1, load_gold  # noqa: E402
 from rag.reader import context_sentence  # noqa: E402
 

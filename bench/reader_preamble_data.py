@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import siblings_of, with_context  # noqa: E402
 from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
 from bench.reader_noanswer_data import to_squad, train_outside_verifier_fit, write_squad  # noqa: E402
 from rag.eval import sample_articles  # noqa: E402
@@ -76,13 +77,6 @@ def with_preamble(question: GoldQuestion, text: str, rng: random.Random) -> Gold
     )
 
 
-def with_context(question: GoldQuestion, context: str) -> GoldQuestion:
-    """``question`` after ``context``, answers and offsets unchanged."""
-    return GoldQuestion(
-        f"{question.id}-pre", f"{context} {question.question}", question.answers, question.doc_id
-    )
-
-
 def with_other_preamble(
     question: GoldQuestion, siblings: list[str], rng: random.Random
 ) -> GoldQuestion | None:
@@ -90,18 +84,6 @@ def with_other_preamble(
     paragraphs' texts); None when none has a sentence of the right size."""
     context = context_sentence(siblings, rng)
     return None if context is None else with_context(question, context)
-
-
-def siblings_of(gold: GoldSet) -> dict[str, list[str]]:
-    """Per paragraph id, the texts of the other paragraphs of its article."""
-    by_article: dict[str, list[tuple[str, str]]] = {}
-    for d in gold.documents:
-        by_article.setdefault(str(d.metadata.get("article", "")), []).append((d.id, d.text))
-    return {
-        pid: [t for other, t in paras if other != pid]
-        for paras in by_article.values()
-        for pid, _ in paras
-    }
 
 
 def main() -> int:

@@ -35,9 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import siblings_of, with_context  # noqa: E402
 from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
 from bench.reader_noanswer_data import to_squad, train_outside_verifier_fit, write_squad  # noqa: E402
-from bench.reader_preamble_data import siblings_of, with_context  # noqa: E402
 from rag.eval import sample_articles  # noqa: E402
 from rag.gold import GoldQuestion, GoldSet  # noqa: E402
 from rag.reader import context_sentence, unanswerable_rewrites  # noqa: E402

@@ -157,7 +157,7 @@ def main() -> int:
     args = ap.parse_args()
 
     fit_name = FIT_SETS[args.fit_set]
-    fit = fit_sets(args.fit_seed, 1500, args.fit_set, 1000, 0.3)
+    fit = fit_sets(args.fit_seed, 1500, args.fit_set, 1000, 0.3, context_share=0.0)
     sets: dict[str, GoldSet] = {fit_name: fit[f"squad-{args.fit_set}-withheld"]}
     if not args.fit_only:
         _, squad = v11_parts(args.fit_seed)

@@ -27,7 +27,7 @@ from rag.models import (
     ReaderInfo,
     Span,
 )
-from rag.reader import Reader, build_reader, compose_answer, no_answer
+from rag.reader import OnlinePrior, Reader, build_reader, compose_answer, feature_values, no_answer
 from rag.reranking import Reranker, load_rerank_model
 from rag.retrieval import Mode, Retriever
 from rag.settings import Settings
@@ -75,6 +75,13 @@ class Pipeline:
             model = load_rerank_model() if s.rerank else None
             self._reranker = Reranker(model) if model is not None else None
         self._reader: Reader = reader or build_reader(s, self.embedder)
+        # RAG_SPAN_ANSWERABLE_PRIOR=online: this index's answerable share, as questions come.
+        self._online: OnlinePrior | None = None
+        verifier = self._reader.abstention
+        if s.span_answerable_prior == "online" and verifier.fit_prior is not None:
+            self._online = OnlinePrior(
+                verifier.fit_prior, s.span_prior_window, s.span_prior_pseudo_count
+            )
 
     def for_index(self, name: str) -> Pipeline:
         """The same pipeline over another named index under the same root, sharing this
@@ -498,7 +505,15 @@ class Pipeline:
         documents: Mapping[str, Document],
         answers: int = 1,
     ) -> Answer:
-        return compose_answer(question, spans, documents, passages, self._reader, answers)
+        abstention = None
+        if self._online is not None and spans:
+            at_fit = self._reader.abstention
+            p = at_fit.answerable_probability(feature_values(spans[0]))
+            if p is not None:
+                abstention = dataclasses.replace(at_fit, prior=self._online.observe(p))
+        return compose_answer(
+            question, spans, documents, passages, self._reader, answers, abstention
+        )
 
     def read(self, question: str, passages: Sequence[Passage]) -> Answer:
         """Compose the answer from already retrieved passages (evaluation reuses retrieval)."""

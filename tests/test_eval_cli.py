@@ -93,20 +93,21 @@ def test_eval_outputs_fit_and_compare(
     assert len(list((tmp_path / "idx").glob("eval-*"))) == 1
     fitted = json.loads(fit.read_text())
     assert isinstance(fitted["abstain_threshold"], float)
-    # The default reader is the span reader with its answer verifier: a logistic model over
-    # every verifier feature that decides on the probability, and the file says so.
-    assert fitted["reader"] == "span" and fitted["decides"] == "confidence"
+    # The default reader is the span reader with the factorised verifier (at the share
+    # estimated online), and a refit fits that kind: P(answerable) and P(correct |
+    # answerable) over every verifier feature, at the run's share of answerable questions.
+    assert fitted["reader"] == "span" and fitted["decides"] == "answerable"
     assert fitted["features"] == list(VERIFIER_FEATURES)
-    assert len(fitted["confidence_calibration"]) == len(VERIFIER_FEATURES) + 1
-    assert 0.0 <= fitted["abstain_threshold"] <= 1.0
-    # With a prior, the factorised verifier answers, and a refit fits that kind: P(answerable)
-    # and P(correct | answerable), at the run's share of answerable questions.
-    monkeypatch.setenv("RAG_SPAN_ANSWERABLE_PRIOR", "0.9")
-    factorised = tmp_path / "factorised.json"
-    assert main(["eval", str(gold), "--fit-threshold", str(factorised), "--quiet", *root]) == 0
-    fitted = json.loads(factorised.read_text())
-    assert fitted["decides"] == "answerable" and fitted["fit_prior"] == pytest.approx(3 / 4)
+    assert fitted["fit_prior"] == pytest.approx(3 / 4)
     assert len(fitted["answerable_calibration"]) == len(VERIFIER_FEATURES) + 1
+    assert 0.0 <= fitted["abstain_threshold"] <= 1.0
+    # 'off': the one-model verifier, a logistic model of P(correct) deciding on it.
+    monkeypatch.setenv("RAG_SPAN_ANSWERABLE_PRIOR", "off")
+    one = tmp_path / "one-model.json"
+    assert main(["eval", str(gold), "--fit-threshold", str(one), "--quiet", *root]) == 0
+    fitted = json.loads(one.read_text())
+    assert fitted["decides"] == "confidence" and fitted["fit_prior"] is None
+    assert len(fitted["confidence_calibration"]) == len(VERIFIER_FEATURES) + 1
     monkeypatch.delenv("RAG_SPAN_ANSWERABLE_PRIOR")
     # With the verifier off, the margin rule: Platt scaling of the margin alone.
     monkeypatch.setenv("RAG_SPAN_VERIFIER", "false")

@@ -6,11 +6,10 @@ import dataclasses
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from rag.eval import QuestionResult, estimate_prior, fit_factorised_verifier, fit_verifier
+from rag.eval import QuestionResult, fit_factorised_verifier, fit_verifier
 from rag.models import Abstention, Document, Passage, Span
 from rag.reader import (
     CHECKED_FEATURES,
@@ -59,6 +58,20 @@ def test_features_are_named_bounded_and_read_what_the_pipeline_knows() -> None:
     assert best["q_date"] == 1.0 and best["typed_miss"] == 0.0
     assert second["typed_miss"] == 1.0  # a date question answered with a name
     assert best["answer_in_q"] == 0.0
+    # The question's form: 5 words, and the reader's scores and the overlap at that length.
+    length = math.log1p(5)
+    assert best["q_words"] == third["q_words"] == pytest.approx(length)
+    assert best["null_by_words"] == pytest.approx(1.5 * length)
+    assert third["score_by_words"] == pytest.approx(third["score"] * length)
+    assert best["overlap_by_words"] == pytest.approx(length) and third["overlap_by_words"] == 0.0
+    longer = span_features(
+        "The tower made news this week. When was the tower finished?",
+        spans,
+        [1.5, 2.0, 3.0],
+        [P0, P1],
+        {"d": DOC},
+    )
+    assert longer[0]["q_words"] > best["q_words"]
     # With the answer checker's margins: the same features and each span's own check.
     checked = span_features(
         "When was the tower finished?",
@@ -258,18 +271,6 @@ def test_a_new_prior_moves_the_answerable_odds_by_bayes_rule(
     assert sure.probability(values) == pytest.approx(1 / (1 + math.exp(-z)))
 
 
-def test_the_prior_of_a_set_is_estimated_from_its_unlabelled_posteriors() -> None:
-    """Posteriors calibrated at prior 0.5 (two unit Gaussians at -1 and +1: log-odds 2x) on
-    sets whose true answerable share is 0.9 and 0.3: EM recovers each share."""
-    rng = np.random.default_rng(0)
-    for true in (0.9, 0.3):
-        answerable = rng.random(20_000) < true
-        x = rng.normal(np.where(answerable, 1.0, -1.0), 1.0)
-        posteriors = 1 / (1 + np.exp(-2 * x))
-        assert estimate_prior(posteriors.tolist(), 0.5) == pytest.approx(true, abs=0.02)
-    assert estimate_prior([], 0.4) == 0.4
-
-
 def test_a_saved_factorised_verifier_loads_back_the_same(tmp_path: Path) -> None:
     n = len(VERIFIER_FEATURES) + 1
     verifier = Abstention(
@@ -332,7 +333,8 @@ def test_the_checker_needs_its_weights_and_reads_with_its_own_fit(
 
     monkeypatch.setattr(factory, "verifier_fit_file", missing)
     first_fit = build_reader(ReaderSettings(span_checker=weights), FakeEmbedder())
-    assert calls == [(True, False)]
+    # The default online share wants the factorised fit; missing, the one-model one.
+    assert calls == [(True, True), (True, False)]
     assert first_fit.checker == weights  # type: ignore[attr-defined]
     assert first_fit.abstention.decides == "score"
     assert "no verifier fit" in caplog.text

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from rag.eval.fit import (
         AbstentionFit as AbstentionFit,
         apply_abstention as apply_abstention,
+        apply_online_prior as apply_online_prior,
         best_threshold as best_threshold,
-        estimate_prior as estimate_prior,
         fit_abstention as fit_abstention,
         fit_factorised_verifier as fit_factorised_verifier,
         fit_logistic as fit_logistic,
@@ -60,8 +60,8 @@ _NAMES = {
         [
             "AbstentionFit",
             "apply_abstention",
+            "apply_online_prior",
             "best_threshold",
-            "estimate_prior",
             "fit_abstention",
             "fit_factorised_verifier",
             "fit_logistic",

@@ -17,7 +17,7 @@ import numpy as np
 
 from rag.eval.metrics import QuestionResult
 from rag.models import Abstention
-from rag.reader import SELECTION_FEATURES, VERIFIER_FEATURES, Selection
+from rag.reader import SELECTION_FEATURES, VERIFIER_FEATURES, OnlinePrior, Selection
 from rag.reranking import RERANK_FEATURES, RerankModel
 
 
@@ -237,25 +237,6 @@ def fit_factorised_verifier(
     return AbstentionFit(abstention, report)
 
 
-def estimate_prior(p_answerable: Sequence[float], fit_prior: float, steps: int = 200) -> float:
-    """The share of answerable questions in a set, from its unlabelled P(answerable) values
-    fitted at ``fit_prior``: the EM of Saerens, Latinne & Decaestecker (2002), which
-    re-weights each posterior by the ratio of the new to the fit prior until the prior is
-    the mean posterior."""
-    ps = np.clip(np.asarray(p_answerable, dtype=float), 1e-9, 1 - 1e-9)
-    if ps.size == 0:
-        return fit_prior
-    prior = fit_prior
-    for _ in range(steps):
-        a = prior / fit_prior * ps
-        b = (1 - prior) / (1 - fit_prior) * (1 - ps)
-        new = float(np.mean(a / (a + b)))
-        if abs(new - prior) < 1e-7:
-            return new
-        prior = min(max(new, 1e-6), 1 - 1e-6)
-    return prior
-
-
 def apply_abstention(
     results: Sequence[QuestionResult], abstention: Abstention
 ) -> list[QuestionResult]:
@@ -286,6 +267,28 @@ def apply_abstention(
         p = abstention.probability(values)
         confidence = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, r.score)))) if p is None else p
         out.append(dataclasses.replace(r, confidence=confidence))
+    return out
+
+
+def apply_online_prior(
+    results: Sequence[QuestionResult], abstention: Abstention, window: int, pseudo_count: float
+) -> list[QuestionResult]:
+    """``apply_abstention`` with the factorised verifier at the answerable share an
+    ``OnlinePrior`` estimates as the questions come, in ``results``' order (what a pipeline
+    with ``RAG_SPAN_ANSWERABLE_PRIOR=online`` decides, asked them one after another)."""
+    if abstention.answerable is None or abstention.fit_prior is None:
+        raise ValueError("an online prior moves the factorised verifier's P(answerable)")
+    at_fit = dataclasses.replace(abstention, prior=None)
+    online = OnlinePrior(abstention.fit_prior, window, pseudo_count)
+    out = []
+    for r in results:
+        if not r.answered:
+            out.append(r)
+            continue
+        p = at_fit.answerable_probability(result_values(r))
+        assert p is not None
+        share = online.observe(p)
+        out += apply_abstention([r], dataclasses.replace(at_fit, prior=share))
     return out
 
 

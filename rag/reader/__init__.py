@@ -4,7 +4,8 @@
 ``sentences`` (sentence splitting, typed short answers), ``sentence`` (the sentence
 reader), ``span_format`` / ``span_model`` / ``span`` (the trained span reader: its files,
 its torch model, the reader), ``verifier`` (the features its abstention weighs),
-``selection`` (which of its candidate spans it answers with),
+``selection`` (which of its candidate spans it answers with), ``prior`` (how often the
+questions asked have an answer, estimated as they come),
 ``training`` (``rag train-reader``), ``factory`` (the reader
 a configuration asks for). torch is imported only by the span modules, on first use.
 """
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
     )
     from rag.reader.factory import (
         build_reader as build_reader,
+    )
+    from rag.reader.prior import (
+        OnlinePrior as OnlinePrior,
+        estimate_prior as estimate_prior,
     )
     from rag.reader.selection import (
         SELECTION_FEATURES as SELECTION_FEATURES,
@@ -93,6 +98,7 @@ if TYPE_CHECKING:
     from rag.reader.verifier import (
         CHECKED_FEATURES as CHECKED_FEATURES,
         CHECKER_FEATURES as CHECKER_FEATURES,
+        FORM_FEATURES as FORM_FEATURES,
         QUESTION_FEATURES as QUESTION_FEATURES,
         READER_FEATURES as READER_FEATURES,
         RETRIEVAL_FEATURES as RETRIEVAL_FEATURES,
@@ -101,6 +107,7 @@ if TYPE_CHECKING:
     )
 
 _NAMES = {
+    **dict.fromkeys(["OnlinePrior", "estimate_prior"], "rag.reader.prior"),
     **dict.fromkeys(
         [
             "Reader",
@@ -159,6 +166,7 @@ _NAMES = {
         [
             "CHECKED_FEATURES",
             "CHECKER_FEATURES",
+            "FORM_FEATURES",
             "QUESTION_FEATURES",
             "READER_FEATURES",
             "RETRIEVAL_FEATURES",

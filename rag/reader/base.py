@@ -123,24 +123,29 @@ def compose_answer(
     passages: Sequence[Passage],
     reader: Reader,
     n: int = 1,
+    abstention: Abstention | None = None,
 ) -> Answer:
     """The best span as an Answer with its citation, or an abstention with the reason.
 
     ``answers`` lists up to ``n`` distinct answers, best first: spans that overlap no better
     one (so "Marat Khusnullin" is not offered again inside "Deputy Prime Minister Marat
-    Khusnullin") and that the reader would answer with on their own (its threshold)."""
+    Khusnullin") and that the reader would answer with on their own (its threshold).
+    ``abstention``: decide and give confidence with it instead of the reader's own (the
+    factorised verifier at this question's answerable share, ``rag.reader.OnlinePrior``)."""
     if not passages:
         return no_answer(question, "no passage of the index matches the question", passages)
     if not spans:
         return no_answer(question, "the retrieved passages hold no readable sentence", passages)
     best = spans[0]
-    abstention = reader.abstention
+    own = abstention is None
+    abstention = reader.abstention if abstention is None else abstention
     if abstention.abstains(feature_values(best)):
         value = abstention.decision_value(feature_values(best))
+        share = "" if abstention.prior is None else f" (answerable share {abstention.prior:.3f})"
         return no_answer(
             question,
             f"best candidate's {_DECIDES[abstention.decides]} {value:.3f} is below the abstention "
-            f"threshold {abstention.threshold:.3f}",
+            f"threshold {abstention.threshold:.3f}{share}",
             passages,
             score=best.score,
             features=best.features,
@@ -154,7 +159,12 @@ def compose_answer(
             continue
         if not any(_overlaps(span, c) for c in chosen):
             chosen.append(span)
-    candidates = [_candidate(span, documents[span.doc_id], reader) for span in chosen]
+    candidates = [
+        _candidate(
+            span, documents[span.doc_id], _confidence(span, reader, None if own else abstention)
+        )
+        for span in chosen
+    ]
     top = candidates[0]
     return Answer(
         question=question,
@@ -175,7 +185,14 @@ def _overlaps(a: Span, b: Span) -> bool:
     return a.doc_id == b.doc_id and a.start < b.end and b.start < a.end
 
 
-def _candidate(span: Span, doc: Document, reader: Reader) -> Candidate:
+def _confidence(span: Span, reader: Reader, abstention: Abstention | None) -> float:
+    """P(correct) of ``span``: by ``abstention`` when given and calibrated, else the
+    reader's own."""
+    p = None if abstention is None else abstention.probability(feature_values(span))
+    return reader.confidence(span) if p is None else p
+
+
+def _candidate(span: Span, doc: Document, confidence: float) -> Candidate:
     """A span as an answer, cited by its context (whole sentences)."""
     quote = doc.text[span.context_start : span.context_end]
     citation = Citation(
@@ -192,7 +209,7 @@ def _candidate(span: Span, doc: Document, reader: Reader) -> Candidate:
         span.start,
         span.end,
         span.score,
-        reader.confidence(span),
+        confidence,
         [citation],
     )
 

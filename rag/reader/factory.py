@@ -66,8 +66,11 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         from rag.reader import span  # torch is imported only when needed
 
         kind = span.SpanReader.kind
-        # With a prior, the factorised verifier (its P(answerable) moves with the prior).
-        prior = s.span_answerable_prior
+        # With a prior, the factorised verifier (its P(answerable) moves with the prior). A
+        # share set by hand must be usable; "online" (the default) is where the factorised
+        # fit is there (the pipeline then moves it per question), else the one-model fit.
+        prior = None if s.span_answerable_prior == "off" else s.span_answerable_prior
+        fixed = isinstance(prior, float)
         # The answer checker feeds the verifier only: without it, nothing reads its margin.
         checker = Path(s.span_checker) if s.span_checker is not None and s.span_verifier else None
         if checker is not None and not (checker / WEIGHTS_FILE).is_file():
@@ -75,8 +78,12 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         # Without its fit (the first fit run), the checker still reads and the margin rule
         # decides, as for the verifier without the checker.
         verifier_file = verifier_fit_file(checker is not None, prior is not None)
+        if s.span_verifier and prior == "online" and not verifier_file.is_file():
+            log.warning("no factorised verifier fit at %s: the one-model verifier", verifier_file)
+            prior = None
+            verifier_file = verifier_fit_file(checker is not None, False)
         if s.span_verifier and not verifier_file.is_file():
-            if prior is not None:
+            if fixed:
                 raise ReaderConfigError(
                     f"RAG_SPAN_ANSWERABLE_PRIOR needs the factorised verifier's fit at "
                     f"{verifier_file} (make fit-threshold)"
@@ -90,10 +97,10 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             if prior is not None and fitted.answerable is None:
                 raise ReaderConfigError(f"{fit_file} holds no factorised verifier fit")
             abstention = _with_overrides(fitted, s.span_verifier_threshold, None)
-            if prior is not None:
+            if isinstance(prior, float):  # "online": the pipeline moves it per question
                 abstention = dataclasses.replace(abstention, prior=prior)
         else:
-            if prior is not None:
+            if fixed:
                 raise ReaderConfigError(
                     "RAG_SPAN_ANSWERABLE_PRIOR moves the verifier's P(answerable): it needs "
                     "RAG_SPAN_VERIFIER=true"
@@ -123,7 +130,7 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)
-        if s.span_answerable_prior is not None:
+        if isinstance(s.span_answerable_prior, float):
             log.warning(
                 "the sentence reader has no P(answerable): RAG_SPAN_ANSWERABLE_PRIOR unused"
             )

@@ -50,7 +50,15 @@ QUESTION_FEATURES: tuple[str, ...] = (
     "q_why_how",
     "typed_miss",
 )
-VERIFIER_FEATURES: tuple[str, ...] = READER_FEATURES + RETRIEVAL_FEATURES + QUESTION_FEATURES
+# The question's form: its length (log words), and the reader's scores and the sentence's
+# overlap read at that length. A question that carries context its passage does not hold (a
+# news quiz's "X happened this week. Which ...?") raises the reader's "no answer" and lowers
+# the overlap whether or not the passage answers it; these let the fit tell that apart from
+# an absent answer (it is fitted with such questions: bench/fit_verifier.py --context-share).
+FORM_FEATURES: tuple[str, ...] = ("q_words", "null_by_words", "score_by_words", "overlap_by_words")
+VERIFIER_FEATURES: tuple[str, ...] = (
+    READER_FEATURES + RETRIEVAL_FEATURES + QUESTION_FEATURES + FORM_FEATURES
+)
 # With the answer checker (a second span model trained for "no answer", ``SpanReader``'s
 # ``checker``): its margin for the same span in the same window.
 CHECKER_FEATURES: tuple[str, ...] = ("check",)
@@ -87,6 +95,7 @@ def span_features(
     q_terms = content_terms(question)
     kind = question_type(question)
     q_words = set(_WORD.findall(question.lower()))
+    length = math.log1p(len(_WORD.findall(question)))
     top = spans[:MASS_SPANS]
     peak = max(s.score for s in top)
     weights = [math.exp(s.score - peak) for s in top]
@@ -141,6 +150,10 @@ def span_features(
             "q_why_how": float(kind is None and bool(q_words & set(_WH))),
             "typed_miss": float(typed and not typed_hit),
         }
+        values["q_words"] = length
+        values["null_by_words"] = null * length
+        values["score_by_words"] = span.score * length
+        values["overlap_by_words"] = values["q_in_sentence"] * length
         if checks is not None:
             values["check"] = checks[i]
         out.append(values)
