@@ -200,10 +200,12 @@ def main() -> int:
         ),
     }
     fit_rows = fit_results(args.seed, args.fit_cache, fit_settings(args.reader_weights))
+    plain_rows = [r for r in fit_rows if not r.id.endswith(CONTEXT_ID_SUFFIX)]
     rules: dict[str, Abstention] = {
         "never abstain": Abstention(threshold=float("-inf")),
+        # As bench/fit_verifier.py fits it: without the context copies.
         "margin (threshold + Platt)": fit_abstention(
-            fit_rows, Abstention(features=("score",), objective="f1"), keep=0.9
+            plain_rows, Abstention(features=("score",), objective="f1"), keep=0.9
         ).abstention,
     }
     groups = dict(GROUPS)
@@ -218,7 +220,6 @@ def main() -> int:
     rules["verifier: all but the question form"] = fit_verifier(
         fit_rows, formless, keep=0.9
     ).abstention
-    plain_rows = [r for r in fit_rows if not r.id.endswith(CONTEXT_ID_SUFFIX)]
     rules["verifier: all, fitted without the context copies"] = fit_verifier(
         plain_rows, full, keep=0.9
     ).abstention

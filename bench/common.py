@@ -85,8 +85,8 @@ def percentile(values: list[float], q: float) -> float:
 def pipeline_fingerprint(settings: Settings) -> str:
     """A short hash of what decides a cached run's answers and features: the reader's
     weights config, the span selection (its fit, or the rank weight), the reranker fit (when
-    on), the span reader's decoding and arithmetic, the verifier's and the selection's
-    feature code and retrieval's (the fusion and the keyword engine)."""
+    on), the span reader's decoding, arithmetic and markup reading, the verifier's and the
+    selection's feature code and retrieval's (the fusion and the keyword engine)."""
     import hashlib
 
     import rag.reader
@@ -97,6 +97,7 @@ def pipeline_fingerprint(settings: Settings) -> str:
     package = Path(rag.reader.__file__).parent
     code = [package / name for name in ("span_model.py", "span.py", "verifier.py")]
     code += [package.parent / "retrieval.py", package.parent / "store" / "keyword.py"]
+    code.append(package.parent / "text.py")  # what the reader reads as markup
     files = [Path(settings.reader_weights) / CONFIG_FILE, *code]
     if checked(settings):
         assert settings.span_checker is not None
@@ -108,6 +109,7 @@ def pipeline_fingerprint(settings: Settings) -> str:
         h.update(f.read_bytes() if f.exists() else b"-")
     weight = rank_weight(settings.span_rank_weight)
     h.update(f"{settings.top_k} {settings.rerank_depth} {settings.rerank} {weight}".encode())
+    h.update(f"markup {settings.span_skip_markup}".encode())
     if settings.span_selection == "fitted":
         # The selection's code and fit decide the answers only when it chooses.
         fit = SELECTION_FIT_FILE.read_bytes() if SELECTION_FIT_FILE.exists() else b"-"

@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
+    CONTEXT_ID_SUFFIX,
     SHARED,
     SQUAD_V2_HALF,
     SQUAD_V11,
@@ -93,6 +94,9 @@ V11_FIT_SETS = {"train": "squad-train-withheld", "dev": "squad-dev-withheld"}
 # questions, answerable and not, so the verifier's question-form features have it to fit on.
 CONTEXT_SHARE = 0.5
 CONTEXT_SUFFIX = "-context"
+# The copies of the n-th fit set are drawn with seed + CONTEXT_SEED_OFFSET + n (apart from
+# the draws the seed makes elsewhere).
+CONTEXT_SEED_OFFSET = 11
 # Abstention off: every question answered, so the fit sees every best span.
 NO_ABSTENTION = Settings(
     reader="span", span_abstain_margin=float("-inf"), span_verifier_threshold=float("-inf")
@@ -184,7 +188,7 @@ def fit_sets(
     if context_share > 0:
         sets |= {
             name + CONTEXT_SUFFIX: context_copies(gold, context_share, seed + i)
-            for i, (name, gold) in enumerate(list(sets.items()), start=11)
+            for i, (name, gold) in enumerate(list(sets.items()), start=CONTEXT_SEED_OFFSET)
         }
     return sets
 
@@ -267,7 +271,10 @@ def main() -> int:
     if not checked:
         # The margin rule (RAG_SPAN_VERIFIER=false), fitted on the same questions (the
         # checker changes no margin: a run with it fits the same rule, so it writes none).
-        margin = fit_abstention(results, Abstention(features=("score",), objective="f1"), args.keep)
+        # Without the context copies: the margin has no feature to tell their raised "no
+        # answer" apart, so they would only move its threshold.
+        plain = [r for r in results if not r.id.endswith(CONTEXT_ID_SUFFIX)]
+        margin = fit_abstention(plain, Abstention(features=("score",), objective="f1"), args.keep)
         save_abstention(
             args.margin_file, SpanReader.kind, margin.abstention, **margin.report, **provenance
         )

@@ -78,7 +78,13 @@ class Pipeline:
         # RAG_SPAN_ANSWERABLE_PRIOR=online: this index's answerable share, as questions come.
         self._online: OnlinePrior | None = None
         verifier = self._reader.abstention
-        if s.span_answerable_prior == "online" and verifier.fit_prior is not None:
+        # Only a reader whose share is its fit's (a reader given with its own fixed share
+        # keeps it).
+        if (
+            s.span_answerable_prior == "online"
+            and verifier.fit_prior is not None
+            and verifier.prior is None
+        ):
             self._online = OnlinePrior(
                 verifier.fit_prior, s.span_prior_window, s.span_prior_pseudo_count
             )
@@ -92,6 +98,11 @@ class Pipeline:
         """Load the models so that the first question is not slow."""
         self.embedder.warm_up()
         self._reader.warm_up()
+
+    def answerable_share(self) -> float | None:
+        """The answerable share the next question of this index is decided at, estimated
+        from those asked so far (``RAG_SPAN_ANSWERABLE_PRIOR=online``); None otherwise."""
+        return None if self._online is None else self._online.share()
 
     @property
     def reader(self) -> ReaderInfo:
@@ -507,7 +518,7 @@ class Pipeline:
     ) -> Answer:
         abstention = None
         if self._online is not None and spans:
-            at_fit = self._reader.abstention
+            at_fit = dataclasses.replace(self._reader.abstention, prior=None)
             p = at_fit.answerable_probability(feature_values(spans[0]))
             if p is not None:
                 abstention = dataclasses.replace(at_fit, prior=self._online.observe(p))

@@ -365,15 +365,18 @@ class ReaderSettings(BaseSettings):
         description="The span reader decides answer vs. no answer, and gives its "
         "confidence, with the answer verifier: logistic models of P(answerable) and "
         "P(correct | answerable) over the reader's, the retrievers' and the question's "
-        "signals (rag/reader/verifier.py), "
-        "fitted by `make fit-threshold` into rag/data/span_reader_fit.json. Off: the margin "
+        "signals (rag/reader/verifier.py), fitted by `make fit-threshold` into "
+        "rag/data/span_reader_prior_fit.json (the factorised verifier, the default; see "
+        "span_answerable_prior) and span_reader_fit.json (one model of P(correct), with "
+        "span_answerable_prior 'off'). Off: the margin "
         "rule (a threshold on the span's margin over no-answer, Platt-scaled confidence; "
         "rag/data/span_margin_fit.json).",
     )
     span_verifier_threshold: float | None = Field(
         None,
         description="With the verifier on, the span reader abstains when its best answer's "
-        "P(correct) (with RAG_SPAN_ANSWERABLE_PRIOR: its P(answerable)) is below this. Unset: "
+        "P(answerable) (the factorised verifier, the default) or P(correct) (the one-model "
+        "verifier, RAG_SPAN_ANSWERABLE_PRIOR=off) is below this. Unset: "
         "the threshold fitted with the verifier (best official SQuAD v2.0 F1 among those "
         "keeping 90% of the answerable F1).",
     )

@@ -112,7 +112,17 @@ def seed_index_root(tmp_path_factory: pytest.TempPathFactory, real_embedder: Emb
 
 @pytest.fixture(scope="session")
 def seed_pipeline(seed_index_root: Path, real_embedder: Embedder) -> Iterator[Pipeline]:
-    pipe = Pipeline(Settings(index_root=seed_index_root), embedder=real_embedder)
+    """The default pipeline over the seed index, its answerable share fixed at the fit's:
+    shared by many tests, it must not decide by what earlier tests asked (the default online
+    share is tested on pipelines of its own)."""
+    from rag.models import Abstention
+    from rag.reader import PRIOR_FIT_FILE, load_abstention
+
+    fit_prior = load_abstention(PRIOR_FIT_FILE, "span", Abstention()).fit_prior
+    pipe = Pipeline(
+        Settings(index_root=seed_index_root, span_answerable_prior=fit_prior or "off"),
+        embedder=real_embedder,
+    )
     yield pipe
     pipe.close()
 

@@ -59,6 +59,15 @@ HOSTILE_HTML = {
     "list items": "<li>",
     "scripts": "<script>",
 }
+# Markup inside plain text (rag.text): the HTML cases, and runs that its own patterns start on.
+HOSTILE_MARKUP = {
+    **HOSTILE_HTML,
+    "comment close": "-->",
+    "addresses": "https://",
+    "www": "www.",
+    "attribute runs": "<a b=c d=e ",
+    "long attribute": "<a b=" + "x" * 2000,
+}
 
 
 def _fill(unit: str) -> str:
@@ -80,6 +89,7 @@ def _functions() -> dict[str, Callable[[str], Any]]:
     from rag.models import Document
     from rag.reader.sentences import content_terms, narrow, split_sentences
     from rag.retrieval import keyword_words
+    from rag.text import markup_ranges
     from service.services import is_followup, stream_pieces
 
     chunker = Chunker()
@@ -99,6 +109,7 @@ def _functions() -> dict[str, Callable[[str], Any]]:
         "is_followup": lambda t: is_followup(t, 6),
         "stream_pieces": lambda t: stream_pieces(t, 24),
         "html_to_text": html,
+        "markup_ranges": markup_ranges,
     }
 
 
@@ -121,7 +132,10 @@ CASES = [
         "is_followup",
         "stream_pieces",
     ]
-] + [("html_to_text", ORDINARY_HTML, HOSTILE_HTML)]
+] + [
+    ("html_to_text", ORDINARY_HTML, HOSTILE_HTML),
+    ("markup_ranges", ORDINARY_HTML, HOSTILE_MARKUP),
+]
 
 
 @pytest.mark.parametrize(("name", "ordinary", "hostile"), CASES, ids=[c[0] for c in CASES])

@@ -26,6 +26,19 @@ def test_tags_comments_and_web_addresses_are_markup_and_prose_is_not() -> None:
     ]
 
 
+def test_prose_in_angle_brackets_is_not_markup() -> None:
+    for prose in (
+        "if x <y then we go on, and y> 3",
+        "the book <War and Peace> and the show <Friends>",
+        "<a lot of fun>",
+        "a < b > c",
+        "<p\nclass=x>",  # a tag does not span lines
+    ):
+        assert markup_ranges(prose) == [], prose
+    upper = "<P>x</p> <IMG SRC=x.png>"
+    assert [upper[a:b] for a, b in markup_ranges(upper)] == ["<P>", "</p>", "<IMG SRC=x.png>"]
+
+
 def test_blanked_text_keeps_every_offset() -> None:
     blank = blank_markup(LINKED)
     assert len(blank) == len(LINKED)

@@ -25,6 +25,28 @@ from rag.reader import (
 )
 from tests.conftest import FakeEmbedder
 
+
+def test_the_composer_decides_with_the_abstention_it_is_given() -> None:
+    """The pipeline's online share comes as an abstention beside the reader's own: the
+    decision, the no-answer reason and every candidate's confidence follow it."""
+    names = ("score",)
+    # P(answerable) = sigmoid(score - 2) at the fit share 0.5; P(correct | answerable) 0.8.
+    own = Abstention(0.5, (0.0, 1.386294), names, "f1", "answerable", (1.0, -2.0), 0.5)
+    reader = SentenceReader(FakeEmbedder(), abstention=own)
+    sure = Span("d", 34, 48, "Gustave Eiffel", 1.0, 0, 49, {})
+    withheld = compose_answer("Who?", [sure], {"d": DOC}, [P0], reader)
+    assert not withheld.answered and "answerable share" not in (withheld.no_answer_reason or "")
+    moved = dataclasses.replace(own, prior=0.95)
+    answer = compose_answer("Who?", [sure], {"d": DOC}, [P0], reader, abstention=moved)
+    assert answer.answered
+    assert answer.confidence == pytest.approx(moved.probability({"score": 1.0}))
+    assert answer.answers[0].confidence == answer.confidence
+    low = dataclasses.replace(own, prior=0.05)
+    refused = compose_answer("Who?", [sure], {"d": DOC}, [P0], reader, abstention=low)
+    assert not refused.answered
+    assert "answerable share 0.050" in (refused.no_answer_reason or "")
+
+
 TEXT = "The tower was finished in 1889 by Gustave Eiffel. It stands in Paris, France."
 DOC = Document("d", TEXT, "T")
 P0 = Passage(7, "d", "T", 0, 49, TEXT[:49], 0.03, 0.62, 4.1, 2, 1)

@@ -79,7 +79,10 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         # decides, as for the verifier without the checker.
         verifier_file = verifier_fit_file(checker is not None, prior is not None)
         if s.span_verifier and prior == "online" and not verifier_file.is_file():
-            log.warning("no factorised verifier fit at %s: the one-model verifier", verifier_file)
+            log.warning(
+                "no factorised verifier fit at %s: the one-model verifier's, if fitted",
+                verifier_file,
+            )
             prior = None
             verifier_file = verifier_fit_file(checker is not None, False)
         if s.span_verifier and not verifier_file.is_file():

@@ -22,8 +22,11 @@ import numpy as np
 # EM iterations at most (it stops once the share moves less than EM_TOLERANCE).
 EM_STEPS = 200
 EM_TOLERANCE = 1e-7
-# Shares are kept inside (SHARE_FLOOR, 1 - SHARE_FLOOR): Bayes' rule needs both odds finite.
+# EM keeps shares inside (SHARE_FLOOR, 1 - SHARE_FLOOR), so both odds stay finite; the
+# shrunk share may reach 1.0 (never abstain for lack of an answer), which Bayes' rule allows.
 SHARE_FLOOR = 1e-6
+# Posteriors are clipped this far inside (0, 1): a 0 or 1 would pin EM's re-weighting.
+POSTERIOR_CLIP = 1e-9
 
 
 def estimate_prior(
@@ -37,7 +40,7 @@ def estimate_prior(
     re-weights each posterior by the ratio of the new to the fit prior until the prior is
     the mean posterior. ``start``: where the iteration begins (default ``fit_prior``; the last
     estimate when a window moved by one question, which converges in a few steps)."""
-    ps = np.clip(np.asarray(p_answerable, dtype=float), 1e-9, 1 - 1e-9)
+    ps = np.clip(np.asarray(p_answerable, dtype=float), POSTERIOR_CLIP, 1 - POSTERIOR_CLIP)
     if ps.size == 0:
         return fit_prior
     prior = fit_prior if start is None else min(max(start, SHARE_FLOOR), 1 - SHARE_FLOOR)
@@ -72,6 +75,8 @@ class OnlinePrior:
     def observe(self, p_answerable: float) -> float:
         """Add one question's P(answerable) (at the fit's share) and return the share its
         decision is made at."""
+        if not 0.0 <= p_answerable <= 1.0:  # NaN included: it would poison the estimate
+            raise ValueError(f"P(answerable) must be in [0, 1], got {p_answerable}")
         with self._lock:
             self._seen.append(p_answerable)
             self._em = estimate_prior(list(self._seen), self.fit_prior, start=self._em)

@@ -118,6 +118,9 @@ class SpanReader(Reader):
     every window leans to "no answer"), and the retrieval rank of the passage a span was
     read from, the other passages' agreement and the answer's shape are evidence the
     margin lacks (``bench/span_selection.py``).
+
+    With ``skip_markup`` it reads markup in the text (``rag.text.markup_ranges``: HTML tags,
+    comments, web addresses) as blanks of the same length, and offers no span that holds any.
     """
 
     kind = "span"

@@ -14,9 +14,10 @@ from typing import Any
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "reader.json"
 # The span reader's abstention fits (in rag/data, beside rag.settings.DATA_DIR's other
-# files; named here so that training needs no settings): the answer verifier (the default),
-# the factorised verifier (used with RAG_SPAN_ANSWERABLE_PRIOR) and the margin rule
-# (RAG_SPAN_VERIFIER=false), written by `make fit-threshold`.
+# files; named here so that training needs no settings): the one-model verifier
+# (RAG_SPAN_ANSWERABLE_PRIOR=off), the factorised verifier (the default, at the share
+# RAG_SPAN_ANSWERABLE_PRIOR says) and the margin rule (RAG_SPAN_VERIFIER=false), written by
+# `make fit-threshold`.
 _DATA = Path(__file__).resolve().parents[1] / "data"
 VERIFIER_FIT_FILE = _DATA / "span_reader_fit.json"
 PRIOR_FIT_FILE = _DATA / "span_reader_prior_fit.json"
