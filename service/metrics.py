@@ -52,11 +52,21 @@ class Metrics:
         self.jobs_active = Gauge(
             "rag_ingest_jobs_active", "Background ingest jobs queued or running", registry=r
         )
+        self.answerable_share = Gauge(
+            "rag_answerable_share",
+            "The answerable share the next question is decided at, estimated from the "
+            "questions asked (RAG_SPAN_ANSWERABLE_PRIOR=online); NaN when not estimated",
+            registry=r,
+        )
 
     def bind_index(self, counts: Callable[[], tuple[int, int]]) -> None:
         """Read the index size at scrape time instead of tracking every write."""
         self.documents.set_function(lambda: float(counts()[0]))
         self.chunks.set_function(lambda: float(counts()[1]))
+
+    def bind_answerable_share(self, share: Callable[[], float | None]) -> None:
+        """Read the online answerable share at scrape time (None: not estimated, NaN)."""
+        self.answerable_share.set_function(lambda: _or_nan(share()))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one request; unknown methods are counted as ``OTHER``, and ``route`` is a
@@ -70,3 +80,7 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

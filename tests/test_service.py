@@ -32,6 +32,12 @@ def test_ask_returns_cited_span(client: TestClient) -> None:
     assert text[body["start"] : body["end"]] == body["text"]
     for c in body["citations"]:
         assert text[c["start"] : c["end"]] == c["quote"]
+    # The default decides at the answerable share estimated from the questions asked, which
+    # /metrics shows (a number once one is asked).
+    line = next(
+        x for x in client.get("/metrics").text.splitlines() if x.startswith("rag_answerable_share ")
+    )
+    assert 0.0 < float(line.split()[1]) <= 1.0
 
 
 @pytest.mark.parametrize(

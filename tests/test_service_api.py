@@ -329,6 +329,8 @@ def test_ready_metrics_and_request_ids(client: TestClient) -> None:
     assert 'rag_http_requests_total{method="GET",route="/health",status="200"} 2.0' in text
     assert 'rag_answers_total{outcome="abstained"} 1.0' in text
     assert "rag_index_documents 0.0" in text and "rag_ingest_jobs_active 0.0" in text
+    # The fake reader has no factorised verifier: no share is estimated.
+    assert "rag_answerable_share NaN" in text
 
 
 def test_ready_is_503_before_start(tmp_path: Path) -> None:

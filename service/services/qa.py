@@ -45,6 +45,7 @@ class QAService:
         self._ready = False
         self.not_ready_reason = "starting: the model is not loaded yet"
         self.metrics.bind_index(self.counts)
+        self.metrics.bind_answerable_share(self.pipeline.answerable_share)
         self.heap = HeapKeeper(
             settings.heap_trim_growth_mb << 20,
             on_trim=lambda reason: self.metrics.heap_trims.labels(reason).inc(),
