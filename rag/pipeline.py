@@ -518,10 +518,7 @@ class Pipeline:
     ) -> Answer:
         abstention = None
         if self._online is not None and spans:
-            at_fit = dataclasses.replace(self._reader.abstention, prior=None)
-            p = at_fit.answerable_probability(feature_values(spans[0]))
-            if p is not None:
-                abstention = dataclasses.replace(at_fit, prior=self._online.observe(p))
+            abstention = self._online.decide_with(self._reader.abstention, feature_values(spans[0]))
         return compose_answer(
             question, spans, documents, passages, self._reader, answers, abstention
         )

@@ -276,19 +276,15 @@ def apply_online_prior(
     """``apply_abstention`` with the factorised verifier at the answerable share an
     ``OnlinePrior`` estimates as the questions come, in ``results``' order (what a pipeline
     with ``RAG_SPAN_ANSWERABLE_PRIOR=online`` decides, asked them one after another)."""
-    if abstention.answerable is None or abstention.fit_prior is None:
+    if abstention.fit_prior is None:
         raise ValueError("an online prior moves the factorised verifier's P(answerable)")
-    at_fit = dataclasses.replace(abstention, prior=None)
     online = OnlinePrior(abstention.fit_prior, window, pseudo_count)
     out = []
     for r in results:
         if not r.answered:
             out.append(r)
             continue
-        p = at_fit.answerable_probability(result_values(r))
-        assert p is not None
-        share = online.observe(p)
-        out += apply_abstention([r], dataclasses.replace(at_fit, prior=share))
+        out += apply_abstention([r], online.decide_with(abstention, result_values(r)))
     return out
 
 

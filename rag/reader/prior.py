@@ -13,11 +13,14 @@ questions move it little; the pipeline decides each question at the estimate tha
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from rag.models import Abstention
 
 # EM iterations at most (it stops once the share moves less than EM_TOLERANCE).
 EM_STEPS = 200
@@ -81,6 +84,16 @@ class OnlinePrior:
             self._seen.append(p_answerable)
             self._em = estimate_prior(list(self._seen), self.fit_prior, start=self._em)
             return self._share()
+
+    def decide_with(self, verifier: Abstention, values: Mapping[str, float]) -> Abstention:
+        """``verifier`` (the factorised one) at the share one more question moves this to:
+        that question's P(answerable) at the fit's share (its best span's feature
+        ``values``) is observed first."""
+        at_fit = dataclasses.replace(verifier, prior=None)
+        p = at_fit.answerable_probability(values)
+        if p is None:
+            raise ValueError("an online share moves the factorised verifier's P(answerable)")
+        return dataclasses.replace(at_fit, prior=self.observe(p))
 
     def share(self) -> float:
         """The current estimate (the fit's share before any question)."""
