@@ -64,7 +64,8 @@ EVAL_OUT ?= eval/reports
 
 # Every fitted decision, reproducibly from one seed, never on the gold sets the tests ask:
 # the reranker (SQuAD train), the span reader's answer verifier and margin rule (a quarter of
-# the SQuAD v2.0 dev-half articles + SQuAD train with withheld paragraphs), the sentence reader's
+# the SQuAD v2.0 dev-half articles + SQuAD train with withheld paragraphs), its answerability
+# probe (synthetic unanswerable rewrites) and the verifier that weighs it, the sentence reader's
 # threshold (SQuAD v2.0 dev half); then the verifier on the other v2.0 articles and SQuAD
 # v1.1 dev, and the reranker on SQuAD v1.1 dev (reports in eval/reports/).
 FIT_SEED ?= 13
@@ -73,6 +74,11 @@ fit-threshold: $(INSTALLED)
 	$(BIN)/python bench/span_selection.py --fit-only --fit-seed $(FIT_SEED) \
 	  --write rag/data/span_selection_fit.json
 	$(BIN)/python bench/fit_verifier.py --seed $(FIT_SEED)
+	$(BIN)/python bench/reader_synthetic_data.py --seed $(FIT_SEED) --pairs 12000 \
+	  --train-articles 400 --v2-questions 100000 --preamble-share 0.3 \
+	  --out runs/probe/train.json.gz
+	$(BIN)/python bench/fit_probe.py --seed $(FIT_SEED) --data runs/probe/train.json.gz --write
+	RAG_SPAN_PROBE=true $(BIN)/python bench/fit_verifier.py --seed $(FIT_SEED)
 	RAG_READER=sentence $(BIN)/rag eval $(SHARED)/squad/dev-v2.0-half.json.gz --sample 1000 \
 	  --seed $(FIT_SEED) --fit-threshold --quiet
 	$(BIN)/python bench/abstention_heldout.py --seed $(FIT_SEED)

@@ -67,14 +67,14 @@ from rag.eval import (  # noqa: E402
 from rag.gold import load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
 from rag.reader import (  # noqa: E402
-    CHECKED_FEATURES,
     FORM_FEATURES,
+    PROBE_FEATURES,
     READER_FEATURES,
     RETRIEVAL_FEATURES,
-    VERIFIER_FEATURES,
     SpanReader,
     estimate_prior,
     load_abstention,
+    offered_features,
 )
 from rag.settings import Settings  # noqa: E402
 
@@ -84,7 +84,6 @@ ONLINE_RULE = "factorised (rag/data/span_reader_prior_fit.json), online prior: t
 GROUPS: dict[str, tuple[str, ...]] = {
     "reader": READER_FEATURES,
     "reader + retrieval": READER_FEATURES + RETRIEVAL_FEATURES,
-    "all": VERIFIER_FEATURES,
 }
 
 
@@ -208,11 +207,13 @@ def main() -> int:
             plain_rows, Abstention(features=("score",), objective="f1"), keep=0.9
         ).abstention,
     }
-    groups = dict(GROUPS)
-    # With the answer checker (RAG_SPAN_CHECKER), every fit below sees its feature too.
-    full = VERIFIER_FEATURES
-    if fit_rows and "check" in fit_rows[0].features:
-        groups["all + checker"] = full = CHECKED_FEATURES
+    # With the reader's answerability probe and the answer checker (RAG_SPAN_CHECKER),
+    # "all" and every fit below see their features too; what the probe buys is a row.
+    offered = fit_rows[0].features if fit_rows else {}
+    full = offered_features("probe" in offered, "check" in offered)
+    groups = {**GROUPS, "all": full}
+    if "probe" in offered:
+        groups["all but the probe"] = tuple(f for f in full if f not in PROBE_FEATURES)
     for group, names in groups.items():
         rules[f"verifier: {group}"] = fit_verifier(fit_rows, names, keep=0.9).abstention
     # What the question-form features and the context copies each buy.

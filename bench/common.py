@@ -84,13 +84,20 @@ def percentile(values: list[float], q: float) -> float:
 
 def pipeline_fingerprint(settings: Settings) -> str:
     """A short hash of what decides a cached run's answers and features: the reader's
-    weights config, the span selection (its fit, or the rank weight), the reranker fit (when
-    on), the span reader's decoding, arithmetic and markup reading, the verifier's and the
-    selection's feature code and retrieval's (the fusion and the keyword engine)."""
+    weights config and answerability probe (when read), the span selection (its fit, or the rank
+    weight), the reranker fit (when on), the span reader's decoding, arithmetic and markup
+    reading, the verifier's and the selection's feature code and retrieval's (the fusion and
+    the keyword engine)."""
     import hashlib
 
     import rag.reader
-    from rag.reader import CONFIG_FILE, SELECTION_FIT_FILE, encoder_dtype, rank_weight
+    from rag.reader import (
+        CONFIG_FILE,
+        PROBE_FILE,
+        SELECTION_FIT_FILE,
+        encoder_dtype,
+        rank_weight,
+    )
     from rag.reranking import FIT_FILE
 
     h = hashlib.sha256()
@@ -99,6 +106,9 @@ def pipeline_fingerprint(settings: Settings) -> str:
     code += [package.parent / "retrieval.py", package.parent / "store" / "keyword.py"]
     code.append(package.parent / "text.py")  # what the reader reads as markup
     files = [Path(settings.reader_weights) / CONFIG_FILE, *code]
+    if probed(settings):
+        files += [Path(settings.reader_weights) / PROBE_FILE, package / "probe.py"]
+        h.update(b"probe")
     if checked(settings):
         assert settings.span_checker is not None
         files.append(Path(settings.span_checker) / CONFIG_FILE)
@@ -120,6 +130,12 @@ def pipeline_fingerprint(settings: Settings) -> str:
     return h.hexdigest()[:8]
 
 
+def probed(settings: Settings) -> bool:
+    """Whether the pipeline reads with the answerability probe (``RAG_SPAN_PROBE``; the
+    factory loads it only for the verifier)."""
+    return settings.span_probe and settings.span_verifier
+
+
 def checked(settings: Settings) -> bool:
     """Whether the pipeline reads with the answer checker (``RAG_SPAN_CHECKER``; the
     factory loads it only for the verifier)."""
@@ -130,13 +146,13 @@ def verifier_fits(
     settings: Settings, fit_file: Path | None, prior_fit_file: Path | None
 ) -> tuple[Path, Path]:
     """The verifier's fit files a bench uses: those given, else the shipped ones of the
-    verifier ``settings`` read with (with the answer checker, its own)."""
+    verifier ``settings`` read with (with the answer checker or the probe, their own)."""
     from rag.reader import verifier_fit_file
 
-    on = checked(settings)
+    on, probe = checked(settings), probed(settings)
     return (
-        fit_file or verifier_fit_file(on, factorised=False),
-        prior_fit_file or verifier_fit_file(on, factorised=True),
+        fit_file or verifier_fit_file(on, factorised=False, probed=probe),
+        prior_fit_file or verifier_fit_file(on, factorised=True, probed=probe),
     )
 
 
@@ -189,6 +205,7 @@ __all__ = [
     "gold_index",
     "load_squad",
     "percentile",
+    "probed",
     "read_results",
     "verifier_fits",
 ]

@@ -36,7 +36,10 @@ P(correct | answerable), the default, at the answerable share ``RAG_SPAN_ANSWERA
 says: estimated online unless set) and the margin rule,
 refitted on the same questions, to ``rag/data/span_margin_fit.json``;
 ``bench/abstention_heldout.py`` measures them on the
-other v2.0 articles and SQuAD v1.1 dev.
+other v2.0 articles and SQuAD v1.1 dev. With ``RAG_SPAN_PROBE=true`` (the answerability
+probe saved with the reader, ``bench/fit_probe.py``) or ``RAG_SPAN_CHECKER`` the verifier
+weighs their features too and is written to their own fit files
+(``rag.reader.verifier_fit_file``), the margin rule not at all.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from bench.common import (  # noqa: E402
     collect_results,
     context_copies,
     pipeline_fingerprint,
+    probed as is_probed,
     read_results,
     verifier_fits,
 )
@@ -77,10 +81,9 @@ from rag.eval import (  # noqa: E402
 from rag.gold import GoldSet, load_gold  # noqa: E402
 from rag.models import Abstention  # noqa: E402
 from rag.reader import (  # noqa: E402
-    CHECKED_FEATURES,
     MARGIN_FIT_FILE,
-    VERIFIER_FEATURES,
     SpanReader,
+    offered_features,
     save_abstention,
 )
 from rag.settings import Settings  # noqa: E402
@@ -233,7 +236,9 @@ def main() -> int:
     ap.add_argument("--keep", type=float, default=0.9, help="answerable F1 the threshold keeps")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "verifier")
     ap.add_argument(
-        "--fit-file", type=Path, help="default: the shipped one (with RAG_SPAN_CHECKER, its own)"
+        "--fit-file",
+        type=Path,
+        help="default: the shipped one (with RAG_SPAN_CHECKER or RAG_SPAN_PROBE, their own)",
     )
     ap.add_argument("--margin-file", type=Path, default=MARGIN_FIT_FILE)
     ap.add_argument("--prior-fit-file", type=Path, help="default: the shipped one (ditto)")
@@ -241,7 +246,7 @@ def main() -> int:
     args = ap.parse_args()
 
     settings = fit_settings(args.reader_weights)
-    checked = is_checked(settings)
+    checked, probed = is_checked(settings), is_probed(settings)
     args.fit_file, args.prior_fit_file = verifier_fits(settings, args.fit_file, args.prior_fit_file)
     results: list[QuestionResult] = []
     sets = fit_sets(
@@ -260,7 +265,9 @@ def main() -> int:
         "data": DATA[args.v11_part],
         "seed": args.seed,
         "context_share": args.context_share,
-        "command": f"python bench/fit_verifier.py --seed {args.seed}"
+        "command": ("RAG_SPAN_PROBE=true " if probed else "")
+        + ("RAG_SPAN_CHECKER=<folder> " if checked else "")
+        + f"python bench/fit_verifier.py --seed {args.seed}"
         + ("" if args.v11_part == "train" else f" --v11-part {args.v11_part}")
         + (
             ""
@@ -268,9 +275,10 @@ def main() -> int:
             else f" --context-share {args.context_share:g}"
         ),
     }
-    if not checked:
+    if not checked and not probed:
         # The margin rule (RAG_SPAN_VERIFIER=false), fitted on the same questions (the
-        # checker changes no margin: a run with it fits the same rule, so it writes none).
+        # checker and the probe change no margin: a run with either fits the same rule, so
+        # it writes none).
         # Without the context copies: the margin has no feature to tell their raised "no
         # answer" apart, so they would only move its threshold.
         plain = [r for r in results if not r.id.endswith(CONTEXT_ID_SUFFIX)]
@@ -283,8 +291,9 @@ def main() -> int:
         (args.fit_file, fit_verifier),
         (args.prior_fit_file, fit_factorised_verifier),
     ):
-        # With the answer checker (RAG_SPAN_CHECKER), its feature too.
-        features = CHECKED_FEATURES if checked else VERIFIER_FEATURES
+        # What the reader offers: with its answerability probe and the answer checker
+        # (RAG_SPAN_CHECKER), their features too.
+        features = offered_features(probed, checked)
         fit = fitter(results, features, keep=args.keep)
         save_abstention(path, SpanReader.kind, fit.abstention, **fit.report, **provenance)
         print(json.dumps(fit.report, indent=2))

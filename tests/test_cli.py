@@ -194,8 +194,8 @@ def test_a_prior_without_its_fit_is_one_line_not_a_traceback(
     monkeypatch.setattr(
         rag.reader.factory,
         "verifier_fit_file",
-        lambda checked, factorised: (
-            tmp_path / "absent.json" if factorised else real(checked, factorised)
+        lambda checked, factorised, probed=False: (
+            tmp_path / "absent.json" if factorised else real(checked, factorised, probed)
         ),
     )
     monkeypatch.setenv("RAG_SPAN_ANSWERABLE_PRIOR", "0.9")

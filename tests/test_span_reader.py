@@ -440,6 +440,43 @@ def test_the_checker_scores_each_span_in_the_window_it_was_read_in(tmp_path: Pat
 
 
 @pytest.mark.model
+def test_the_probe_feature_is_read_at_each_span_in_its_own_window(tmp_path: Path) -> None:
+    """A probe whose channels are the reader's own start/end head (minus both at [CLS])
+    reads each candidate's margin over "no answer": the probe is taken at the very window
+    and tokens the span's score was; a reader not asked to read it offers no such feature,
+    and a missing or damaged probe file is a configuration error."""
+    from rag.reader.base import ReaderConfigError
+    from rag.reader.probe import AnswerabilityProbe
+    from rag.reader.span_format import CONFIG_FILE, PROBE_FILE, WEIGHTS_FILE
+
+    doc, questions, weights = seed_reading()
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        (folder / name).symlink_to((Path(weights) / name).resolve())
+    whole = [[passage(doc, 0, len(doc.text))]] * len(questions)
+    plain = SpanReader(folder, batch_size=2).read_batch(questions, whole, {doc.id: doc})
+    assert all("probe" not in s.features for q in plain for s in q)
+    with pytest.raises(ReaderConfigError, match="no answerability probe"):
+        SpanReader(folder, probe=True).warm_up()
+    model, _ = load_reader(folder)
+    start, end = (tuple(v.tolist()) for v in model.qa.weight.detach())
+    cls = tuple(-(a + b) for a, b in zip(start, end, strict=True))
+    AnswerabilityProbe((cls, start, end, (0.0,) * len(start)), 0.0).save(folder)
+    probed = SpanReader(folder, batch_size=2, probe=True).read_batch(
+        questions, whole, {doc.id: doc}
+    )
+    for p, q in zip(plain, probed, strict=True):
+        assert [(s.start, s.end) for s in q] == [(s.start, s.end) for s in p]
+        for s, t in zip(p, q, strict=True):
+            assert t.features["probe"] == pytest.approx(t.score, abs=2e-3)
+            assert {k: v for k, v in t.features.items() if k != "probe"} == s.features
+    (folder / PROBE_FILE).write_text("{}")
+    with pytest.raises(ReaderConfigError, match=PROBE_FILE):
+        SpanReader(folder, probe=True).warm_up()
+
+
+@pytest.mark.model
 def test_markup_is_read_as_blanks_and_no_answer_holds_any(untrained_reader: SpanReader) -> None:
     link = '<a href="https://www.cnn.com/2023/05/02/us/ferry-builder-lindqvist/index.html">'
     text = " ".join(

@@ -231,6 +231,15 @@ def test_the_shipped_verifier_is_fitted_over_every_feature() -> None:
     assert factorised.calibration is not None and factorised.answerable is not None
     assert factorised.fit_prior is not None and 0.0 < factorised.fit_prior < 1.0
     assert 0.0 < factorised.threshold < 1.0
+    # RAG_SPAN_PROBE's fits weigh the probe too, and the probe is there for them.
+    from rag.reader import load_probe, offered_features, verifier_fit_file
+
+    for factorised_fit in (False, True):
+        probed = load_abstention(
+            verifier_fit_file(False, factorised_fit, True), "span", Abstention()
+        )
+        assert probed.features == offered_features(probe=True, checker=False)
+    assert load_probe(DATA_DIR / "reader") is not None
 
 
 # ---- the factorised verifier: P(answerable) x P(correct | answerable) -------------------
@@ -349,7 +358,7 @@ def test_the_checker_needs_its_weights_and_reads_with_its_own_fit(
         build_reader(ReaderSettings(span_checker=tmp_path), FakeEmbedder())
     calls: list[tuple[bool, bool]] = []
 
-    def missing(checked: bool, factorised: bool) -> Path:
+    def missing(checked: bool, factorised: bool, probed: bool = False) -> Path:
         calls.append((checked, factorised))
         return tmp_path / "absent.json"
 
@@ -364,3 +373,48 @@ def test_the_checker_needs_its_weights_and_reads_with_its_own_fit(
         ReaderSettings(span_checker=weights, span_verifier=False), FakeEmbedder()
     )
     assert margin_rule.checker is None  # type: ignore[attr-defined]
+
+
+def test_the_probe_is_read_with_its_own_fit_and_a_fit_weighs_only_what_is_offered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RAG_SPAN_PROBE reads with the verifier fitted with the probe's feature, and needs
+    the probe saved with the reader's weights; a fit that weighs a feature the reader does
+    not offer (the probed fit without the probe) is a clear error, not a KeyError later."""
+    from rag.reader import PROBE_FEATURES, WEIGHTS_FILE, build_reader, factory
+    from rag.reader.probe import AnswerabilityProbe
+    from rag.settings import ReaderSettings
+
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    shipped = Path(ReaderSettings().reader_weights)
+    for name in (WEIGHTS_FILE, "reader.json"):
+        (reader / name).symlink_to((shipped / name).resolve())
+    with pytest.raises(ReaderConfigError, match=r"RAG_SPAN_PROBE: no probe\.json"):
+        build_reader(ReaderSettings(reader_weights=reader, span_probe=True), FakeEmbedder())
+    AnswerabilityProbe(((0.0,) * 384,) * 4, 0.0).save(reader)
+    features = VERIFIER_FEATURES + PROBE_FEATURES
+    n = len(features) + 1
+    fit = tmp_path / "fit.json"
+    save_abstention(
+        fit,
+        "span",
+        Abstention(0.5, (0.0,) * n, features, "f1", "answerable", (0.0,) * n, 0.6),
+    )
+    calls: list[tuple[bool, bool, bool]] = []
+
+    def probed_fit(checked: bool, factorised: bool, probed: bool = False) -> Path:
+        calls.append((checked, factorised, probed))
+        return fit
+
+    monkeypatch.setattr(factory, "verifier_fit_file", probed_fit)
+    built = build_reader(ReaderSettings(reader_weights=reader, span_probe=True), FakeEmbedder())
+    assert calls == [(False, True, True)]
+    assert built.abstention.decides == "answerable" and built.probe  # type: ignore[attr-defined]
+    with pytest.raises(ReaderConfigError, match=r"weighs \['probe'\]"):
+        build_reader(ReaderSettings(reader_weights=reader), FakeEmbedder())
+    margin_rule = build_reader(
+        ReaderSettings(reader_weights=reader, span_probe=True, span_verifier=False),
+        FakeEmbedder(),
+    )
+    assert not margin_rule.probe  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         fit_logistic as fit_logistic,
         fit_reranker as fit_reranker,
         fit_selection as fit_selection,
+        fit_standardised as fit_standardised,
         fit_verifier as fit_verifier,
         result_values as result_values,
     )
@@ -67,6 +68,7 @@ _NAMES = {
             "fit_logistic",
             "fit_reranker",
             "fit_selection",
+            "fit_standardised",
             "fit_verifier",
             "result_values",
         ],

@@ -4,7 +4,8 @@
 ``sentences`` (sentence splitting, typed short answers), ``sentence`` (the sentence
 reader), ``span_format`` / ``span_model`` / ``span`` (the trained span reader: its files,
 its torch model, the reader), ``verifier`` (the features its abstention weighs),
-``selection`` (which of its candidate spans it answers with), ``prior`` (how often the
+``selection`` (which of its candidate spans it answers with), ``probe`` (a linear read
+of its states for whether the question is answered), ``prior`` (how often the
 questions asked have an answer, estimated as they come),
 ``training`` (``rag train-reader``), ``factory`` (the reader
 a configuration asks for). torch is imported only by the span modules, on first use.
@@ -41,6 +42,13 @@ if TYPE_CHECKING:
         OnlinePrior as OnlinePrior,
         estimate_prior as estimate_prior,
     )
+    from rag.reader.probe import (
+        AnswerabilityProbe as AnswerabilityProbe,
+        load_probe as load_probe,
+        probe_from_weights as probe_from_weights,
+        span_states as span_states,
+        weights_digest as weights_digest,
+    )
     from rag.reader.selection import (
         SELECTION_FEATURES as SELECTION_FEATURES,
         Selection as Selection,
@@ -68,6 +76,7 @@ if TYPE_CHECKING:
         CONFIG_FILE as CONFIG_FILE,
         MARGIN_FIT_FILE as MARGIN_FIT_FILE,
         PRIOR_FIT_FILE as PRIOR_FIT_FILE,
+        PROBE_FILE as PROBE_FILE,
         SELECTION_FIT_FILE as SELECTION_FIT_FILE,
         VERIFIER_FIT_FILE as VERIFIER_FIT_FILE,
         WEIGHTS_FILE as WEIGHTS_FILE,
@@ -99,15 +108,27 @@ if TYPE_CHECKING:
         CHECKED_FEATURES as CHECKED_FEATURES,
         CHECKER_FEATURES as CHECKER_FEATURES,
         FORM_FEATURES as FORM_FEATURES,
+        PROBE_FEATURES as PROBE_FEATURES,
         QUESTION_FEATURES as QUESTION_FEATURES,
         READER_FEATURES as READER_FEATURES,
         RETRIEVAL_FEATURES as RETRIEVAL_FEATURES,
         VERIFIER_FEATURES as VERIFIER_FEATURES,
+        offered_features as offered_features,
         span_features as span_features,
     )
 
 _NAMES = {
     **dict.fromkeys(["OnlinePrior", "estimate_prior"], "rag.reader.prior"),
+    **dict.fromkeys(
+        [
+            "AnswerabilityProbe",
+            "load_probe",
+            "probe_from_weights",
+            "span_states",
+            "weights_digest",
+        ],
+        "rag.reader.probe",
+    ),
     **dict.fromkeys(
         [
             "Reader",
@@ -167,10 +188,12 @@ _NAMES = {
             "CHECKED_FEATURES",
             "CHECKER_FEATURES",
             "FORM_FEATURES",
+            "PROBE_FEATURES",
             "QUESTION_FEATURES",
             "READER_FEATURES",
             "RETRIEVAL_FEATURES",
             "VERIFIER_FEATURES",
+            "offered_features",
             "span_features",
         ],
         "rag.reader.verifier",
@@ -182,6 +205,7 @@ _NAMES = {
             "CONFIG_FILE",
             "MARGIN_FIT_FILE",
             "PRIOR_FIT_FILE",
+            "PROBE_FILE",
             "SELECTION_FIT_FILE",
             "VERIFIER_FIT_FILE",
             "WEIGHTS_FILE",

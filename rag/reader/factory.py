@@ -19,11 +19,13 @@ from rag.reader.base import Reader, ReaderConfigError, load_abstention
 from rag.reader.selection import Selection, load_selection
 from rag.reader.span_format import (
     MARGIN_FIT_FILE,
+    PROBE_FILE,
     SELECTION_FIT_FILE,
     WEIGHTS_FILE,
     load_rank_weight,
     verifier_fit_file,
 )
+from rag.reader.verifier import offered_features
 from rag.settings import ReaderSettings
 
 log = logging.getLogger("rag.reader")
@@ -75,16 +77,22 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         checker = Path(s.span_checker) if s.span_checker is not None and s.span_verifier else None
         if checker is not None and not (checker / WEIGHTS_FILE).is_file():
             raise ReaderConfigError(f"RAG_SPAN_CHECKER: no {WEIGHTS_FILE} in {checker}")
+        # The answerability probe, too, feeds the verifier only; it is part of the weights.
+        probe = s.span_probe and s.span_verifier
+        if probe and not (Path(s.reader_weights) / PROBE_FILE).is_file():
+            raise ReaderConfigError(
+                f"RAG_SPAN_PROBE: no {PROBE_FILE} in {s.reader_weights} (bench/fit_probe.py)"
+            )
         # Without its fit (the first fit run), the checker still reads and the margin rule
         # decides, as for the verifier without the checker.
-        verifier_file = verifier_fit_file(checker is not None, prior is not None)
+        verifier_file = verifier_fit_file(checker is not None, prior is not None, probe)
         if s.span_verifier and prior == "online" and not verifier_file.is_file():
             log.warning(
                 "no factorised verifier fit at %s: the one-model verifier's, if fitted",
                 verifier_file,
             )
             prior = None
-            verifier_file = verifier_fit_file(checker is not None, False)
+            verifier_file = verifier_fit_file(checker is not None, False, probe)
         if s.span_verifier and not verifier_file.is_file():
             if fixed:
                 raise ReaderConfigError(
@@ -95,6 +103,12 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
         if s.span_verifier and verifier_file.is_file():
             fit_file = verifier_file
             fitted = load_abstention(fit_file, kind, span.UNFITTED)
+            # A fit can only weigh what the reader offers (a fit file put in another's place).
+            lacking = set(fitted.features) - set(offered_features(probe, checker is not None))
+            if lacking - {"score", "narrowed"}:
+                raise ReaderConfigError(
+                    f"{fit_file} weighs {sorted(lacking)}, which this reader does not offer"
+                )
             if fitted.decides == "score":  # a margin fit in the verifier's file
                 raise ReaderConfigError(f"{fit_file} holds no verifier fit")
             if prior is not None and fitted.answerable is None:
@@ -130,6 +144,7 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             s.span_checker_candidates,
             selection,
             s.span_skip_markup,
+            probe,
         )
     if s.reader == "span":
         log.warning("no span reader weights in %s: using the sentence reader", s.reader_weights)

@@ -17,6 +17,7 @@ import torch
 
 from rag.models import Abstention, Document, Passage, Span
 from rag.reader.base import Reader, ReaderConfigError, feature_values
+from rag.reader.probe import AnswerabilityProbe, load_probe
 from rag.reader.selection import Selection, selection_rows
 from rag.reader.sentences import sentence_bounds
 from rag.reader.span_format import VERIFIER_FIT_FILE, WindowConfig
@@ -43,13 +44,15 @@ UNFITTED = Abstention(threshold=0.0, features=("score",), objective="f1")
 @dataclass(frozen=True, slots=True)
 class _Reading:
     """A candidate span's best reading: its margin over the window's "no answer", that
-    window's no-answer score, and where (the window, its start and end tokens)."""
+    window's no-answer score, where (the window, its start and end tokens), and the
+    answerability probe's logit there (None without a probe)."""
 
     score: float
     null: float
     window: int
     start_token: int
     end_token: int
+    probe: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,10 @@ class SpanReader(Reader):
 
     With ``skip_markup`` it reads markup in the text (``rag.text.markup_ranges``: HTML tags,
     comments, web addresses) as blanks of the same length, and offers no span that holds any.
+
+    With ``probe`` it reads the answerability probe saved with its weights
+    (``rag.reader.probe``) off the same states, and offers each candidate's logit as the
+    "probe" feature.
     """
 
     kind = "span"
@@ -142,6 +149,7 @@ class SpanReader(Reader):
         checker_candidates: int = 4,
         selection: Selection | None = None,
         skip_markup: bool = True,
+        probe: bool = False,
     ) -> None:
         if not rank_weight >= 0.0:
             raise ValueError(f"rank_weight must be >= 0, got {rank_weight}")
@@ -161,6 +169,7 @@ class SpanReader(Reader):
         self.rank_weight = rank_weight
         self.selection = selection
         self.skip_markup = skip_markup
+        self.probe = probe
         self.abstention = abstention
         self.fit_file = fit_file
         self.margin_chars = margin_chars
@@ -169,6 +178,7 @@ class SpanReader(Reader):
         self.quantize = quantize
         self._model: SpanModel | None = None
         self._checker: SpanModel | None = None
+        self._probe: AnswerabilityProbe | None = None
         self._tokenizer: Any = None
         self._window = WindowConfig()
 
@@ -177,6 +187,13 @@ class SpanReader(Reader):
             return
         model, config = load_reader(self.folder)
         window = WindowConfig.of(config.get("config", {}))
+        if self.probe:
+            try:
+                self._probe = load_probe(self.folder)
+            except ValueError as e:
+                raise ReaderConfigError(str(e)) from e
+            if self._probe is None:
+                raise ReaderConfigError(f"no answerability probe in {self.folder}")
         if self.checker is not None:
             checker, checker_config = load_reader(self.checker)
             if WindowConfig.of(checker_config.get("config", {})) != window:
@@ -231,7 +248,7 @@ class SpanReader(Reader):
         best: list[dict[tuple[str, int, int], _Reading]] = [{} for _ in questions]
         for i in range(0, len(windows), self.batch_size):
             block = windows[i : i + self.batch_size]
-            s, e = self._logits(self._model, block)
+            s, e, probe = self._read(block)
             for c in decode(block, s, e, self.max_answer_tokens, top_n=10):
                 r = regions[c.sample]
                 key = (r.doc_id, r.start + c.start, r.start + c.end)
@@ -240,8 +257,13 @@ class SpanReader(Reader):
                 score = c.score - c.null_score
                 found = best[r.question]
                 if score > (found[key].score if key in found else -math.inf):
+                    p = None
+                    if probe is not None:
+                        base, starts, ends = probe
+                        w = c.window
+                        p = float(base[w] + starts[w, c.start_token] + ends[w, c.end_token])
                     found[key] = _Reading(
-                        score, c.null_score, i + c.window, c.start_token, c.end_token
+                        score, c.null_score, i + c.window, c.start_token, c.end_token, p
                     )
         ranked = [self._ranked(found, passages[qi]) for qi, found in enumerate(best)]
         spans_of: list[list[Span]] = []
@@ -254,6 +276,10 @@ class SpanReader(Reader):
                 spans.append(Span(doc_id, a, b, doc.text[a:b], reading.score, ca, cb))
             nulls = [reading.null for _, reading in items]
             features = span_features(questions[qi], spans, nulls, passages[qi], documents)
+            if self._probe is not None:
+                for f, (_, reading) in zip(features, items, strict=True):
+                    assert reading.probe is not None
+                    f["probe"] = reading.probe
             if self.selection is not None and spans:
                 order = self._selected(spans, features, passages[qi])
                 ranked[qi] = [items[i] for i in order]
@@ -296,13 +322,31 @@ class SpanReader(Reader):
         scores = self.selection.scores(rows)
         return sorted(range(len(spans)), key=lambda i: -scores[i])
 
-    def _logits(self, model: SpanModel, block: Sequence[Window]) -> tuple[Any, Any]:
-        """``model``'s start and end logits over ``block``, padded to the shape multiples
-        (filler windows: copies of the last, their outputs dropped)."""
+    def _inputs(self, block: Sequence[Window]) -> dict[str, torch.Tensor]:
+        """``block`` collated and padded to the shape multiples (filler windows: copies of
+        the last, whose outputs are dropped)."""
         fill = [block[-1]] * (-len(block) % self.batch_multiple)
-        inputs = collate([*block, *fill], self._tokenizer.pad_token_id, self.pad_multiple)
-        s, e = model(**inputs)
+        return collate([*block, *fill], self._tokenizer.pad_token_id, self.pad_multiple)
+
+    def _logits(self, model: SpanModel, block: Sequence[Window]) -> tuple[Any, Any]:
+        """``model``'s start and end logits over ``block``."""
+        s, e = model(**self._inputs(block))
         return s[: len(block)], e[: len(block)]
+
+    def _read(self, block: Sequence[Window]) -> tuple[Any, Any, Any]:
+        """The reader's start and end logits over ``block``, and with a probe its parts per
+        window (``AnswerabilityProbe.windows``), else None."""
+        assert self._model is not None
+        if self._probe is None:
+            s, e = self._logits(self._model, block)
+            return s, e, None
+        inputs = self._inputs(block)
+        s, e, hidden = self._model.read(**inputs)
+        n = len(block)
+        parts = self._probe.windows(
+            hidden[:n], inputs["token_type_ids"][:n], inputs["attention_mask"][:n]
+        )
+        return s[:n], e[:n], parts
 
     def _check(
         self,

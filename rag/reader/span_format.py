@@ -13,6 +13,8 @@ from typing import Any
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "reader.json"
+# The reader's answerability probe (``rag.reader.probe``), beside its weights when fitted.
+PROBE_FILE = "probe.json"
 # The span reader's abstention fits (in rag/data, beside rag.settings.DATA_DIR's other
 # files; named here so that training needs no settings): the one-model verifier
 # (RAG_SPAN_ANSWERABLE_PRIOR=off), the factorised verifier (the default, at the share
@@ -25,14 +27,16 @@ MARGIN_FIT_FILE = _DATA / "span_margin_fit.json"
 # The same two verifiers fitted with the answer checker's feature (RAG_SPAN_CHECKER).
 CHECKED_FIT_FILE = _DATA / "span_reader_checked_fit.json"
 CHECKED_PRIOR_FIT_FILE = _DATA / "span_reader_checked_prior_fit.json"
+# ... with the answerability probe's (RAG_SPAN_PROBE); with both, "_probed_checked".
+PROBED_FIT_FILE = _DATA / "span_reader_probed_fit.json"
+PROBED_PRIOR_FIT_FILE = _DATA / "span_reader_probed_prior_fit.json"
 
 
-def verifier_fit_file(checked: bool, factorised: bool) -> Path:
-    """The verifier's fit file: with or without the answer checker's feature, the
-    one-model verifier or the factorised one."""
-    if checked:
-        return CHECKED_PRIOR_FIT_FILE if factorised else CHECKED_FIT_FILE
-    return PRIOR_FIT_FILE if factorised else VERIFIER_FIT_FILE
+def verifier_fit_file(checked: bool, factorised: bool, probed: bool = False) -> Path:
+    """The verifier's fit file: with or without the answerability probe's and the answer
+    checker's features, the one-model verifier or the factorised one."""
+    name = "span_reader" + ("_probed" if probed else "") + ("_checked" if checked else "")
+    return _DATA / (name + ("_prior" if factorised else "") + "_fit.json")
 
 
 # Which span the reader answers with: the weight of the read passage's rank beside the

@@ -63,6 +63,17 @@ class SpanModel(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end, _ = self.read(input_ids, attention_mask, token_type_ids)
+        return start, end
+
+    def read(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Start and end logits, and the last-layer states they were read from (for the
+        answerability probe, ``rag.reader.probe``)."""
         hidden = self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
@@ -72,7 +83,7 @@ class SpanModel(nn.Module):
         start, end = logits[..., 0].float(), logits[..., 1].float()
         # Padding can never be a span boundary.
         mask = attention_mask == 0
-        return start.masked_fill(mask, -1e4), end.masked_fill(mask, -1e4)
+        return start.masked_fill(mask, -1e4), end.masked_fill(mask, -1e4), hidden
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,9 @@ NO_RIVAL_GAP = 10.0
 # and the question against the answer and its text. Fit files name a subset of the whole,
 # which keeps this fixed order.
 READER_FEATURES: tuple[str, ...] = ("score", "null", "gap", "mass")
+# The answerability probe's logit for the span (``rag.reader.probe``; a reader whose folder
+# holds a probe offers it).
+PROBE_FEATURES: tuple[str, ...] = ("probe",)
 RETRIEVAL_FEATURES: tuple[str, ...] = (
     "passage_rr",
     "dense",
@@ -63,6 +66,17 @@ VERIFIER_FEATURES: tuple[str, ...] = (
 # ``checker``): its margin for the same span in the same window.
 CHECKER_FEATURES: tuple[str, ...] = ("check",)
 CHECKED_FEATURES: tuple[str, ...] = VERIFIER_FEATURES + CHECKER_FEATURES
+
+
+def offered_features(probe: bool, checker: bool) -> tuple[str, ...]:
+    """The features a span reader offers its verifier (what a fit may name): those of
+    ``span_features``, with the answerability probe's (``probe``: its folder holds one) and
+    the answer checker's (``checker``)."""
+    return (
+        VERIFIER_FEATURES
+        + (PROBE_FEATURES if probe else ())
+        + (CHECKER_FEATURES if checker else ())
+    )
 
 
 def answer_key(text: str) -> str:
