@@ -40,7 +40,7 @@ from bench.fit_verifier import reader_and_verifier_parts  # noqa: E402
 from bench.reader_noanswer_data import to_squad, train_outside_verifier_fit, write_squad  # noqa: E402
 from rag.eval import sample_articles  # noqa: E402
 from rag.gold import GoldQuestion, GoldSet  # noqa: E402
-from rag.reader import context_sentence, unanswerable_rewrites  # noqa: E402
+from rag.reader import context_sentence, context_sentences, unanswerable_rewrites  # noqa: E402
 
 
 def synthetic_pairs(
@@ -76,16 +76,25 @@ def synthetic_pairs(
     return out, kinds
 
 
+def own_sentences(gold: GoldSet) -> dict[str, list[str]]:
+    """Per paragraph id, its own text: a context sentence drawn from the question's own
+    paragraph, as a news quiz's question restates what its story says (``--preamble-source
+    own``; a sentence holding the question's answer is never drawn, see ``with_contexts``)."""
+    return {d.id: [d.text] for d in gold.documents}
+
+
 def with_contexts(
     questions: list[GoldQuestion],
     siblings: dict[str, list[str]],
     share: float,
     rng: random.Random,
     paired: bool,
+    own: bool = False,
 ) -> tuple[list[GoldQuestion], int]:
     """``questions`` with ``share`` of them (of the pairs, when ``paired``: an original and
-    its rewrite, adjacent, get the same sentence) after a sentence of another paragraph of
-    their article; and how many were given one."""
+    its rewrite, adjacent, get the same sentence) after a sentence of ``siblings`` of their
+    paragraph: another paragraph of their article, or (``own``) their own, then never one
+    that holds the question's answer; and how many were given one."""
     out: list[GoldQuestion] = []
     n = 0
     i = 0
@@ -97,7 +106,16 @@ def with_contexts(
         i += len(group)
         context = None
         if q.doc_id is not None and rng.random() < share:
-            context = context_sentence(siblings.get(q.doc_id, []), rng)
+            texts = siblings.get(q.doc_id, [])
+            if own:
+                answers = [a.text for a in q.answers]
+                texts = [
+                    s
+                    for t in texts
+                    for s in context_sentences(t)
+                    if not any(a in s for a in answers)
+                ]
+            context = context_sentence(texts, rng)
         if context is None:
             out.extend(group)
         else:
@@ -121,6 +139,12 @@ def main() -> int:
         type=float,
         default=0.0,
         help="of the pairs and of the v2.0 questions, given another paragraph's sentence first",
+    )
+    ap.add_argument(
+        "--preamble-source",
+        choices=("other", "own"),
+        default="other",
+        help="the context sentence: of another paragraph of the article, or of the question's own",
     )
     ap.add_argument(
         "--originals-only",
@@ -148,12 +172,14 @@ def main() -> int:
     n_pre = 0
     if args.preamble_share > 0:
         rng = random.Random(args.seed + 11)
+        own = args.preamble_source == "own"
+        source = own_sentences if own else siblings_of
         train.questions, n = with_contexts(
-            train.questions, siblings_of(train), args.preamble_share, rng, paired=True
+            train.questions, source(train), args.preamble_share, rng, paired=True, own=own
         )
         n_pre += n
         reader_part.questions, n = with_contexts(
-            reader_part.questions, siblings_of(reader_part), args.preamble_share, rng, paired=False
+            reader_part.questions, source(reader_part), args.preamble_share, rng, False, own
         )
         n_pre += n
     data = to_squad(reader_part)

@@ -101,6 +101,8 @@ def test_a_probe_is_saved_with_its_reader_and_loads_back(tmp_path: Path) -> None
         json.dumps({"channels": list(CHANNELS), "weights": [[1.0]] * 3, "bias": 0.0}),
         json.dumps({"channels": list(CHANNELS), "weights": [[1.0], [1.0], [1.0], []], "bias": 0}),
         json.dumps({"channels": list(CHANNELS), "weights": [[1.0]] * 4}),
+        json.dumps({"channels": list(CHANNELS), "weights": [[float("nan")]] * 4, "bias": 0}),
+        json.dumps({"channels": list(CHANNELS), "weights": [[1.0]] * 4, "bias": float("inf")}),
     ],
 )
 def test_a_damaged_probe_file_is_an_error_naming_it(tmp_path: Path, text: str) -> None:

@@ -471,6 +471,16 @@ def test_the_probe_feature_is_read_at_each_span_in_its_own_window(tmp_path: Path
         for s, t in zip(p, q, strict=True):
             assert t.features["probe"] == pytest.approx(t.score, abs=2e-3)
             assert {k: v for k, v in t.features.items() if k != "probe"} == s.features
+    # Filler windows (batch multiples), padding to shape multiples and bfloat16 states: the
+    # probe is still read at each span's own window and tokens.
+    shaped = SpanReader(
+        folder, batch_size=3, probe=True, dtype="bfloat16", pad_multiple=16, batch_multiple=4
+    ).read_batch(questions, whole, {doc.id: doc})
+    for q in shaped:
+        assert q and all(s.features["probe"] == pytest.approx(s.score, abs=2e-2) for s in q)
+    AnswerabilityProbe(((0.0,) * 8,) * 4, 0.0).save(folder)
+    with pytest.raises(ReaderConfigError, match="8-wide"):
+        SpanReader(folder, probe=True).warm_up()
     (folder / PROBE_FILE).write_text("{}")
     with pytest.raises(ReaderConfigError, match=PROBE_FILE):
         SpanReader(folder, probe=True).warm_up()

@@ -418,3 +418,31 @@ def test_the_probe_is_read_with_its_own_fit_and_a_fit_weighs_only_what_is_offere
         FakeEmbedder(),
     )
     assert not margin_rule.probe  # type: ignore[attr-defined]
+
+
+def test_fit_files_are_named_by_what_their_verifier_weighs(tmp_path: Path) -> None:
+    """One name per combination of the probe and the checker; a fit whose features are not
+    names is one clear error."""
+    from rag.reader.span_format import (
+        CHECKED_FIT_FILE,
+        CHECKED_PRIOR_FIT_FILE,
+        PROBED_FIT_FILE,
+        PROBED_PRIOR_FIT_FILE,
+        verifier_fit_file,
+    )
+
+    assert verifier_fit_file(False, False) == VERIFIER_FIT_FILE
+    assert verifier_fit_file(False, True) == PRIOR_FIT_FILE
+    assert verifier_fit_file(True, False) == CHECKED_FIT_FILE
+    assert verifier_fit_file(True, True) == CHECKED_PRIOR_FIT_FILE
+    assert verifier_fit_file(False, False, True) == PROBED_FIT_FILE
+    assert verifier_fit_file(False, True, True) == PROBED_PRIOR_FIT_FILE
+    both = {verifier_fit_file(True, f, True).name for f in (False, True)}
+    assert both == {
+        "span_reader_probed_checked_fit.json",
+        "span_reader_probed_checked_prior_fit.json",
+    }
+    path = tmp_path / "fit.json"
+    path.write_text('{"reader": "span", "abstain_threshold": 0.5, "features": [["score"], 1]}')
+    with pytest.raises(ReaderConfigError, match="not names"):
+        load_abstention(path, "span", Abstention())

@@ -77,11 +77,14 @@ def load_abstention(path: Path, kind: str, unfitted: Abstention) -> Abstention:
     calibration = data.get("confidence_calibration")
     answerable = data.get("answerable_calibration")
     fit_prior = data.get("fit_prior")
+    features = data.get("features", unfitted.features)
+    if not isinstance(features, list | tuple) or not all(isinstance(f, str) for f in features):
+        raise ReaderConfigError(f"{path}: not a usable fit (features {features!r} are not names)")
     try:
         return Abstention(
             threshold=float(data["abstain_threshold"]),
             calibration=None if calibration is None else tuple(float(v) for v in calibration),
-            features=tuple(data.get("features", unfitted.features)),
+            features=tuple(features),
             objective=data.get("objective", unfitted.objective),
             decides=data.get("decides", unfitted.decides),
             answerable=None if answerable is None else tuple(float(v) for v in answerable),

@@ -104,8 +104,9 @@ def build_reader(settings: ReaderSettings, embedder: Embedder) -> Reader:
             fit_file = verifier_file
             fitted = load_abstention(fit_file, kind, span.UNFITTED)
             # A fit can only weigh what the reader offers (a fit file put in another's place).
-            lacking = set(fitted.features) - set(offered_features(probe, checker is not None))
-            if lacking - {"score", "narrowed"}:
+            offered = {*offered_features(probe, checker is not None), "narrowed"}
+            lacking = set(fitted.features) - offered
+            if lacking:
                 raise ReaderConfigError(
                     f"{fit_file} weighs {sorted(lacking)}, which this reader does not offer"
                 )

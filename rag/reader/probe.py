@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,8 @@ CHANNELS: tuple[str, ...] = ("cls", "start", "end", "question")
 class AnswerabilityProbe:
     """Logistic weights over the concatenated states ``CHANNELS`` (``weights[c]`` is channel
     ``c``'s, as wide as the reader's hidden states) and a bias; ``report``: what its fit
-    measured (kept in the file, never read back into a decision)."""
+    measured (kept in the file; of it, only the weights' sha256 is read back, by
+    ``load_probe``)."""
 
     weights: tuple[tuple[float, ...], ...]
     bias: float
@@ -48,6 +50,10 @@ class AnswerabilityProbe:
             raise ValueError(f"a probe has {len(CHANNELS)} channels, not {len(self.weights)}")
         if len({len(w) for w in self.weights}) != 1 or not self.weights[0]:
             raise ValueError("a probe's channels must be equally wide and not empty")
+        if not all(math.isfinite(v) for w in self.weights for v in w) or not math.isfinite(
+            self.bias
+        ):
+            raise ValueError("a probe's weights and bias must be finite")
 
     @property
     def width(self) -> int:

@@ -194,6 +194,11 @@ class SpanReader(Reader):
                 raise ReaderConfigError(str(e)) from e
             if self._probe is None:
                 raise ReaderConfigError(f"no answerability probe in {self.folder}")
+            if self._probe.width != model.qa.in_features:
+                raise ReaderConfigError(
+                    f"the answerability probe in {self.folder} reads {self._probe.width}-wide "
+                    f"states, the reader's are {model.qa.in_features}-wide"
+                )
         if self.checker is not None:
             checker, checker_config = load_reader(self.checker)
             if WindowConfig.of(checker_config.get("config", {})) != window:
