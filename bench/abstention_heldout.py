@@ -80,7 +80,15 @@ from rag.settings import Settings  # noqa: E402
 
 # The factorised verifier at the answerable share estimated as the questions come, with the
 # default window and pseudo-count (RAG_SPAN_ANSWERABLE_PRIOR=online).
-ONLINE_RULE = "factorised (rag/data/span_reader_prior_fit.json), online prior: the default"
+# (``{fit}``: the factorised fit file the run read, e.g. rag/data/span_reader_prior_fit.json.)
+ONLINE_RULE = "factorised ({fit}), online prior: the default"
+
+
+def shown(path: Path) -> str:
+    """A fit file's path as the report names it (relative to the repository when inside)."""
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
 GROUPS: dict[str, tuple[str, ...]] = {
     "reader": READER_FEATURES,
     "reader + retrieval": READER_FEATURES + RETRIEVAL_FEATURES,
@@ -240,7 +248,7 @@ def main() -> int:
     rules[DEV_FIT] = fit_verifier(dev_rows, full, keep=0.9).abstention
     dev_factorised = fit_factorised_verifier(dev_rows, full, keep=0.9).abstention
     default = load_abstention(args.fit_file, SpanReader.kind, Abstention())
-    rules["one-model verifier (rag/data/span_reader_fit.json)"] = default
+    rules[f"one-model verifier ({shown(args.fit_file)})"] = default
 
     rows = {
         rule: {name: summary(apply_abstention(rs, a)) for name, rs in sets.items()}
@@ -288,14 +296,14 @@ def main() -> int:
         }.items()
     }
     for how in ("fit", "estimated", "true"):
-        rows[f"factorised (rag/data/span_reader_prior_fit.json), {how} prior"] = {
+        rows[f"factorised ({shown(args.prior_fit_file)}), {how} prior"] = {
             name: summary(
                 apply_abstention(rs, dataclasses.replace(factorised, prior=priors[name][how]))
             )
             for name, rs in sets.items()
         }
     online = Settings()
-    rows[ONLINE_RULE] = {
+    rows[ONLINE_RULE.format(fit=shown(args.prior_fit_file))] = {
         name: summary(
             apply_online_prior(
                 rs, factorised, online.span_prior_window, online.span_prior_pseudo_count
