@@ -34,6 +34,10 @@ from rag.models import Document, Passage  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 KS = (1, 5, 10, 20)
+# Document-first retrieval (--documents-first): how deep a ranking the documents are scored
+# over, and the usual reciprocal-rank constant.
+DEEP = 100
+RRF_K = 60
 SEPARATOR = "\n\n"
 
 
@@ -92,6 +96,34 @@ def hits(
     }
 
 
+def retrieve(pipe: Any, questions: Sequence[GoldQuestion], k: int) -> list[list[Passage]]:
+    """Each question's first ``k`` passages, as the pipeline retrieves them."""
+    ranked: list[list[Passage]] = []
+    for i in range(0, len(questions), 128):
+        block = questions[i : i + 128]
+        ranked += pipe.retrieve_batch([q.question for q in block], top_k=k)
+    return ranked
+
+
+def documents_first(
+    ranked: Sequence[Passage], documents: int, how: str = "max", k: int = RRF_K
+) -> list[Passage]:
+    """Document-level, then passage-level retrieval over one question's deep ranking: each
+    document scored from its passages there, the first ``documents`` kept, and their
+    passages in their own order. ``how``: "max", a document as good as its best passage
+    (MaxP, Dai & Callan 2019); "sum", the reciprocal ranks of all its passages summed
+    (1 / (k + rank), CombSUM of RRF: many good passages beat one lucky one, but a long
+    document has more passages to sum)."""
+    score: dict[str, float] = {}
+    for rank, p in enumerate(ranked, start=1):
+        if how == "max":
+            score.setdefault(p.doc_id, -rank)
+        else:
+            score[p.doc_id] = score.get(p.doc_id, 0.0) + 1.0 / (k + rank)
+    kept = set(sorted(score, key=lambda d: -score[d])[:documents])
+    return [p for p in ranked if p.doc_id in kept]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--questions", type=int, default=1000, help="0: all 10,570")
@@ -100,6 +132,12 @@ def main() -> int:
     ap.add_argument("--chunk-overlap", type=int, default=None)
     ap.add_argument("--embed-title", action="store_true", help="RAG_EMBED_TITLE=true")
     ap.add_argument("--corpora", default="paragraphs,articles")
+    ap.add_argument(
+        "--documents-first",
+        default="",
+        help="comma-separated document counts: also measure document-level, then "
+        "passage-level retrieval keeping that many documents (e.g. 1,2,3)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "reports" / "long-docs")
     args = ap.parse_args()
 
@@ -128,20 +166,29 @@ def main() -> int:
     for name in args.corpora.split(","):
         gold = corpora[name]
         pipe = Evaluator(settings, progress=True).pipeline_for(gold)
-        ranked: list[list[Passage]] = []
-        for i in range(0, len(gold.questions), 128):
-            block = gold.questions[i : i + 128]
-            ranked += pipe.retrieve_batch([q.question for q in block], top_k=max(KS))
+        firsts = [int(n) for n in args.documents_first.split(",") if n]
+        ranked, deep = retrieve(pipe, gold.questions, max(KS)), []
         result[name] = {
             "documents": len(gold.documents),
             "chunks": pipe.stats().chunks,
             **hits(gold.questions, ranked),
         }
+        if firsts:
+            # Scored over DEEP passages (the reranker, when on, then reorders all of them):
+            # the same deep ranking cut to k is the baseline they are measured beside.
+            deep = retrieve(pipe, gold.questions, DEEP)
+            result[name][f"deep_{DEEP}"] = hits(gold.questions, [r[: max(KS)] for r in deep])
+        for n in firsts:
+            for how in ("max", "sum"):
+                kept = [documents_first(r, n, how)[: max(KS)] for r in deep]
+                result[name][f"documents_first_{n}_{how}"] = hits(gold.questions, kept)
         pipe.close()
     args.out.mkdir(parents=True, exist_ok=True)
     tag = f"c{settings.chunk_tokens}-o{settings.chunk_overlap}" + (
         "-title" if settings.embed_title else ""
     )
+    if args.documents_first:
+        result["documents_first"] = {"deep": DEEP, "rrf_k": RRF_K}
     (args.out / f"{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
