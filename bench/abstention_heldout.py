@@ -176,6 +176,10 @@ def table(rows: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
 
 DEV_FIT = "verifier: all, v1.1 part from dev articles (reader out-of-sample)"
+IN_SAMPLE_RULE = (
+    "factorised, P(correct given answerable) fitted on the decision's questions (v1.1 part "
+    "in-sample for the reader), online prior"
+)
 
 
 def main() -> int:
@@ -307,6 +311,17 @@ def main() -> int:
         name: summary(
             apply_online_prior(
                 rs, factorised, online.span_prior_window, online.span_prior_pseudo_count
+            )
+        )
+        for name, rs in sets.items()
+    }
+    # What fitting P(correct | answerable) on questions the reader never trained on buys
+    # (bench/fit_verifier.py's CORRECT_PART): the same fit, that part on every fit question.
+    in_sample = fit_factorised_verifier(fit_rows, full, keep=0.9).abstention
+    rows[IN_SAMPLE_RULE] = {
+        name: summary(
+            apply_online_prior(
+                rs, in_sample, online.span_prior_window, online.span_prior_pseudo_count
             )
         )
         for name, rs in sets.items()

@@ -284,7 +284,7 @@ class ReaderSettings(BaseSettings):
         "(rag/data/span_reader_probed_fit.json, span_reader_probed_prior_fit.json). Held "
         "out, at the default online share (eval/reports/verifier/experiments/"
         "answerability-probe.md): SQuAD v2.0 held-out articles F1 60.44 -> 64.44, no-answer "
-        "recall 49.0 -> 60.9 % at precision 77.7 -> 74.7 %, ECE 0.154 -> 0.115; SQuAD v1.1 "
+        "recall 49.0 -> 60.9 % at precision 77.7 -> 74.7 %, ECE 0.148 -> 0.108; SQuAD v1.1 "
         "dev open F1 77.70 -> 77.65; but news quizzes 2020-2021 F1 59.44 -> 56.11 (answered "
         "87.3 -> 82.1 %), so it is not the default. Not loaded with span_verifier off.",
     )

@@ -265,6 +265,29 @@ def test_the_factorised_fit_learns_answerability_and_correctness_apart() -> None
         fit_factorised_verifier(rows[40:])
 
 
+def test_the_correctness_part_can_be_fitted_on_another_run() -> None:
+    """With ``correct_results`` P(correct | answerable) is that run's alone (there, a wide
+    gap marks the wrong span, the reverse of ``results``), while P(answerable), its
+    threshold and the fit prior stay ``results``'; a run without answerable questions to
+    grade is refused."""
+    rows = [_result(False, True, mass=0.2 + 0.05 * (i % 4), gap=1.0 + i % 3) for i in range(40)]
+    rows += [_result(True, False, mass=0.7 + 0.05 * (i % 4), gap=3.0 + i % 3) for i in range(40)]
+    rows += [_result(False, False, mass=0.7 + 0.05 * (i % 4), gap=0.1 * (i % 3)) for i in range(40)]
+    other = [_result(True, False, gap=0.1 * (i % 3)) for i in range(40)]
+    other += [_result(False, False, gap=3.0 + i % 3) for i in range(40)]
+    own, moved = fit_factorised_verifier(rows), fit_factorised_verifier(rows, correct_results=other)
+    gap = VERIFIER_FEATURES.index("gap")
+    assert own.abstention.calibration is not None and moved.abstention.calibration is not None
+    assert own.abstention.calibration[gap] > 0 > moved.abstention.calibration[gap]
+    assert moved.abstention.answerable == own.abstention.answerable
+    assert moved.abstention.threshold == own.abstention.threshold
+    assert moved.abstention.fit_prior == own.abstention.fit_prior
+    assert moved.report["correct_if_answerable_questions"] == 80
+    assert own.report["correct_if_answerable_questions"] == 80
+    with pytest.raises(ValueError, match="needs answerable questions"):
+        fit_factorised_verifier(rows, correct_results=rows[:40])
+
+
 @given(
     st.lists(st.floats(-3, 3), min_size=3, max_size=3),
     st.lists(st.floats(-3, 3), min_size=3, max_size=3),

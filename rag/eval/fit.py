@@ -202,22 +202,31 @@ def fit_factorised_verifier(
     results: Sequence[QuestionResult],
     features: Sequence[str] = VERIFIER_FEATURES,
     keep: float = 0.0,
+    correct_results: Sequence[QuestionResult] | None = None,
 ) -> AbstentionFit:
     """The factorised verifier (see ``Abstention``) from a run with abstention off:
     P(answerable) fitted on every question (was it answerable?), P(correct | answerable) on
     the answerable ones (is the best span right?), both as ``fit_standardised`` fits them;
     the threshold is on P(answerable), chosen as ``fit_verifier`` chooses its own, and the
-    fit prior is the share of answerable questions in ``results``."""
+    fit prior is the share of answerable questions in ``results``.
+
+    ``correct_results``: the run P(correct | answerable) is fitted on instead (its
+    answerable questions), e.g. questions the reader never trained on, whose spans are as
+    often right as a user's; None: ``results``. The decision (P(answerable) and its
+    threshold) is ``results``' either way."""
     x = _feature_matrix(results, features)
     answerable = np.array([not r.impossible for r in results], dtype=float)
     if answerable.min() == answerable.max():
         raise ValueError("the factorised verifier needs answerable and unanswerable questions")
-    correct = np.array([r.correct for r in results], dtype=float)
     groups = [_article(r) for r in results]
     w_ans, ridge_ans, losses_ans = fit_standardised(x, answerable, groups)
-    mask = answerable.astype(bool)
+    pool = results if correct_results is None else correct_results
+    graded = [r for r in pool if not r.impossible]
+    if not graded:
+        raise ValueError("P(correct | answerable) needs answerable questions")
+    correct = np.array([r.correct for r in graded], dtype=float)
     w_cor, ridge_cor, losses_cor = fit_standardised(
-        x[mask], correct[mask], [g for g, m in zip(groups, mask, strict=True) if m]
+        _feature_matrix(graded, features), correct, [_article(r) for r in graded]
     )
     fit_prior = round(float(answerable.mean()), 6)
     probe = Abstention(
@@ -234,6 +243,7 @@ def fit_factorised_verifier(
         "answerable": losses_ans,
         "correct_if_answerable": losses_cor,
     }
+    report["correct_if_answerable_questions"] = len(graded)
     return AbstentionFit(abstention, report)
 
 
