@@ -19,7 +19,11 @@ same results (``rag.eval.apply_abstention``: what the composer decides from thos
   al. 2002: what a deployment could learn from its questions), and at the set's true
   share of answerable questions (what a deployment that knows it sets in
   RAG_SPAN_ANSWERABLE_PRIOR);
-- the fitted verifier from ``rag/data/span_reader_fit.json`` (the default).
+- the one-model verifier from ``rag/data/span_reader_fit.json`` and the factorised one from
+  ``rag/data/span_reader_prior_fit.json`` at the online share (the default), beside the
+  same factorised fit with P(correct | answerable) fitted the way it was before
+  ``--correct-part``: on the decision's own questions, the v1.1 part in-sample for the
+  reader.
 
 Nothing is asserted; the report goes to ``--out`` (report.md, results.json, reliability
 diagrams of the default on both sets).

@@ -102,7 +102,8 @@ V11_FIT_SETS = {"train": "squad-train-withheld", "dev": "squad-dev-withheld"}
 # questions, answerable and not, so the verifier's question-form features have it to fit on.
 CONTEXT_SHARE = 0.5
 # Where the factorised verifier's P(correct | answerable) learns how often a span is right:
-# the v2.0 fit articles and SQuAD v1.1 dev articles, questions the reader never trained on
+# the v2.0 fit articles and the fit half of SQuAD v1.1 dev's articles outside the v2.0 half
+# (``v11_parts``; never the held-out half), questions the reader never trained on
 # (as a user's are). On the v1.1 train part the reader answers questions it was trained on,
 # right more often than on any question it will be asked, so a fit there is overconfident
 # (ECE on news quizzes 2020-2021 0.078 -> 0.079, 2022-2023 0.085 -> 0.073, v2.0 held-out

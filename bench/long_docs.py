@@ -10,8 +10,10 @@ in one of the first k passages: what ``rag eval`` reports) and by position (one 
 first k passages covers a gold answer's own characters in its own document: a long
 document repeats names, so a string can be found where the answer is not). Settings
 variants (chunk size, overlap, the title embedded with each chunk) are flags; each builds
-its own index once, under index/. Nothing is asserted; results go to ``--out`` as one JSON
-file per variant.
+its own index once, under index/. ``--documents-first 1,2,3`` also measures a document stage
+over each question's first ``DEEP`` passages (``documents_first``; JSON keys ``deep_100``
+and ``documents_first_<n>_<max|sum>``). Nothing is asserted; results go to ``--out`` as one
+JSON file per variant.
 """
 
 from __future__ import annotations
@@ -96,6 +98,18 @@ def hits(
     }
 
 
+def counts(text: str) -> tuple[int, ...]:
+    """``--documents-first``'s comma-separated positive counts, checked before any index
+    is built."""
+    try:
+        values = tuple(int(n) for n in text.split(",") if n.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated counts: {text!r}") from None
+    if any(n < 1 for n in values):
+        raise argparse.ArgumentTypeError(f"document counts must be >= 1: {text!r}")
+    return values
+
+
 def retrieve(pipe: Any, questions: Sequence[GoldQuestion], k: int) -> list[list[Passage]]:
     """Each question's first ``k`` passages, as the pipeline retrieves them."""
     ranked: list[list[Passage]] = []
@@ -110,7 +124,7 @@ def documents_first(
 ) -> list[Passage]:
     """Document-level, then passage-level retrieval over one question's deep ranking: each
     document scored from its passages there, the first ``documents`` kept, and their
-    passages in their own order. ``how``: "max", a document as good as its best passage
+    passages in the deep ranking's order. ``how``: "max", a document as good as its best passage
     (MaxP, Dai & Callan 2019); "sum", the reciprocal ranks of all its passages summed
     (1 / (k + rank), CombSUM of RRF: many good passages beat one lucky one, but a long
     document has more passages to sum)."""
@@ -134,7 +148,8 @@ def main() -> int:
     ap.add_argument("--corpora", default="paragraphs,articles")
     ap.add_argument(
         "--documents-first",
-        default="",
+        type=counts,
+        default=(),
         help="comma-separated document counts: also measure document-level, then "
         "passage-level retrieval keeping that many documents (e.g. 1,2,3)",
     )
@@ -166,7 +181,7 @@ def main() -> int:
     for name in args.corpora.split(","):
         gold = corpora[name]
         pipe = Evaluator(settings, progress=True).pipeline_for(gold)
-        firsts = [int(n) for n in args.documents_first.split(",") if n]
+        firsts: tuple[int, ...] = args.documents_first
         ranked, deep = retrieve(pipe, gold.questions, max(KS)), []
         result[name] = {
             "documents": len(gold.documents),

@@ -210,10 +210,11 @@ def fit_factorised_verifier(
     the threshold is on P(answerable), chosen as ``fit_verifier`` chooses its own, and the
     fit prior is the share of answerable questions in ``results``.
 
-    ``correct_results``: the run P(correct | answerable) is fitted on instead (its
-    answerable questions), e.g. questions the reader never trained on, whose spans are as
-    often right as a user's; None: ``results``. The decision (P(answerable) and its
-    threshold) is ``results``' either way."""
+    ``correct_results``: replaces ``results`` for P(correct | answerable) alone (its
+    answerable questions are the fit's; include the decision's own sets in it when they
+    belong there), with the same ``features``; e.g. questions the reader never trained on.
+    None: ``results``. The decision (P(answerable), its threshold, the fit prior) is
+    ``results``' either way."""
     x = _feature_matrix(results, features)
     answerable = np.array([not r.impossible for r in results], dtype=float)
     if answerable.min() == answerable.max():
