@@ -50,6 +50,9 @@ from bench.common import (  # noqa: E402
     verifier_fits,
 )
 from bench.fit_verifier import (  # noqa: E402
+    V2_QUESTIONS,
+    V11_QUESTIONS,
+    WITHHELD,
     fit_results,
     fit_sets,
     fit_settings,
@@ -250,7 +253,7 @@ def main() -> int:
     fitting = fit_settings(args.reader_weights)
     dev_rows = [
         r
-        for name, gold in fit_sets(args.seed, 1500, "dev", 1000, 0.3).items()
+        for name, gold in fit_sets(args.seed, V2_QUESTIONS, "dev", V11_QUESTIONS, WITHHELD).items()
         for r in collect_results(f"{name}-seed{args.seed}", gold, args.fit_cache / "runs", fitting)
     ]
     rules[DEV_FIT] = fit_verifier(dev_rows, full, keep=0.9).abstention

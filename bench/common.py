@@ -162,13 +162,35 @@ def read_results(path: Path) -> list[QuestionResult]:
     return [QuestionResult(**{**r, "passages": []}) for r in rows]
 
 
+def gold_digest(gold: GoldSet) -> str:
+    """A short hash of what a gold set asks and over what: its questions (ids, texts,
+    answers, documents) and its corpus (document ids and texts), so a cached run is never
+    read for a set drawn otherwise (another sample size, withheld share or context copy)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for q in gold.questions:
+        answers = [(a.text, a.answer_start) for a in q.answers]
+        h.update(json.dumps([q.id, q.question, answers, q.doc_id]).encode())
+    for d in gold.documents:
+        h.update(json.dumps([d.id, d.title]).encode())
+        h.update(hashlib.sha256(d.text.encode()).digest())
+    return h.hexdigest()[:8]
+
+
+def results_path(name: str, gold: GoldSet, cache: Path, settings: Settings) -> Path:
+    """Where ``collect_results`` caches a run: ``cache/<name>-<pipeline fingerprint>-<gold
+    digest>.jsonl``."""
+    return cache / f"{name}-{pipeline_fingerprint(settings)}-{gold_digest(gold)}.jsonl"
+
+
 def collect_results(
     name: str, gold: GoldSet, cache: Path, settings: Settings
 ) -> list[QuestionResult]:
-    """Every question of ``gold`` through the pipeline (open corpus), cached in
-    ``cache/<name>-<pipeline fingerprint>.jsonl`` (without the passage list) so a re-run
-    reads nothing again, and a changed reader, reranker or verifier reads afresh."""
-    path = cache / f"{name}-{pipeline_fingerprint(settings)}.jsonl"
+    """Every question of ``gold`` through the pipeline (open corpus), cached at
+    ``results_path`` (without the passage list) so a re-run reads nothing again, and a
+    changed reader, reranker, verifier or gold set reads afresh."""
+    path = results_path(name, gold, cache, settings)
     if path.exists():
         return read_results(path)
     run = Evaluator(settings, progress=True).run(gold)

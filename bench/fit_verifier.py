@@ -34,7 +34,8 @@ articles, with their context copies): questions the reader never trained on, so 
 how often a span is right as a user would find it (``CORRECT_PART``).
 
 Every question is answered with abstention off and its verifier features are cached in
-``--out`` (``runs/<name>.jsonl``), so ``--refit`` refits without reading again. The fit
+``--out`` (``bench.common.results_path``: ``runs/<name>-<pipeline fingerprint>-<gold
+digest>.jsonl``), so running it again refits without reading again. The fit
 writes ``rag/data/span_reader_fit.json`` (one model of P(correct)),
 ``rag/data/span_reader_prior_fit.json`` (the factorised verifier, P(answerable) x
 P(correct | answerable), the default, at the answerable share ``RAG_SPAN_ANSWERABLE_PRIOR``
@@ -66,9 +67,9 @@ from bench.common import (  # noqa: E402
     checked as is_checked,
     collect_results,
     context_copies,
-    pipeline_fingerprint,
     probed as is_probed,
     read_results,
+    results_path,
     verifier_fits,
 )
 from rag.eval import (  # noqa: E402
@@ -101,6 +102,11 @@ V11_FIT_SETS = {"train": "squad-train-withheld", "dev": "squad-dev-withheld"}
 # (``context_copies``; their sets are named with this suffix): the form of news quizzes'
 # questions, answerable and not, so the verifier's question-form features have it to fit on.
 CONTEXT_SHARE = 0.5
+# The fit's set sizes: questions of the v2.0 fit articles (at most; they hold 865) and of
+# the SQuAD v1.1 part, and the share of that part's paragraphs withheld from its corpus.
+V2_QUESTIONS = 1500
+V11_QUESTIONS = 1000
+WITHHELD = 0.3
 # Where the factorised verifier's P(correct | answerable) learns how often a span is right:
 # the v2.0 fit articles and the fit half of SQuAD v1.1 dev's articles outside the v2.0 half
 # (``v11_parts``; never the held-out half), questions the reader never trained on
@@ -217,12 +223,14 @@ def fit_results(
     v11_part: str = "train",
     context_share: float = CONTEXT_SHARE,
 ) -> list[QuestionResult]:
-    """The cached results of a fit run (``cache/runs``), in the order the fit reads them."""
-    tag = pipeline_fingerprint(settings)
-    names = [V2_FIT_SET, V11_FIT_SETS[v11_part]]
-    if context_share > 0:
-        names += [name + CONTEXT_SUFFIX for name in names]
-    paths = [cache / "runs" / f"{name}-seed{seed}-{tag}.jsonl" for name in names]
+    """The cached results of a fit run with the default set sizes (``cache/runs``), in the
+    order the fit reads them; refused when the run was not made (the cache is keyed by each
+    set's questions and corpus, so a run drawn otherwise is not it)."""
+    sets = fit_sets(seed, V2_QUESTIONS, v11_part, V11_QUESTIONS, WITHHELD, context_share)
+    paths = [
+        results_path(f"{name}-seed{seed}", gold, cache / "runs", settings)
+        for name, gold in sets.items()
+    ]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise SystemExit(
@@ -235,7 +243,9 @@ def fit_results(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--v2-questions", type=int, default=1500, help="of the v2.0 fit articles")
+    ap.add_argument(
+        "--v2-questions", type=int, default=V2_QUESTIONS, help="of the v2.0 fit articles"
+    )
     ap.add_argument(
         "--v11-part", choices=sorted(V11_FIT_SETS), default="train", help="the SQuAD v1.1 part"
     )
@@ -246,8 +256,12 @@ def main() -> int:
         help="the SQuAD v1.1 part the factorised verifier's P(correct | answerable) is "
         "fitted on, beside the v2.0 fit articles",
     )
-    ap.add_argument("--v11-questions", type=int, default=1000, help="of the SQuAD v1.1 part")
-    ap.add_argument("--withheld", type=float, default=0.3, help="share of v1.1 paragraphs removed")
+    ap.add_argument(
+        "--v11-questions", type=int, default=V11_QUESTIONS, help="of the SQuAD v1.1 part"
+    )
+    ap.add_argument(
+        "--withheld", type=float, default=WITHHELD, help="share of v1.1 paragraphs removed"
+    )
     ap.add_argument(
         "--context-share",
         type=float,

@@ -40,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import pipeline_fingerprint  # noqa: E402
+from bench.common import gold_digest, pipeline_fingerprint  # noqa: E402
 from bench.fit_verifier import fit_sets, no_abstention, v11_parts  # noqa: E402
 from bench.news_eval import DEV_YEARS, NEWS, TEST_YEARS, news_years  # noqa: E402
 from rag.eval import Evaluator, fit_selection  # noqa: E402
@@ -177,7 +177,8 @@ def main() -> int:
         unranked = no_abstention(args.reader_weights).model_copy(
             update={"span_rank_weight": 0.0, "span_selection": "rank"}
         )
-        path = args.cache / f"{slug}-seed{args.fit_seed}-{pipeline_fingerprint(unranked)}.jsonl"
+        tag = f"{pipeline_fingerprint(unranked)}-{gold_digest(gold)}"
+        path = args.cache / f"{slug}-seed{args.fit_seed}-{tag}.jsonl"
         if not path.exists():
             dump_candidates(gold, path, unranked, args.batch)
         data[name] = load_candidates(path)
