@@ -284,16 +284,20 @@ def main() -> int:
     checked, probed = is_checked(settings), is_probed(settings)
     args.fit_file, args.prior_fit_file = verifier_fits(settings, args.fit_file, args.prior_fit_file)
     results: list[QuestionResult] = []
-    sets = fit_sets(
-        args.seed,
-        args.v2_questions,
-        args.v11_part,
-        args.v11_questions,
-        args.withheld,
-        args.context_share,
-    )
+
+    def sets_with(v11_part: str) -> dict[str, GoldSet]:
+        """The fit's sets with the SQuAD v1.1 part from ``v11_part``."""
+        return fit_sets(
+            args.seed,
+            args.v2_questions,
+            v11_part,
+            args.v11_questions,
+            args.withheld,
+            args.context_share,
+        )
+
     read: dict[str, list[QuestionResult]] = {}
-    for name, gold in sets.items():
+    for name, gold in sets_with(args.v11_part).items():
         read[name] = collect_results(f"{name}-seed{args.seed}", gold, args.out / "runs", settings)
         rows = read[name]
         print(f"{name}: {len(rows)} questions, {sum(r.impossible for r in rows)} unanswerable")
@@ -301,15 +305,7 @@ def main() -> int:
     # P(correct | answerable)'s own questions (see CORRECT_PART): the same v2.0 sets, cached
     # above, and the v1.1 part of --correct-part.
     graded: list[QuestionResult] = []
-    correct_sets = fit_sets(
-        args.seed,
-        args.v2_questions,
-        args.correct_part,
-        args.v11_questions,
-        args.withheld,
-        args.context_share,
-    )
-    for name, gold in correct_sets.items():
+    for name, gold in sets_with(args.correct_part).items():
         if name not in read:
             read[name] = collect_results(
                 f"{name}-seed{args.seed}", gold, args.out / "runs", settings
